@@ -18,6 +18,11 @@ from mlpot.errors import MlpotError
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("mlpot.data.convert_cli", "convert DFT data between DeePMD npy/raw, extxyz/ASE, VASP and HDF5"),
     "neighbor-stat": ("mlpot.data.neighbor_stat", "minimal pair distance and maximal neighbor counts (sel)"),
+    "train": ("mlpot.train.train_cli", "train a Deep Potential from a DeePMD-kit-style input.json (DDP via torchrun)"),
+    "plot": ("mlpot.plot_cli", "plot a learning curve (lcurve.out) to an image"),
+    "freeze": ("mlpot.freeze_cli", "freeze a training checkpoint into one self-contained model file"),
+    "test": ("mlpot.test_cli", "energy/force/virial errors of a model on labeled data (dp test wording)"),
+    "model-devi": ("mlpot.model_devi_cli", "model deviation of an ensemble over trajectory frames (model_devi.out)"),
 }
 
 
@@ -26,13 +31,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _overview() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    return "commands:\n" + "\n".join(lines) + "\n\nRun 'mlpot COMMAND --help' for a command's options."
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (so one command never slows or breaks another)."""
     from mlpot import __version__
 
-    parser = _Parser(prog="mlpot", description="Deep-Potential machine-learned interatomic potentials.")
+    parser = _Parser(
+        prog="mlpot",
+        description="Deep-Potential machine-learned interatomic potentials. Units: eV, Å, fs, amu, K, bar.",
+        epilog=_overview(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"mlpot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
+        if command is not None and name != command:
+            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         importlib.import_module(module).add_arguments(p)
@@ -40,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    if command is None and argv and not argv[0].startswith("-"):
+        print(f"mlpot: error: unknown command '{argv[0]}' (expected one of: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -1,0 +1,118 @@
+"""``mlpot neighbor-stat``: the shortest pair distance and the largest neighbor count per neighbor type
+within ``rcut`` over all frames of the given systems — what DeePMD-kit calls ``sel`` (choose ``sel`` at
+least this large).
+
+Computed with :func:`mlpot.neighbors.neighbor_list` on batches of frames; the counts per (atom, neighbor
+type) come from one ``torch.bincount`` over ``center * n_types + type[neighbor]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class NeighborStat:
+    """Result of :func:`neighbor_stat`.
+
+    min_dist: shortest pair distance (Å; ``inf`` when no pair is within rcut);
+    max_nbor: (n_types,) largest number of neighbors of each type around any atom;
+    table: (n_types, n_types) largest number of neighbors of type j (column) around an atom of type i (row);
+    type_map, rcut (Å), n_frames (frames examined).
+    """
+
+    type_map: list[str]
+    rcut: float
+    min_dist: float
+    max_nbor: np.ndarray
+    table: np.ndarray
+    n_frames: int
+
+    def format(self) -> str:
+        w = max([6] + [len(t) for t in self.type_map])
+        head = f"{'center':>{w}} " + " ".join(f"{t:>{w}}" for t in self.type_map)
+        rows = [f"{c:>{w}} " + " ".join(f"{int(n):>{w}d}" for n in row) for c, row in zip(self.type_map, self.table)]
+        lines = [
+            f"neighbor statistics within rcut = {self.rcut:g} Å over {self.n_frames} frames",
+            "max neighbors of each type (columns) around an atom of each type (rows):",
+            head,
+            *rows,
+            f"min nbor dist: {self.min_dist:.6f}",
+            f"max nbor size: [{' '.join(str(int(n)) for n in self.max_nbor)}]",
+        ]
+        return "\n".join(lines)
+
+
+def neighbor_stat(
+    systems: Sequence, rcut: float, device: Optional[str] = None, max_atoms_per_batch: int = 4096,
+    max_frames: Optional[int] = None,
+) -> NeighborStat:
+    """Neighbor statistics of ``systems`` (LabeledFrames sharing one type_map) within ``rcut`` Å.
+
+    Frames are processed in batches of at most ``max_atoms_per_batch`` atoms; ``max_frames`` (optional)
+    limits each system to its first frames.
+    """
+    import torch
+
+    from mlpot.errors import DataError
+    from mlpot.neighbors import edge_vectors, neighbor_list
+
+    if rcut <= 0:
+        raise DataError(f"rcut: expected a positive cutoff in Å, found {rcut}")
+    if not systems:
+        raise DataError("systems: expected at least one system, found none")
+    type_map = list(systems[0].type_map)
+    for s in systems[1:]:
+        if list(s.type_map) != type_map:
+            raise DataError(f"{s.source}: field 'type_map': expected {type_map} (as the first system), found {s.type_map}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    nt = len(type_map)
+    table = torch.zeros(nt, nt, dtype=torch.long, device=dev)
+    min_dist = torch.tensor(float("inf"), dtype=torch.float64, device=dev)
+    n_seen = 0
+    for s in systems:
+        nf = s.n_frames if max_frames is None else min(s.n_frames, max_frames)
+        n = s.n_atoms
+        batch = max(1, max_atoms_per_batch // n)
+        types = torch.as_tensor(s.atom_types, device=dev)
+        pbc = torch.as_tensor(np.asarray(s.pbc, dtype=bool), device=dev)
+        for start in range(0, nf, batch):
+            stop = min(nf, start + batch)
+            b = stop - start
+            pos = torch.as_tensor(s.positions[start:stop], dtype=torch.float64, device=dev).reshape(-1, 3)
+            cells = torch.as_tensor(s.cells[start:stop], dtype=torch.float64, device=dev)
+            fidx = torch.arange(b, device=dev).repeat_interleave(n)
+            nl = neighbor_list(pos, cells, pbc.expand(b, 3), rcut, fidx)
+            d = edge_vectors(pos, cells, fidx, nl).norm(dim=-1)
+            keep = d < rcut  # a list with a skin may hold longer pairs
+            ci, nj = nl.centers[keep], nl.neighbors[keep]
+            if d[keep].numel():
+                min_dist = torch.minimum(min_dist, d[keep].min())
+            all_types = types.repeat(b)
+            counts = torch.bincount(ci * nt + all_types[nj], minlength=b * n * nt).reshape(b * n, nt)
+            table = table.scatter_reduce(0, all_types[:, None].expand(-1, nt), counts, "amax")
+            n_seen += b
+    table_np = table.cpu().numpy()
+    return NeighborStat(type_map, float(rcut), float(min_dist), table_np.max(axis=0), table_np, n_seen)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--systems", nargs="+", required=True, metavar="SYSTEM",
+                        help="DeePMD system dirs (or dirs holding them), HDF5 stores, extxyz, OUTCAR ...")
+    parser.add_argument("-r", "--rcut", type=float, required=True, help="cutoff radius (Å)")
+    parser.add_argument("-t", "--type-map", nargs="+", default=None, metavar="ELEM", help="element order of the columns")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--max-frames", type=int, default=None, help="examine only the first N frames of each system")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlpot.data.io import load_systems
+
+    systems = load_systems(args.systems, type_map=args.type_map)
+    stat = neighbor_stat(systems, args.rcut, device=args.device, max_frames=args.max_frames)
+    print(stat.format())
+    return 0
