@@ -1,0 +1,64 @@
+"""DeepPot-SE two-body embedding descriptor with radial information only (``se_e2_r``).
+
+Conventions of DeePMD-kit's PyTorch backend (v3), ``deepmd/pt/model/descriptor/se_r.py``
+(``DescrptSeR.forward``): with s̃ the normalised ``sw(r)/r`` of each neighbor slot (empty slots:
+``s̃_pad[c] = −avg[c]/std[c]``) and one embedding net per *neighbor* type,
+
+    D_i = (1/5) · (1/nnei) · Σ_{all nnei = Σ sel slots} G_t(s̃)        (neuron[-1] features)
+
+(DeePMD writes it as Σ_t mean over the sel[t] slots of type t times sel[t]/nnei, then a fixed
+rescale 1/5). Edge-based like :mod:`mlpot.descriptors.se_e2_a`: per-edge embeddings are
+scatter-added and the empty slots added analytically.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mlpot.descriptors.env import normalize_rows, padding_rows
+from mlpot.descriptors.se_e2_a import SeDescriptorBase
+from mlpot.errors import ConfigError
+
+#: DeePMD-kit's fixed output rescale of se_e2_r
+RESCALE = 1.0 / 5.0
+
+
+class DescriptorSeR(SeDescriptorBase):
+    """``se_e2_r``; output (n_atoms, neuron[-1])."""
+
+    type_name = "se_e2_r"
+    radial_only = True
+
+    def __init__(self, ntypes: int, rcut: float, rcut_smth: float, sel, neuron=(25, 50, 100), **kwargs) -> None:
+        if kwargs.get("type_one_side", True) is False:
+            raise ConfigError("model.descriptor.type_one_side: se_e2_r supports only type_one_side = true")
+        super().__init__(ntypes, rcut, rcut_smth, sel, neuron, **kwargs)
+        self.embeddings = self._make_embeddings()
+
+    @property
+    def dim_out(self) -> int:
+        return self.neuron[-1]
+
+    def forward(
+        self,
+        rij: torch.Tensor,
+        centers: torch.Tensor,
+        neighbor_types: torch.Tensor,
+        atom_types: torch.Tensor,
+        counts: torch.Tensor,
+    ) -> torch.Tensor:
+        """Same inputs as :meth:`DescriptorSeA.forward`; returns (N, neuron[-1])."""
+        n_atoms = atom_types.shape[0]
+        m1 = self.neuron[-1]
+        s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
+        acc = torch.zeros(n_atoms, m1, dtype=self.dtype, device=s.device)
+        for t in range(self.ntypes):
+            idx = torch.nonzero(neighbor_types == t).reshape(-1)
+            if idx.numel() == 0:
+                continue
+            acc = acc.index_add(0, centers[idx], self.embedding(-1, t)(s[idx]))
+        pad = padding_rows(self.davg, self.dstd)  # (ntypes_c, 1)
+        g_pad = torch.stack([self.embedding(-1, t)(pad) for t in range(self.ntypes)], dim=1)  # (c, t, M1)
+        n_empty = (self.sel.to(counts.device)[None, :] - counts).to(self.dtype)  # (N, t)
+        acc = acc + torch.einsum("nt,ntm->nm", n_empty, g_pad[atom_types])
+        return acc * (RESCALE / self.nnei)

@@ -1,0 +1,385 @@
+"""The Deep Potential energy model: descriptor → per-type fitting net → atomic energies.
+
+``E = Σ_i E_i``, ``E_i = F_{c_i}(D_i) + bias[c_i]`` (eV), with D the se_e2_a / se_e2_r descriptor
+(:mod:`mlpot.descriptors`) and F one fitting net per center type (:class:`mlpot.nn.FittingNet`).
+This is DeePMD-kit's "standard" energy model (PyTorch backend v3: ``deepmd/pt/model/task/fitting.py``
+``GeneralFitting._forward_common`` adds ``bias_atom_e[type]``; the atomic model adds ``out_bias[type]``
+in ``apply_out_stat``; our ``fitting.energy_bias`` is the sum of the two).
+
+Forces and virial come from one autograd pass with respect to the *edge vectors*
+``r_ij = r_j − r_i + s·cell`` (:func:`evaluate`)::
+
+    g_p = ∂E/∂r_p                (per pair p = (i, j, s))
+    F_k = Σ_{p: i_p = k} g_p − Σ_{p: j_p = k} g_p        (eV/Å)
+    W   = −Σ_p r_p ⊗ g_p         per frame (eV; DeePMD convention virial = −stress·volume)
+
+Parameter names (stable, for weight import)::
+
+    descriptor.embeddings.<t>.layers.<k>.{matrix,bias,idt}     type_one_side (t = neighbor type)
+    descriptor.embeddings.<c>_<t>.layers.<k>.{matrix,bias,idt} otherwise (c = center type)
+    descriptor.davg, descriptor.dstd  (ntypes, 4|1) env-matrix mean / std per center type
+    fitting.nets.<c>.layers.<k>.{matrix,bias,idt}              last k: linear output layer
+    fitting.energy_bias  (ntypes,) eV
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from mlpot.data import stats as stats_mod
+from mlpot.descriptors import SeDescriptorBase, build_descriptor
+from mlpot.errors import ConfigError, ModelError
+from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list
+from mlpot.nn import FittingNet, check_activation, precision_name, resolve_precision
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------------------------- fitting
+_FIT_DEFAULT_ONLY = {
+    "numb_fparam": 0,
+    "numb_aparam": 0,
+    "dim_case_embd": 0,
+    "atom_ener": [],
+    "trainable": True,
+    "exclude_types": [],
+    "use_aparam_as_mask": False,
+    "layer_name": None,
+    "tot_ener_zero": False,
+}
+_FIT_IGNORED = {"_comment", "type", "rcond"}
+_FIT_KEYS = {"neuron", "resnet_dt", "activation_function", "precision", "seed"}
+
+
+class EnergyFitting(torch.nn.Module):
+    """One fitting net per center type plus a per-type energy bias.
+
+    forward(descriptor (N, dim_in), atom_types (N,)) → atomic energies (N,) eV.
+    """
+
+    def __init__(
+        self,
+        ntypes: int,
+        dim_in: int,
+        neuron: Sequence[int] = (120, 120, 120),
+        resnet_dt: bool = True,
+        activation_function: str = "tanh",
+        precision: str = "float64",
+        seed: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.ntypes = int(ntypes)
+        self.dim_in = int(dim_in)
+        self.neuron = [int(n) for n in neuron]
+        if any(n <= 0 for n in self.neuron):
+            raise ConfigError(f"model.fitting_net.neuron: expected positive ints, got {neuron!r}")
+        self.resnet_dt = bool(resnet_dt)
+        self.activation_function = check_activation(activation_function, "model.fitting_net.activation_function")
+        self.dtype = resolve_precision(precision, "model.fitting_net.precision")
+        self.seed = seed
+        g = None
+        if seed is not None:
+            g = torch.Generator()
+            g.manual_seed(int(seed))
+        self.nets = torch.nn.ModuleDict(
+            {
+                str(t): FittingNet(self.dim_in, self.neuron, 1, self.activation_function, self.resnet_dt, self.dtype, g)
+                for t in range(self.ntypes)
+            }
+        )
+        self.register_buffer("energy_bias", torch.zeros(self.ntypes, dtype=self.dtype))
+
+    def get_config(self) -> dict:
+        return {
+            "type": "ener",
+            "neuron": list(self.neuron),
+            "resnet_dt": self.resnet_dt,
+            "activation_function": self.activation_function,
+            "precision": precision_name(self.dtype),
+            "seed": self.seed,
+        }
+
+    def forward(self, descriptor: torch.Tensor, atom_types: torch.Tensor) -> torch.Tensor:
+        x = descriptor.to(self.dtype)
+        out = self.energy_bias[atom_types]
+        for t in range(self.ntypes):
+            idx = torch.nonzero(atom_types == t).reshape(-1)
+            if idx.numel() == 0:
+                continue
+            out = out.index_add(0, idx, self.nets[str(t)](x[idx]).reshape(-1))
+        return out
+
+
+def build_fitting(cfg: dict[str, Any], ntypes: int, dim_in: int) -> EnergyFitting:
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"model.fitting_net: expected a mapping, got {type(cfg).__name__}")
+    ftype = cfg.get("type", "ener")
+    if ftype != "ener":
+        raise ConfigError(f"model.fitting_net.type: only 'ener' is supported, got {ftype!r}")
+    kwargs = {}
+    for key, value in cfg.items():
+        if key in _FIT_IGNORED:
+            continue
+        if key in _FIT_DEFAULT_ONLY:
+            if value != _FIT_DEFAULT_ONLY[key] and not (value is None or (isinstance(value, list) and not value)):
+                raise ConfigError(f"model.fitting_net.{key}: only {_FIT_DEFAULT_ONLY[key]!r} is supported, got {value!r}")
+            continue
+        if key not in _FIT_KEYS:
+            raise ConfigError(f"model.fitting_net.{key}: unknown key (known: {sorted(_FIT_KEYS)})")
+        kwargs[key] = value
+    try:
+        return EnergyFitting(ntypes, dim_in, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model.fitting_net: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------ model
+_MODEL_IGNORED = {"_comment", "data_stat_nbatch", "data_stat_protect", "type", "type_embedding_ignored"}
+_MODEL_DEFAULT_ONLY = {"pair_exclude_types": [], "atom_exclude_types": [], "use_srtab": None, "spin": None}
+
+
+class EnergyModel(torch.nn.Module):
+    """Descriptor + fitting (see module docstring). Build with :meth:`from_config`."""
+
+    def __init__(self, type_map: Sequence[str], descriptor: SeDescriptorBase, fitting: EnergyFitting) -> None:
+        super().__init__()
+        self.type_map = [str(t) for t in type_map]
+        if len(self.type_map) == 0 or len(set(self.type_map)) != len(self.type_map):
+            raise ConfigError(f"model.type_map: expected unique element names, got {self.type_map}")
+        self.descriptor = descriptor
+        self.fitting = fitting
+        self.metadata: dict = {}
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, model_cfg: dict[str, Any], device: Optional[str | torch.device] = None) -> "EnergyModel":
+        """Build from DeePMD-kit's ``model`` section {type_map, descriptor, fitting_net}."""
+        if not isinstance(model_cfg, dict):
+            raise ConfigError(f"model: expected a mapping, got {type(model_cfg).__name__}")
+        for key, value in model_cfg.items():
+            if key in ("type_map", "descriptor", "fitting_net") or key in _MODEL_IGNORED:
+                continue
+            if key in _MODEL_DEFAULT_ONLY:
+                if value not in (None, [], False) and value != _MODEL_DEFAULT_ONLY[key]:
+                    raise ConfigError(f"model.{key}: only {_MODEL_DEFAULT_ONLY[key]!r} is supported, got {value!r}")
+                continue
+            raise ConfigError(f"model.{key}: unknown key (expected type_map, descriptor, fitting_net)")
+        if model_cfg.get("type", "standard") not in ("standard", "ener", None):
+            raise ConfigError(f"model.type: only the standard energy model is supported, got {model_cfg['type']!r}")
+        type_map = model_cfg.get("type_map")
+        if not isinstance(type_map, (list, tuple)) or not type_map:
+            raise ConfigError("model.type_map: required, a list of element names, e.g. ['O', 'H']")
+        ntypes = len(type_map)
+        if "descriptor" not in model_cfg:
+            raise ConfigError("model.descriptor: required")
+        descriptor = build_descriptor(model_cfg["descriptor"], ntypes)
+        fitting = build_fitting(model_cfg.get("fitting_net", {}), ntypes, descriptor.dim_out)
+        model = cls(type_map, descriptor, fitting)
+        return model.to(device if device is not None else default_device())
+
+    def get_config(self) -> dict:
+        """JSON-serialisable config; ``from_config(get_config())`` rebuilds the same architecture."""
+        return copy.deepcopy(
+            {"type_map": list(self.type_map), "descriptor": self.descriptor.get_config(), "fitting_net": self.fitting.get_config()}
+        )
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def rcut(self) -> float:
+        return self.descriptor.rcut
+
+    @property
+    def ntypes(self) -> int:
+        return len(self.type_map)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model precision (the descriptor's); inputs are cast to it."""
+        return self.descriptor.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.descriptor.sel.device
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def forward(
+        self,
+        positions: torch.Tensor,
+        atom_types: torch.Tensor,
+        cells: torch.Tensor,
+        frame_index: torch.Tensor,
+        centers: torch.Tensor,
+        neighbors: torch.Tensor,
+        shifts: torch.Tensor,
+        n_frames: int,
+    ) -> dict[str, torch.Tensor]:
+        """Energies of a batch of frames from positions (N, 3) Å, types (N,), cells (B, 3, 3) Å,
+        frame_index (N,) and a full pair list (pairs beyond rcut allowed, they count as absent).
+        Returns {"energy": (B,) eV, "atom_energy": (N,) eV}; differentiable in positions and cells."""
+        positions = positions.to(self.dtype)
+        cells = cells.to(self.dtype)
+        nl = NeighborList(centers, neighbors, shifts)
+        rij = edge_vectors(positions, cells, frame_index, nl)
+        return self.energy_from_edges(rij, atom_types, frame_index, centers, neighbors, n_frames)
+
+    def energy_from_edges(
+        self,
+        rij: torch.Tensor,
+        atom_types: torch.Tensor,
+        frame_index: torch.Tensor,
+        centers: torch.Tensor,
+        neighbors: torch.Tensor,
+        n_frames: int,
+    ) -> dict[str, torch.Tensor]:
+        """As :meth:`forward`, from the pair vectors rij (P, 3) Å of the pair list directly."""
+        atom_types = atom_types.to(torch.long)
+        n_atoms = atom_types.shape[0]
+        if n_atoms and (int(atom_types.min()) < 0 or int(atom_types.max()) >= self.ntypes):
+            raise ModelError(f"atom_types: indices must lie in [0, {self.ntypes}) for type_map {self.type_map}")
+        rij = rij.to(self.dtype)
+        keep = torch.linalg.vector_norm(rij.detach(), dim=-1) < self.rcut
+        idx = torch.nonzero(keep).reshape(-1)
+        rij_in, c_in = rij[idx], centers[idx]
+        ntype_in = atom_types[neighbors[idx]]
+        counts = self.descriptor.neighbor_counts(c_in, ntype_in, n_atoms, frame_index, self.type_map)
+        d = self.descriptor(rij_in, c_in, ntype_in, atom_types, counts)
+        atom_energy = self.fitting(d, atom_types).to(self.dtype)
+        energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
+        energy = energy.index_add(0, frame_index, atom_energy)
+        return {"energy": energy, "atom_energy": atom_energy}
+
+    # -- statistics --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def compute_stats(self, systems: Sequence[Any], max_frames: int = 20, seed: int = 0, energy_bias: bool = True) -> None:
+        """Descriptor mean/std (from up to ``max_frames`` frames per system) and per-type energy bias
+        (least squares of the frame energies on the type counts, all frames) — see
+        :mod:`mlpot.data.stats`. ``systems``: list of :class:`~mlpot.data.frames.LabeledFrames`."""
+        if not systems:
+            raise ModelError("compute_stats: no training systems given")
+        dev, dt = self.device, self.dtype
+        desc = self.descriptor
+        sums = np.zeros((self.ntypes, 2, 3))
+        counts_rows, energies = [], []
+        for system in systems:
+            sys_ = system.with_type_map(self.type_map) if list(system.type_map) != self.type_map else system
+            types_np = np.asarray(sys_.atom_types, dtype=np.int64)
+            sel_idx = stats_mod.subsample_indices(sys_.n_frames, max_frames, seed)
+            nf = len(sel_idx)
+            pos = torch.as_tensor(sys_.positions[sel_idx], dtype=dt, device=dev).reshape(-1, 3)
+            cells = torch.as_tensor(sys_.cells[sel_idx], dtype=dt, device=dev)
+            pbc = torch.as_tensor(np.broadcast_to(sys_.pbc, (nf, 3)).copy(), device=dev)
+            types = torch.as_tensor(types_np, device=dev).repeat(nf)
+            fidx = torch.arange(nf, device=dev).repeat_interleave(sys_.n_atoms)
+            nl = neighbor_list(pos, cells, pbc, self.rcut, fidx)
+            rij = edge_vectors(pos, cells, fidx, nl)
+            keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < self.rcut).reshape(-1)
+            c_in = nl.centers[keep]
+            desc.neighbor_counts(c_in, types[nl.neighbors[keep]], types.shape[0], fidx, self.type_map)
+            rows = desc.env_rows(rij[keep])
+            n_per_type = torch.bincount(types, minlength=self.ntypes)
+            sums += stats_mod.env_stat_sums(rows, types[c_in], n_per_type, desc.nnei, self.ntypes)
+            if energy_bias and sys_.energies is not None:
+                counts_rows.append(np.tile(np.bincount(types_np, minlength=self.ntypes), (sys_.n_frames, 1)))
+                energies.append(np.asarray(sys_.energies, dtype=np.float64))
+        avg, std = stats_mod.env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
+        desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
+        if energy_bias:
+            if not energies:
+                raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")
+            bias = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(energies))
+            self.fitting.energy_bias.copy_(torch.as_tensor(bias, dtype=self.fitting.dtype))
+
+
+# ------------------------------------------------------------------------------------- evaluate
+def _as_batch(model: EnergyModel, positions, atom_types, cells, pbc, frame_index):
+    dev, dt = model.device, model.dtype
+    positions = torch.as_tensor(positions, device=dev).to(dt)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ModelError(f"positions: expected shape (n_atoms, 3), got {tuple(positions.shape)}")
+    n_atoms = positions.shape[0]
+    atom_types = torch.as_tensor(atom_types, device=dev).to(torch.long).reshape(-1)
+    if atom_types.shape[0] != n_atoms:
+        raise ModelError(f"atom_types: expected {n_atoms} entries, got {atom_types.shape[0]}")
+    cells = torch.as_tensor(cells, device=dev).to(dt)
+    if cells.ndim == 2:
+        cells = cells.reshape(1, 3, 3)
+    if cells.ndim != 3 or cells.shape[1:] != (3, 3):
+        raise ModelError(f"cells: expected shape (n_frames, 3, 3), got {tuple(cells.shape)}")
+    n_frames = cells.shape[0]
+    pbc = torch.as_tensor(pbc, device=dev).to(torch.bool)
+    pbc = pbc.reshape(-1, 3).expand(n_frames, 3) if pbc.numel() == 3 else pbc.reshape(n_frames, 3)
+    if frame_index is None:
+        if n_frames != 1:
+            raise ModelError(f"frame_index: required when several frames ({n_frames}) are given")
+        frame_index = torch.zeros(n_atoms, dtype=torch.long, device=dev)
+    frame_index = torch.as_tensor(frame_index, device=dev).to(torch.long)
+    return positions, atom_types, cells, pbc, frame_index, n_frames
+
+
+def evaluate(
+    model: EnergyModel,
+    positions,
+    atom_types,
+    cells,
+    pbc,
+    frame_index=None,
+    nl: Optional[NeighborList] = None,
+    forces: bool = True,
+    virial: bool = True,
+    create_graph: bool = False,
+    atom_virial: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Energy, atomic energies, forces and virial of a batch of frames.
+
+    positions (N, 3) Å; atom_types (N,); cells (B, 3, 3) or (3, 3) Å (zeros where not periodic);
+    pbc (B, 3) or (3,) bool; frame_index (N,) (default: one frame); nl: a full pair list (computed
+    with cutoff ``model.rcut`` when None; may extend beyond rcut).
+    Returns energy (B,) eV, atom_energy (N,) eV, forces (N, 3) eV/Å = −∂E/∂r, virial (B, 3, 3) eV
+    = −Σ_pairs r_ij ⊗ ∂E/∂r_ij, and with ``atom_virial`` the per-atom virial (N, 3, 3) eV (each
+    pair's −r_ij ⊗ ∂E/∂r_ij split half to i, half to j). ``create_graph=True`` keeps the graph so
+    that forces/virial can be differentiated again (force training).
+    """
+    positions, atom_types, cells, pbc, frame_index, n_frames = _as_batch(model, positions, atom_types, cells, pbc, frame_index)
+    if nl is None:
+        nl = neighbor_list(positions.detach(), cells.detach(), pbc, model.rcut, frame_index)
+    nl = NeighborList(*(t.to(model.device) for t in nl))
+    need_grad = forces or virial or atom_virial
+    grad_enabled = torch.is_grad_enabled()
+    with torch.enable_grad() if need_grad else contextlib.nullcontext():
+        rij = edge_vectors(positions, cells, frame_index, nl)
+        if need_grad and not rij.requires_grad:
+            rij.requires_grad_(True)
+        out = model.energy_from_edges(rij, atom_types, frame_index, nl.centers, nl.neighbors, n_frames)
+        result = {"energy": out["energy"], "atom_energy": out["atom_energy"]}
+        if need_grad:
+            (g,) = torch.autograd.grad(
+                out["energy"].sum(), rij, create_graph=create_graph, retain_graph=create_graph, allow_unused=True
+            )
+            if g is None:
+                g = torch.zeros_like(rij)
+            n_atoms = positions.shape[0]
+            if forces:
+                f = torch.zeros(n_atoms, 3, dtype=g.dtype, device=g.device)
+                f = f.index_add(0, nl.centers, g).index_add(0, nl.neighbors, -g)
+                result["forces"] = f
+            rij_v = rij if create_graph else rij.detach()
+            pair_w = -rij_v[:, :, None] * g[:, None, :]  # (P, 3, 3)
+            if virial:
+                w = torch.zeros(n_frames, 3, 3, dtype=g.dtype, device=g.device)
+                result["virial"] = w.index_add(0, frame_index[nl.centers], pair_w)
+            if atom_virial:
+                aw = torch.zeros(n_atoms, 3, 3, dtype=g.dtype, device=g.device)
+                result["atom_virial"] = aw.index_add(0, nl.centers, 0.5 * pair_w).index_add(0, nl.neighbors, 0.5 * pair_w)
+    if not grad_enabled:
+        result = {k: v.detach() for k, v in result.items()}
+    return result
+
+
+__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "build_fitting", "default_device"]

@@ -1,0 +1,233 @@
+"""Descriptors against independent references: the DeePMD padded-slot formulation written out
+densely (loops over atoms and slots), the switch polynomial, statistics by brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mlpot.data import stats
+from mlpot.data.frames import LabeledFrames
+from mlpot.descriptors.env import edge_env_rows, smooth_switch
+from mlpot.errors import ConfigError, ModelError
+from mlpot.model import EnergyModel
+from mlpot.neighbors import edge_vectors, neighbor_list
+
+RCUT, RCUT_SMTH = 3.2, 0.8
+
+
+def small_system(seed: int = 0, n: int = 12):
+    """A random 2-type periodic box, atoms kept >= 0.9 Å apart."""
+    rng = np.random.default_rng(seed)
+    cell = np.array([[5.0, 0.0, 0.0], [0.6, 4.8, 0.0], [-0.4, 0.5, 5.2]])
+    pts: list[np.ndarray] = []
+    while len(pts) < n:
+        p = rng.random(3) @ cell
+        if all(np.linalg.norm(p - q) > 0.9 for q in pts):
+            pts.append(p)
+    types = np.array([0] * (n // 3) + [1] * (n - n // 3))
+    return np.array(pts), types, cell
+
+
+def make_model(kind: str = "se_e2_a", type_one_side: bool = True, sel=(30, 40), seed: int = 3) -> EnergyModel:
+    desc = {"type": kind, "rcut": RCUT, "rcut_smth": RCUT_SMTH, "sel": list(sel), "neuron": [3, 6, 12],
+            "resnet_dt": True, "seed": seed, "type_one_side": type_one_side}
+    if kind == "se_e2_a":
+        desc["axis_neuron"] = 4
+    model = EnergyModel.from_config({"type_map": ["O", "H"], "descriptor": desc,
+                                     "fitting_net": {"neuron": [8, 8], "seed": seed + 1}}, device="cpu")
+    k = 4 if kind == "se_e2_a" else 1
+    gen = torch.Generator().manual_seed(seed)
+    davg = 0.3 * torch.rand(2, k, generator=gen)
+    dstd = 0.5 + torch.rand(2, k, generator=gen)
+    model.descriptor.set_stats(davg, dstd)
+    return model
+
+
+def dense_reference(model: EnergyModel, pos, types, cell) -> torch.Tensor:
+    """DeePMD's formulation literally: per atom, nnei padded slots grouped by neighbor type,
+    empty slots R = 0, normalise every slot, embed every slot, sum, /nnei (Python loops)."""
+    desc = model.descriptor
+    pos_t = torch.tensor(pos)
+    cell_t = torch.tensor(cell).reshape(1, 3, 3)
+    nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), desc.rcut)
+    rij = edge_vectors(pos_t, cell_t, torch.zeros(len(pos), dtype=torch.long), nl)
+    radial = desc.radial_only
+    k = 1 if radial else 4
+    out = []
+    for i in range(len(pos)):
+        c = int(types[i])
+        rows_all = []
+        nets = []
+        for t in range(desc.ntypes):
+            m = (nl.centers == i) & (torch.tensor(types)[nl.neighbors] == t)
+            r = rij[m]
+            r = r[torch.linalg.vector_norm(r, dim=1) < desc.rcut]
+            dist = torch.linalg.vector_norm(r, dim=1, keepdim=True)
+            u = (dist - desc.rcut_smth) / (desc.rcut - desc.rcut_smth)
+            poly = u**3 * (-6 * u**2 + 15 * u - 10) + 1
+            sw = torch.where(dist <= desc.rcut_smth, torch.ones_like(dist), torch.where(dist >= desc.rcut, 0 * dist, poly))
+            rows = torch.cat([sw / dist, sw * r / dist**2], dim=1)[:, :k]
+            slots = torch.zeros(desc.sel_list[t], k)
+            slots[: rows.shape[0]] = rows
+            rows_all.append(slots)
+            nets += [desc.embedding(c, t)] * desc.sel_list[t]
+        rr = torch.cat(rows_all)  # (nnei, k)
+        rr = (rr - desc.davg[c]) / desc.dstd[c]
+        g = torch.stack([net(rr[s : s + 1, :1])[0] for s, net in enumerate(nets)])  # (nnei, M1)
+        if radial:
+            out.append(g.sum(0) / desc.nnei / 5.0)
+        else:
+            a = rr.T @ g / desc.nnei  # (4, M1)
+            out.append((a.T @ a[:, : desc.axis_neuron]).reshape(-1))
+    return torch.stack(out)
+
+
+def model_descriptor(model: EnergyModel, pos, types, cell) -> torch.Tensor:
+    pos_t = torch.tensor(pos)
+    cell_t = torch.tensor(cell).reshape(1, 3, 3)
+    fidx = torch.zeros(len(pos), dtype=torch.long)
+    nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), model.rcut + 1.0)  # skin
+    rij = edge_vectors(pos_t, cell_t, fidx, nl)
+    keep = torch.linalg.vector_norm(rij, dim=1) < model.rcut
+    at = torch.tensor(types)
+    nt = at[nl.neighbors[keep]]
+    counts = model.descriptor.neighbor_counts(nl.centers[keep], nt, len(pos), fidx)
+    return model.descriptor(rij[keep], nl.centers[keep], nt, at, counts)
+
+
+def test_switch_values_and_smoothness():
+    r = torch.linspace(0.1, RCUT + 1.0, 2001)
+    sw = smooth_switch(r, RCUT_SMTH, RCUT)
+    assert torch.all(sw[r <= RCUT_SMTH] == 1.0) and torch.all(sw[r >= RCUT] == 0.0)
+    u = (1.7 - RCUT_SMTH) / (RCUT - RCUT_SMTH)
+    assert smooth_switch(torch.tensor(1.7), RCUT_SMTH, RCUT).item() == pytest.approx(u**3 * (-6 * u**2 + 15 * u - 10) + 1, rel=1e-14)
+    # first and second derivatives vanish at both ends (C²): autograd just inside
+    for r0 in (RCUT_SMTH + 1e-7, RCUT - 1e-7):
+        x = torch.tensor(r0, requires_grad=True)
+        (d1,) = torch.autograd.grad(smooth_switch(x, RCUT_SMTH, RCUT), x, create_graph=True)
+        (d2,) = torch.autograd.grad(d1, x)
+        assert abs(d1.item()) < 1e-10 and abs(d2.item()) < 1e-5
+    assert torch.all(torch.diff(sw) <= 0)
+
+
+def test_env_rows_formula():
+    rij = torch.tensor([[0.5, 0.1, -0.2], [1.0, 2.0, 0.3], [0.0, 0.0, 3.1]])
+    rows = edge_env_rows(rij, RCUT_SMTH, RCUT)
+    d = rij.norm(dim=1, keepdim=True)
+    sw = smooth_switch(d, RCUT_SMTH, RCUT)
+    torch.testing.assert_close(rows[:, :1], sw / d, rtol=1e-15, atol=0)
+    torch.testing.assert_close(rows[:, 1:], sw * rij / d**2, rtol=1e-15, atol=1e-300)
+    torch.testing.assert_close(edge_env_rows(rij, RCUT_SMTH, RCUT, radial_only=True), rows[:, :1])
+
+
+@pytest.mark.parametrize("kind,one_side", [("se_e2_a", True), ("se_e2_a", False), ("se_e2_r", True)])
+def test_edge_based_equals_dense_padded_reference(kind, one_side):
+    pos, types, cell = small_system(seed=1)
+    model = make_model(kind, one_side)
+    with torch.no_grad():
+        ref = dense_reference(model, pos, types, cell)
+        got = model_descriptor(model, pos, types, cell)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
+
+
+def test_descriptor_statistics_match_brute_force():
+    pos, types, cell = small_system(seed=2, n=10)
+    model = make_model("se_e2_a", sel=(12, 20))
+    system = LabeledFrames(["O", "H"], types, pos[None], cell[None], [True] * 3, energies=np.array([1.0]))
+    model.compute_stats([system], energy_bias=False)
+    # brute force: all nnei slots of every atom of type c, empty ones zero, pooled
+    desc = model.descriptor
+    pos_t, cell_t = torch.tensor(pos), torch.tensor(cell).reshape(1, 3, 3)
+    nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), desc.rcut)
+    rij = edge_vectors(pos_t, cell_t, torch.zeros(len(pos), dtype=torch.long), nl)
+    rows = edge_env_rows(rij, desc.rcut_smth, desc.rcut).numpy()
+    for c in range(2):
+        slot_rows = []
+        for i in np.nonzero(types == c)[0]:
+            mine = rows[nl.centers.numpy() == i]
+            slot_rows.append(np.vstack([mine, np.zeros((desc.nnei - len(mine), 4))]))
+        allr = np.vstack(slot_rows)
+        std_r = max(allr[:, 0].std(), 1e-2)
+        std_a = max(allr[:, 1:].reshape(-1).std(), 1e-2)
+        np.testing.assert_allclose(desc.davg[c].numpy(), [allr[:, 0].mean(), 0, 0, 0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(desc.dstd[c].numpy(), [std_r, std_a, std_a, std_a], rtol=1e-12)
+
+
+def test_stats_protection_and_empty_type():
+    sums = np.zeros((2, 2, 3))
+    sums[0, 0] = [10, 5.0, 2.5]  # avg 0.5, var 0 → protected
+    sums[0, 1] = [30, 0.0, 30 * 1e-6]
+    avg, std = stats.env_mean_std(sums, radial_only=False)
+    assert avg[0, 0] == pytest.approx(0.5) and std[0, 0] == 1e-2 and std[0, 1] == 1e-2
+    assert avg[1].tolist() == [0, 0, 0, 0] and std[1].tolist() == [0.1] * 4  # no atoms of type 1
+    avg0, _ = stats.env_mean_std(sums, radial_only=False, set_davg_zero=True)
+    assert np.all(avg0 == 0)
+
+
+def test_energy_bias_least_squares_recovers_per_type_energies():
+    rng = np.random.default_rng(0)
+    e_true = np.array([-432.1, -13.6, -1027.5])
+    counts = rng.integers(0, 20, size=(40, 3))
+    energies = counts @ e_true + rng.normal(scale=1e-9, size=40)
+    np.testing.assert_allclose(stats.energy_bias_lstsq(counts, energies), e_true, rtol=1e-10)
+
+
+def test_energy_bias_via_compute_stats():
+    """Two water-like compositions with exactly additive energies → the model bias is exact."""
+    e_true = {"O": -75.0, "H": -0.5}
+    systems = []
+    for n_o, n_h, seed in ((4, 8, 0), (5, 7, 1)):
+        pos, _, cell = small_system(seed=seed, n=n_o + n_h)
+        types = np.array([0] * n_o + [1] * n_h)
+        e = n_o * e_true["O"] + n_h * e_true["H"]
+        systems.append(LabeledFrames(["O", "H"], types, np.stack([pos, pos + 0.01]), np.stack([cell, cell]), [True] * 3,
+                                     energies=np.array([e, e])))
+    model = make_model("se_e2_a")
+    model.compute_stats(systems)
+    np.testing.assert_allclose(model.fitting.energy_bias.numpy(), [e_true["O"], e_true["H"]], rtol=1e-10)
+
+
+def test_sel_overflow_raises_model_error():
+    pos, types, cell = small_system(seed=1)
+    model = make_model("se_e2_a", sel=(2, 40))
+    with pytest.raises(ModelError, match=r"frame 0, atom \d+ has \d+ neighbors of 'O' \(type 0\).*sel\[0\] = 2"):
+        from mlpot.model import evaluate
+
+        evaluate(model, pos, types, cell, [True] * 3)
+
+
+def test_config_errors():
+    base = {"type_map": ["O", "H"], "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [10, 20]}}
+    for bad, pat in [
+        ({"sel": 30}, "one sel per type"),
+        ({"sel": "auto"}, "resolved"),
+        ({"type": "se_e3"}, "unsupported"),
+        ({"rcut_smth": 5.0}, "rcut_smth < rcut"),
+        ({"activation_function": "swish9"}, "unknown activation"),
+        ({"exclude_types": [[0, 1]]}, "only"),
+    ]:
+        cfg = {**base, "descriptor": {**base["descriptor"], **bad}}
+        with pytest.raises(ConfigError, match=pat):
+            EnergyModel.from_config(cfg, device="cpu")
+
+
+def test_activations_match_closed_forms():
+    from mlpot.nn import activation
+
+    x = torch.linspace(-5, 6, 221)
+    gelu_tanh = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    torch.testing.assert_close(activation("gelu", x), gelu_tanh, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(activation("silu", x), x / (1 + torch.exp(-x)), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(activation("softplus", x), torch.log1p(torch.exp(x)), rtol=1e-12, atol=1e-14)
+    # silut: silu below the threshold, tanh continuation above, C¹ at the threshold
+    t = 3.0
+    y = activation("silut:3.0", torch.tensor([t - 1e-7, t + 1e-7], requires_grad=True))
+    assert abs((y[1] - y[0]).item()) < 1e-6
+    xs = torch.tensor([t - 1e-6, t + 1e-6], requires_grad=True)
+    (g,) = torch.autograd.grad(activation("silut", xs).sum(), xs)
+    assert abs((g[1] - g[0]).item()) < 1e-5
