@@ -1,0 +1,354 @@
+"""Evaluate a model on labeled data (``mlpot test``) and an ensemble on any frames (``mlpot model-devi``).
+
+* :func:`predict` runs a model over all frames of a system, batched over frames, on the model's device.
+* :func:`error_metrics` / :func:`weighted_average` / :func:`format_metrics`: energy, force and virial
+  MAE/RMSE as DeePMD-kit's ``dp test`` reports them (total and per atom; several systems averaged
+  with weights = number of labeled values, i.e. frames for energies, 3·atoms·frames for forces).
+* :func:`detail_blocks`: ``dp test --detail-file`` style per-frame / per-atom prediction files.
+* :func:`parity_plot`: predicted vs reference energy per atom and force components (matplotlib, Agg).
+* :func:`model_deviation` / :func:`write_model_devi`: DP-GEN / DeePMD-kit ``model_devi.out``.
+
+Formulas (model deviation, as in DeePMD-kit and DP-GEN; σ is the population standard deviation over
+the M models, ⟨·⟩ the mean over models):
+
+* force: ε_F,i = sqrt(⟨|F_i − ⟨F_i⟩|²⟩) per atom i; columns max/min/avg over atoms (eV/Å);
+* virial: σ_ab of the per-atom virial W_ab/N for each of the 9 components; columns max_ab σ_ab,
+  min_ab σ_ab and sqrt(Σ_ab σ_ab²)/3 (eV);
+* energy: σ of the per-atom energy E/N (eV).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import numpy as np
+
+from mlpot.errors import DataError, ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from mlpot.data.frames import LabeledFrames
+
+
+# ---------------------------------------------------------------------------------------------- predict
+def _model_dtype(model: "torch.nn.Module") -> "torch.dtype":
+    import torch
+
+    for p in list(model.parameters()) + list(model.buffers()):
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def _model_device(model: "torch.nn.Module") -> "torch.device":
+    import torch
+
+    for p in list(model.parameters()) + list(model.buffers()):
+        return p.device
+    return torch.device("cpu")
+
+
+def map_types(system: "LabeledFrames", type_map: Sequence[str]) -> np.ndarray:
+    """``system.atom_types`` re-indexed into the model's ``type_map``; :class:`ModelError` naming the
+    element when the model does not know it."""
+    type_map = [str(t) for t in type_map]
+    missing = sorted({system.type_map[t] for t in np.unique(system.atom_types)} - set(type_map))
+    if missing:
+        raise ModelError(
+            f"{system.source}: element(s) {missing} not in the model's type_map {type_map}"
+        )
+    remap = np.array([type_map.index(t) if t in type_map else -1 for t in system.type_map], dtype=np.int64)
+    return remap[system.atom_types]
+
+
+def predict(
+    model: "torch.nn.Module",
+    system: "LabeledFrames",
+    batch_atoms: int = 4096,
+    forces: bool = True,
+    virial: bool = True,
+) -> dict[str, np.ndarray]:
+    """Model predictions for every frame of ``system``, batched over frames on the model's device.
+
+    Returns float64 numpy arrays: ``energy`` (F,) eV, ``atom_energy`` (F, N) eV, ``forces``
+    (F, N, 3) eV/Å and ``virial`` (F, 3, 3) eV (DeePMD convention, virial = −stress·volume) when asked.
+    ``batch_atoms``: about how many atoms go through the model at once (at least one frame).
+    """
+    import torch
+
+    from mlpot.model import evaluate
+
+    types = map_types(system, model.type_map)  # type: ignore[arg-type]
+    device, dtype = _model_device(model), _model_dtype(model)
+    n_frames, n_atoms = system.n_frames, system.n_atoms
+    per_batch = max(1, int(batch_atoms) // max(1, n_atoms))
+    types_t = torch.as_tensor(types, device=device)
+    pbc_row = torch.as_tensor(np.asarray(system.pbc, dtype=bool), device=device)
+    out: dict[str, list[np.ndarray]] = {"energy": [], "atom_energy": [], "forces": [], "virial": []}
+    for start in range(0, n_frames, per_batch):
+        stop = min(n_frames, start + per_batch)
+        b = stop - start
+        pos = torch.as_tensor(system.positions[start:stop], dtype=dtype, device=device).reshape(b * n_atoms, 3)
+        cells = torch.as_tensor(system.cells[start:stop], dtype=dtype, device=device)
+        frame_index = torch.arange(b, device=device).repeat_interleave(n_atoms)
+        res = evaluate(
+            model,
+            pos,
+            types_t.repeat(b),
+            cells,
+            pbc_row.expand(b, 3),
+            frame_index=frame_index,
+            forces=forces,
+            virial=virial,
+        )
+        out["energy"].append(res["energy"].detach().to("cpu", torch.float64).numpy().reshape(b))
+        out["atom_energy"].append(res["atom_energy"].detach().to("cpu", torch.float64).numpy().reshape(b, n_atoms))
+        if forces:
+            out["forces"].append(res["forces"].detach().to("cpu", torch.float64).numpy().reshape(b, n_atoms, 3))
+        if virial:
+            out["virial"].append(res["virial"].detach().to("cpu", torch.float64).numpy().reshape(b, 3, 3))
+    return {k: np.concatenate(v, axis=0) for k, v in out.items() if v}
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def mae(diff: np.ndarray) -> float:
+    """Mean absolute value of ``diff``."""
+    return float(np.mean(np.abs(diff)))
+
+
+def rmse(diff: np.ndarray) -> float:
+    """Root mean square of ``diff``."""
+    return float(np.sqrt(np.mean(np.square(diff))))
+
+
+def error_metrics(pred: dict[str, np.ndarray], system: "LabeledFrames") -> dict[str, tuple[float, int]]:
+    """Errors of ``pred`` (from :func:`predict`) against the labels of ``system``.
+
+    Keys (present only where the labels exist), each ``(value, weight)`` with weight the number of
+    labeled values, as ``dp test`` does: ``mae_e, rmse_e`` (eV), ``mae_ea, rmse_ea`` (the same / N, eV),
+    ``mae_f, rmse_f`` (eV/Å, over all force components), ``mae_v, rmse_v, mae_va, rmse_va`` (eV;
+    virial components, and / N). Frames: the first ``len(pred["energy"])`` of ``system``.
+    """
+    n = len(pred["energy"])
+    na = system.n_atoms
+    err: dict[str, tuple[float, int]] = {}
+    if system.energies is not None:
+        d = pred["energy"] - system.energies[:n]
+        err.update(mae_e=(mae(d), d.size), rmse_e=(rmse(d), d.size))
+        err.update(mae_ea=(mae(d) / na, d.size), rmse_ea=(rmse(d) / na, d.size))
+    if system.forces is not None and "forces" in pred:
+        d = pred["forces"] - system.forces[:n]
+        err.update(mae_f=(mae(d), d.size), rmse_f=(rmse(d), d.size))
+    if system.virials is not None and "virial" in pred and bool(np.all(system.pbc)):
+        d = pred["virial"] - system.virials[:n]
+        err.update(mae_v=(mae(d), d.size), rmse_v=(rmse(d), d.size))
+        err.update(mae_va=(mae(d) / na, d.size), rmse_va=(rmse(d) / na, d.size))
+    return err
+
+
+def weighted_average(errors: Sequence[dict[str, tuple[float, int]]]) -> dict[str, tuple[float, int]]:
+    """Combine per-system errors: MAEs averaged with the weights, RMSEs as sqrt of the weighted mean
+    square; a key enters only from the systems that have it."""
+    total: dict[str, float] = {}
+    weight: dict[str, int] = {}
+    for err in errors:
+        for key, (value, size) in err.items():
+            contrib = value * value if key.startswith("rmse") else value
+            total[key] = total.get(key, 0.0) + contrib * size
+            weight[key] = weight.get(key, 0) + size
+    out: dict[str, tuple[float, int]] = {}
+    for key, s in total.items():
+        mean = s / weight[key] if weight[key] else 0.0
+        out[key] = (float(np.sqrt(mean)) if key.startswith("rmse") else float(mean), weight[key])
+    return out
+
+
+_LINES = [
+    ("mae_e", "Energy MAE         : {:e} eV"),
+    ("rmse_e", "Energy RMSE        : {:e} eV"),
+    ("mae_ea", "Energy MAE/Natoms  : {:e} eV"),
+    ("rmse_ea", "Energy RMSE/Natoms : {:e} eV"),
+    ("mae_f", "Force  MAE         : {:e} eV/A"),
+    ("rmse_f", "Force  RMSE        : {:e} eV/A"),
+    ("mae_v", "Virial MAE         : {:e} eV"),
+    ("rmse_v", "Virial RMSE        : {:e} eV"),
+    ("mae_va", "Virial MAE/Natoms  : {:e} eV"),
+    ("rmse_va", "Virial RMSE/Natoms : {:e} eV"),
+]
+
+
+def format_metrics(err: dict[str, tuple[float, int]]) -> list[str]:
+    """The ``dp test`` lines (``Energy RMSE/Natoms : 1.234567e-03 eV`` ...) for the keys present."""
+    return [fmt.format(err[key][0]) for key, fmt in _LINES if key in err]
+
+
+# ---------------------------------------------------------------------------------------------- detail files
+def _block(header: str, data: np.ndarray) -> str:
+    import io
+
+    buf = io.StringIO()
+    np.savetxt(buf, data, header=header)
+    return buf.getvalue()
+
+
+def detail_blocks(name: str, pred: dict[str, np.ndarray], system: "LabeledFrames") -> dict[str, str]:
+    """Text blocks of the ``--detail-file`` outputs for one system, keyed by suffix:
+
+    ``.e.out`` (data_e pred_e per frame, eV), ``.e_peratom.out`` (the same / N), ``.f.out``
+    (data_fx data_fy data_fz pred_fx pred_fy pred_fz per atom, eV/Å), ``.v.out`` and
+    ``.v_peratom.out`` (9 + 9 virial components, eV) where labels exist. The header names the system.
+    """
+    n, na = len(pred["energy"]), system.n_atoms
+    blocks: dict[str, str] = {}
+    if system.energies is not None:
+        pe = np.stack([system.energies[:n], pred["energy"]], axis=1)
+        blocks[".e.out"] = _block(f"{name}: data_e pred_e", pe)
+        blocks[".e_peratom.out"] = _block(f"{name}: data_e pred_e", pe / na)
+    if system.forces is not None and "forces" in pred:
+        pf = np.concatenate([system.forces[:n].reshape(-1, 3), pred["forces"].reshape(-1, 3)], axis=1)
+        blocks[".f.out"] = _block(f"{name}: data_fx data_fy data_fz pred_fx pred_fy pred_fz", pf)
+    if system.virials is not None and "virial" in pred:
+        comps = ["xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"]
+        head = " ".join([f"data_v{c}" for c in comps] + [f"pred_v{c}" for c in comps])
+        pv = np.concatenate([system.virials[:n].reshape(-1, 9), pred["virial"].reshape(-1, 9)], axis=1)
+        blocks[".v.out"] = _block(f"{name}: {head}", pv)
+        blocks[".v_peratom.out"] = _block(f"{name}: {head}", pv / na)
+    return blocks
+
+
+def detail_path(prefix: str | os.PathLike, suffix: str) -> Path:
+    """``prefix`` with ``suffix`` (e.g. ``.e.out``) in place of its extension, as ``dp test`` names them."""
+    return Path(prefix).with_suffix(suffix)
+
+
+# ---------------------------------------------------------------------------------------------- plot
+@dataclass
+class ParityData:
+    """Reference and predicted values collected over systems for :func:`parity_plot`."""
+
+    e_ref: list[np.ndarray]
+    e_pred: list[np.ndarray]
+    f_ref: list[np.ndarray]
+    f_pred: list[np.ndarray]
+    v_ref: list[np.ndarray]
+    v_pred: list[np.ndarray]
+
+    @classmethod
+    def empty(cls) -> "ParityData":
+        return cls([], [], [], [], [], [])
+
+    def add(self, pred: dict[str, np.ndarray], system: "LabeledFrames") -> None:
+        n, na = len(pred["energy"]), system.n_atoms
+        if system.energies is not None:
+            self.e_ref.append(system.energies[:n] / na)
+            self.e_pred.append(pred["energy"] / na)
+        if system.forces is not None and "forces" in pred:
+            self.f_ref.append(system.forces[:n].reshape(-1))
+            self.f_pred.append(pred["forces"].reshape(-1))
+        if system.virials is not None and "virial" in pred and bool(np.all(system.pbc)):
+            self.v_ref.append(system.virials[:n].reshape(-1) / na)
+            self.v_pred.append(pred["virial"].reshape(-1) / na)
+
+
+def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] = None) -> Path:
+    """Parity plots (predicted vs reference): energy per atom (eV/atom), force components (eV/Å) and,
+    when labeled, virial per atom (eV/atom), with RMSE in each panel. Written atomically (PNG/PDF/SVG
+    by extension) with matplotlib's Agg canvas; no global backend is changed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from mlpot.atomic_io import atomic_path
+
+    panels = []
+    for label, unit, ref, prd in (
+        ("Energy per atom", "eV/atom", data.e_ref, data.e_pred),
+        ("Force components", "eV/Å", data.f_ref, data.f_pred),
+        ("Virial per atom", "eV/atom", data.v_ref, data.v_pred),
+    ):
+        if ref:
+            panels.append((label, unit, np.concatenate(ref), np.concatenate(prd)))
+    if not panels:
+        raise DataError(f"{path}: no labels (energies, forces or virials) to draw a parity plot of")
+    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+    FigureCanvasAgg(fig)
+    for k, (label, unit, ref, prd) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        lo, hi = float(min(ref.min(), prd.min())), float(max(ref.max(), prd.max()))
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=0)
+        ax.scatter(ref, prd, s=4, alpha=0.5, edgecolors="none")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"reference ({unit})")
+        ax.set_ylabel(f"predicted ({unit})")
+        ax.set_title(label)
+        ax.text(0.04, 0.92, f"RMSE {rmse(prd - ref):.3e} {unit}", transform=ax.transAxes, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=120)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- model deviation
+def model_deviation(
+    energies: np.ndarray, forces: np.ndarray, virials: Optional[np.ndarray], n_atoms: int
+) -> np.ndarray:
+    """Model deviation of an ensemble, (F, 7): max_devi_v, min_devi_v, avg_devi_v, max_devi_f,
+    min_devi_f, avg_devi_f, devi_e (see the module docstring for the formulas).
+
+    energies (M, F) eV, forces (M, F, N, 3) eV/Å, virials (M, F, 3, 3) eV or None (virial columns 0).
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    forces = np.asarray(forces, dtype=np.float64)
+    m, f = energies.shape
+    f_mean = forces.mean(axis=0)  # (F, N, 3)
+    eps_f = np.sqrt(np.mean(np.sum((forces - f_mean) ** 2, axis=-1), axis=0))  # (F, N)
+    devi_e = np.std(energies / n_atoms, axis=0)  # (F,)
+    if virials is not None:
+        sig_v = np.std(np.asarray(virials, dtype=np.float64).reshape(m, f, 9) / n_atoms, axis=0)  # (F, 9)
+        v_cols = [sig_v.max(axis=1), sig_v.min(axis=1), np.linalg.norm(sig_v, axis=1) / 3.0]
+    else:
+        v_cols = [np.zeros(f)] * 3
+    return np.stack(v_cols + [eps_f.max(axis=1), eps_f.min(axis=1), eps_f.mean(axis=1), devi_e], axis=1)
+
+
+MODEL_DEVI_COLUMNS = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")
+
+
+def format_model_devi(steps: np.ndarray, devi: np.ndarray, header: str = "") -> str:
+    """``model_devi.out`` text: a ``# <header>`` line, the column line ``#       step   max_devi_v ...``
+    (step right-aligned in 10, the others in 19 characters), then one row per frame (step %12d, values
+    %19.6e), the layout DeePMD-kit and DP-GEN write and read."""
+    lines = [f"# {header}".rstrip(), "# " + "%10s" % "step" + "".join("%19s" % c for c in MODEL_DEVI_COLUMNS)]
+    for s, row in zip(np.asarray(steps).reshape(-1), np.asarray(devi).reshape(-1, 7)):
+        lines.append("%12d" % int(s) + "".join("%19.6e" % v for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def ensemble_predict(
+    models: Sequence["torch.nn.Module"], system: "LabeledFrames", batch_atoms: int = 4096
+) -> dict[str, np.ndarray]:
+    """Predictions of each model: energy (M, F), forces (M, F, N, 3), virial (M, F, 3, 3)."""
+    preds = [predict(m, system, batch_atoms=batch_atoms) for m in models]
+    return {k: np.stack([p[k] for p in preds]) for k in ("energy", "forces", "virial")}
+
+
+def check_same_type_map(models: Sequence[Any], names: Optional[Sequence[str]] = None) -> list[str]:
+    """The common type_map of ``models``; :class:`ModelError` when they differ."""
+    if not models:
+        raise ModelError("model deviation: expected at least one model, got none")
+    names = list(names) if names is not None else [f"model {i}" for i in range(len(models))]
+    ref = list(models[0].type_map)
+    for m, name in zip(models[1:], names[1:]):
+        if list(m.type_map) != ref:
+            raise ModelError(f"{name}: type_map {list(m.type_map)} differs from {names[0]}'s {ref}")
+    return ref
