@@ -1,0 +1,135 @@
+"""The ``mlpot md`` input file (YAML), validated with pydantic.
+
+Example (``examples/md_water_nvt.yaml``)::
+
+    structure: data/water/water.lmp      # any file ASE reads; LAMMPS data: types follow type_map
+    type_map: [O, H]
+    potential: {model: demo_out/model.pt}   # or {lj: {epsilon: 0.0104, sigma: 3.4, cutoff: 8.5}}
+    ensemble: nvt-csvr                   # nve | nvt-langevin | nvt-nh | nvt-csvr | npt-scr
+    temperature: 300                     # K
+    dt: 0.5                              # fs
+    steps: 400
+    output_dir: md_out
+
+Relative paths are relative to the current working directory. Units: K, bar, fs, Å, eV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlpot.errors import ConfigError
+
+Table = Union[float, list[list[float]]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LJConfig(_Strict):
+    """Lennard-Jones: epsilon (eV), sigma (Å) scalars or per-type-pair tables, cutoff (Å)."""
+
+    epsilon: Table
+    sigma: Table
+    cutoff: float = Field(gt=0)
+    shift: bool = True
+    smooth: bool = False
+    ro: Optional[float] = Field(default=None, gt=0)
+
+
+class PotentialConfig(_Strict):
+    """Exactly one of ``model`` (frozen mlpot model file) or ``lj``."""
+
+    model: Optional[str] = None
+    lj: Optional[LJConfig] = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "PotentialConfig":
+        if (self.model is None) == (self.lj is None):
+            raise ValueError("give exactly one of 'model' (a model file) or 'lj' (Lennard-Jones parameters)")
+        return self
+
+
+class MDConfig(_Strict):
+    structure: str
+    format: Optional[str] = None
+    type_map: Optional[list[str]] = None
+    lammps_symbols: Optional[list[str]] = None
+    potential: PotentialConfig
+
+    ensemble: Literal["nve", "nvt-langevin", "nvt-nh", "nvt-csvr", "npt-scr"] = "nvt-csvr"
+    npt_thermostat: Literal["csvr", "langevin"] = "csvr"
+    temperature: Optional[float] = Field(default=None, ge=0, description="K; thermostat target")
+    init_temperature: Optional[float] = Field(default=None, ge=0, description="K; MB velocities (default: temperature)")
+    pressure: Optional[float] = Field(default=None, description="bar; npt-scr target")
+    dt: float = Field(default=0.5, gt=0, description="fs")
+    steps: int = Field(ge=0)
+    tau_t: float = Field(default=100.0, gt=0, description="fs")
+    tau_p: float = Field(default=1000.0, gt=0, description="fs")
+    compressibility: float = Field(default=4.5e-5, gt=0, description="1/bar")
+    nh_chain: int = Field(default=3, ge=1)
+
+    thermo_every: int = Field(default=10, ge=1)
+    traj_every: int = Field(default=100, ge=1)
+    traj_formats: list[Literal["h5md", "extxyz"]] = ["h5md"]
+    checkpoint_every: int = Field(default=1000, ge=1)
+    output_dir: str = "md_out"
+    restart: Union[bool, str] = False
+
+    device: str = "auto"
+    dtype: Literal["float64", "float32"] = "float64"
+    seed: int = 0
+    skin: float = Field(default=1.0, ge=0, description="Å")
+    min_distance: float = Field(default=0.3, ge=0, description="Å")
+    lost_margin: Optional[float] = Field(default=None, gt=0, description="Å")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _needs(self) -> "MDConfig":
+        if self.ensemble != "nve" and self.temperature is None:
+            raise ValueError(f"temperature: required for ensemble {self.ensemble}")
+        if self.ensemble == "npt-scr" and self.pressure is None:
+            raise ValueError("pressure: required for ensemble npt-scr (bar)")
+        return self
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.output_dir) / "checkpoint.pt"
+
+    def restart_path(self) -> Optional[Path]:
+        if self.restart is False:
+            return None
+        return self.checkpoint_path() if self.restart is True else Path(self.restart)
+
+
+def parse_config(data: Any, source: str = "md input") -> MDConfig:
+    """Validate a mapping into :class:`MDConfig`; errors become one :class:`ConfigError` naming the key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return MDConfig.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            got_s = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+            parts.append(f"{loc}: {msg}{got_s}")
+        raise ConfigError(f"{source}: " + "; ".join(parts)) from None
+
+
+def load_config(path: str | Path) -> MDConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: input file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, str(path))

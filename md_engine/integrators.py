@@ -1,0 +1,421 @@
+"""Integrators and ensembles. Units: dt and time constants in fs, temperature K, pressure bar,
+compressibility 1/bar; internally eV, Å, fs, amu.
+
+Every integrator has ``dt``, ``setup(state, comm)``, ``step(state, compute)`` — ``compute(state)``
+evaluates the potential at the current positions/cell and stores ``state.energy``, ``state.forces``,
+``state.virial`` (the force computation, neighbor list and error checks live behind it) —,
+``conserved_extra(state)`` (eV, added to U + K for the conserved quantity), ``state_dict()`` /
+``load_state_dict()`` (thermostat variables and the RNG state, for exact restarts), and
+``generator`` (the torch.Generator drawing all its random numbers; random numbers that must be the
+same on all MPI ranks go through ``comm.broadcast``).
+
+* :class:`VelocityVerlet` — NVE.
+* :class:`Langevin` — BAOAB splitting (Leimkuhler & Matthews, Appl. Math. Res. Express 2013).
+* :class:`NoseHooverChain` — Martyna, Tuckerman & Klein (Mol. Phys. 87, 1117 (1996)) chain with
+  Suzuki–Yoshida factorisation; conserved H = U + K + Σ Q_k v_ξk²/2 + N_f kT ξ_1 + kT Σ_{k≥2} ξ_k.
+* :class:`CSVR` — Bussi, Donadio & Parrinello (JCP 126, 014101 (2007)): exact resampling of K over
+  dt/2 on both sides of a velocity-Verlet step; conserved "effective energy" = U + K − Σ ΔK_thermostat.
+* :class:`StochasticCellRescaling` — isotropic NPT barostat of Bernetti & Bussi (JCP 153, 114107
+  (2020)), ε = ln V, dε = (β_T/τ_p)(P − P₀) dt + √(2 k_B T β_T /(V τ_p)) dW; positions and cell
+  scaled by e^{Δε/3}, velocities by e^{−Δε/3}. Attach it to a :class:`CSVR` or :class:`Langevin`
+  thermostat (``barostat=``). The pressure is P = (2K + tr W)/(3V), W the virial (eV).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+
+from mlpot.units import BAR_TO_EV_PER_A3, EV_PER_A3_TO_BAR, FORCE_TO_ACC, KB_EV_PER_K
+
+from md_engine.state import SERIAL, Comm, State, degrees_of_freedom, kinetic_energy, remove_com_velocity
+
+ComputeFn = Callable[[State], None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# building blocks
+
+
+def kick(state: State, dt: float) -> None:
+    """v += dt · F/m (Å/fs), owned atoms."""
+    n = state.n_local
+    state.velocities[:n] += (dt * FORCE_TO_ACC) * state.forces[:n] / state.masses[:n, None]  # type: ignore[index]
+
+
+def drift(state: State, dt: float) -> None:
+    """x += dt · v (Å), owned atoms."""
+    n = state.n_local
+    state.positions[:n] += dt * state.velocities[:n]
+
+
+def pressure(state: State, comm: Optional[Comm] = None) -> torch.Tensor:
+    """Instantaneous pressure (2K + tr W)/(3V), eV/Å³ (0-d); W = ``state.virial`` (already global)."""
+    ke = kinetic_energy(state, comm)
+    return (2 * ke + torch.trace(state.virial)) / (3 * state.volume)  # type: ignore[arg-type]
+
+
+def pressure_bar(state: State, comm: Optional[Comm] = None) -> float:
+    return float(pressure(state, comm)) * EV_PER_A3_TO_BAR
+
+
+def _to_cpu_state(gen: torch.Generator) -> torch.Tensor:
+    return gen.get_state().clone()
+
+
+class Integrator:
+    """Base class: time step, RNG, communicator, the conserved-quantity bookkeeping."""
+
+    stochastic = False
+
+    def __init__(self, dt: float, seed: int = 0) -> None:
+        if dt <= 0:
+            raise ValueError(f"dt must be > 0 fs, got {dt}")
+        self.dt = float(dt)
+        self.seed = int(seed)
+        self.generator: Optional[torch.Generator] = None
+        self.comm: Comm = SERIAL
+        self.dof = 0
+
+    def setup(self, state: State, comm: Optional[Comm] = None) -> None:
+        self.comm = comm or SERIAL
+        self.dof = degrees_of_freedom(state, self.comm)
+        if self.generator is None or self.generator.device != state.device:
+            self.generator = torch.Generator(device=state.device)
+            # distinct per-atom noise streams per rank; global draws are broadcast from rank 0
+            self.generator.manual_seed(self.seed + 7919 * self.comm.rank)
+
+    def step(self, state: State, compute: ComputeFn) -> None:
+        raise NotImplementedError
+
+    def conserved_extra(self, state: State) -> float:
+        return 0.0
+
+    def _randn(self, *shape: int, state: State) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.generator, dtype=state.dtype, device=state.device)
+
+    def _global_randn(self, n: int, state: State) -> torch.Tensor:
+        return self.comm.broadcast(self._randn(n, state=state))
+
+    def state_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"dt": self.dt, "seed": self.seed}
+        if self.generator is not None:
+            d["rng_state"] = _to_cpu_state(self.generator)
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        if "rng_state" in d and self.generator is not None:
+            self.generator.set_state(d["rng_state"])
+
+
+class VelocityVerlet(Integrator):
+    """NVE: kick(dt/2) · drift(dt) · forces · kick(dt/2)."""
+
+    def step(self, state: State, compute: ComputeFn) -> None:
+        kick(state, 0.5 * self.dt)
+        drift(state, self.dt)
+        compute(state)
+        kick(state, 0.5 * self.dt)
+
+
+# ---------------------------------------------------------------------------------------------------
+# thermostats
+
+
+class _Thermostatted(Integrator):
+    def __init__(self, dt: float, temperature: float, tau: float, seed: int = 0) -> None:
+        super().__init__(dt, seed)
+        if temperature < 0 or tau <= 0:
+            raise ValueError(f"need temperature ≥ 0 K and tau > 0 fs, got {temperature}, {tau}")
+        self.temperature = float(temperature)
+        self.tau = float(tau)
+        self.heat = 0.0  # energy (eV) taken out of the system by the thermostat(s)
+        self.barostat: Optional[StochasticCellRescaling] = None
+
+    @property
+    def kt(self) -> float:
+        return KB_EV_PER_K * self.temperature
+
+    def setup(self, state: State, comm: Optional[Comm] = None) -> None:
+        super().setup(state, comm)
+        if self.barostat is not None:
+            self.barostat.attach(self)
+
+    def conserved_extra(self, state: State) -> float:
+        extra = self.heat
+        if self.barostat is not None:
+            extra += self.barostat.conserved_extra(state)
+        return extra
+
+    def state_dict(self) -> dict[str, Any]:
+        d = super().state_dict()
+        d["heat"] = self.heat
+        if self.barostat is not None:
+            d["barostat"] = self.barostat.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        super().load_state_dict(d)
+        self.heat = float(d.get("heat", 0.0))
+        if self.barostat is not None and "barostat" in d:
+            self.barostat.load_state_dict(d["barostat"])
+
+
+class Langevin(_Thermostatted):
+    """Langevin dynamics, BAOAB splitting; friction γ = 1/tau (1/fs).
+
+    O step: v ← c₁ v + √((1 − c₁²) k_B T/m) R, c₁ = e^{−γ dt}. With ``fixed_com`` (default) the
+    centre-of-mass velocity is projected out after the O step, so the total momentum stays zero and
+    the kinetic energy samples the canonical distribution of 3N − 3 degrees of freedom.
+    """
+
+    stochastic = True
+
+    def __init__(self, dt: float, temperature: float, tau: float = 100.0, seed: int = 0, fixed_com: bool = True,
+                 barostat: Optional["StochasticCellRescaling"] = None) -> None:
+        super().__init__(dt, temperature, tau, seed)
+        self.fixed_com = fixed_com
+        self.barostat = barostat
+
+    def setup(self, state: State, comm: Optional[Comm] = None) -> None:
+        super().setup(state, comm)
+        self.dof = degrees_of_freedom(state, self.comm, fixed_com=self.fixed_com)
+
+    def _o_step(self, state: State) -> None:
+        n = state.n_local
+        c1 = math.exp(-self.dt / self.tau)
+        k0 = kinetic_energy(state, self.comm)
+        sigma = torch.sqrt((1 - c1 * c1) * self.kt * FORCE_TO_ACC / state.masses[:n])
+        state.velocities[:n] = c1 * state.velocities[:n] + sigma[:, None] * self._randn(n, 3, state=state)
+        if self.fixed_com:
+            remove_com_velocity(state, self.comm)
+        self.heat -= float(kinetic_energy(state, self.comm) - k0)
+
+    def step(self, state: State, compute: ComputeFn) -> None:
+        if self.barostat is not None:
+            self.barostat.measure(state)
+        kick(state, 0.5 * self.dt)
+        drift(state, 0.5 * self.dt)
+        self._o_step(state)
+        drift(state, 0.5 * self.dt)
+        if self.barostat is not None:
+            self.barostat.rescale(state)
+        compute(state)
+        if self.barostat is not None:
+            self.barostat.after_forces(state)
+        kick(state, 0.5 * self.dt)
+
+
+class CSVR(_Thermostatted):
+    """Canonical sampling through velocity rescaling (Bussi–Donadio–Parrinello), time constant tau (fs).
+
+    Around a velocity-Verlet step, the kinetic energy is resampled over dt/2 by the exact solution of
+    dK = (K̄ − K) dt/τ + 2√(K K̄/N_f) dW/√τ (K̄ = N_f k_B T/2):
+    K' = c K + (1−c) K̄/N_f (R₁² + Σ_{i=2}^{N_f} R_i²) + 2 R₁ √(c(1−c) K K̄/N_f), c = e^{−dt/(2τ)}.
+    """
+
+    stochastic = True
+
+    def __init__(self, dt: float, temperature: float, tau: float = 100.0, seed: int = 0,
+                 barostat: Optional["StochasticCellRescaling"] = None) -> None:
+        super().__init__(dt, temperature, tau, seed)
+        self.barostat = barostat
+
+    def _resample(self, state: State, t: float) -> None:
+        nf = self.dof
+        k = float(kinetic_energy(state, self.comm))
+        if nf <= 0 or k <= 0:
+            return
+        kbar = 0.5 * nf * self.kt
+        c = math.exp(-t / self.tau)
+        r = self._global_randn(nf, state).double()
+        r1 = float(r[0])
+        sum_sq = float((r[1:] ** 2).sum())
+        k_new = c * k + (1 - c) * kbar / nf * (r1 * r1 + sum_sq) + 2 * r1 * math.sqrt(c * (1 - c) * k * kbar / nf)
+        alpha = math.sqrt(max(k_new, 0.0) / k)
+        if r1 + math.sqrt(c * nf * k / ((1 - c) * kbar)) < 0:
+            alpha = -alpha
+        n = state.n_local
+        state.velocities[:n] *= alpha
+        self.heat -= alpha * alpha * k - k
+
+    def step(self, state: State, compute: ComputeFn) -> None:
+        if self.barostat is not None:
+            self.barostat.measure(state)
+        self._resample(state, 0.5 * self.dt)
+        kick(state, 0.5 * self.dt)
+        drift(state, self.dt)
+        if self.barostat is not None:
+            self.barostat.rescale(state)
+        compute(state)
+        if self.barostat is not None:
+            self.barostat.after_forces(state)
+        kick(state, 0.5 * self.dt)
+        self._resample(state, 0.5 * self.dt)
+
+
+_SUZUKI_YOSHIDA = {
+    1: [1.0],
+    3: [1 / (2 - 2 ** (1 / 3)), 1 - 2 / (2 - 2 ** (1 / 3)), 1 / (2 - 2 ** (1 / 3))],
+    5: [1 / (4 - 4 ** (1 / 3))] * 2 + [1 - 4 / (4 - 4 ** (1 / 3))] + [1 / (4 - 4 ** (1 / 3))] * 2,
+}
+
+
+class NoseHooverChain(_Thermostatted):
+    """Nosé–Hoover chain of ``chain`` thermostats (MTK 1996), masses Q₁ = N_f k_B T τ², Q_k = k_B T τ².
+
+    The chain is propagated over dt/2 before and after a velocity-Verlet step with ``n_respa``
+    sub-steps and a Suzuki–Yoshida factorisation of order ``n_sy`` (1, 3 or 5). Deterministic; the
+    chain state (ξ, v_ξ) is small and kept on the host in float64.
+    """
+
+    def __init__(self, dt: float, temperature: float, tau: float = 100.0, chain: int = 3, n_respa: int = 1,
+                 n_sy: int = 3, seed: int = 0) -> None:
+        super().__init__(dt, temperature, tau, seed)
+        if chain < 1 or n_sy not in _SUZUKI_YOSHIDA or n_respa < 1:
+            raise ValueError("NoseHooverChain: chain ≥ 1, n_respa ≥ 1, n_sy in {1, 3, 5}")
+        self.chain = chain
+        self.n_respa = n_respa
+        self.n_sy = n_sy
+        self.xi = [0.0] * chain
+        self.v_xi = [0.0] * chain
+
+    def _masses(self) -> list[float]:
+        q = [self.kt * self.tau**2] * self.chain
+        q[0] *= self.dof
+        return q
+
+    def _half_chain(self, state: State) -> None:
+        """Propagate the chain and scale velocities over dt/2."""
+        q = self._masses()
+        nf, kt, m = self.dof, self.kt, self.chain
+        k2 = 2.0 * float(kinetic_energy(state, self.comm))  # 2K
+        scale = 1.0
+        v, xi = self.v_xi, self.xi
+
+        def g(k: int, k2_now: float) -> float:
+            return (k2_now - nf * kt) / q[0] if k == 0 else (q[k - 1] * v[k - 1] ** 2 - kt) / q[k]
+
+        for _ in range(self.n_respa):
+            for w in _SUZUKI_YOSHIDA[self.n_sy]:
+                h = w * 0.5 * self.dt / self.n_respa
+                v[m - 1] += 0.5 * h * g(m - 1, k2)
+                for k in range(m - 2, -1, -1):
+                    s = math.exp(-0.25 * h * v[k + 1])
+                    v[k] = s * (s * v[k] + 0.5 * h * g(k, k2))
+                f = math.exp(-h * v[0])
+                scale *= f
+                k2 *= f * f
+                for k in range(m):
+                    xi[k] += h * v[k]
+                for k in range(m - 1):
+                    s = math.exp(-0.25 * h * v[k + 1])
+                    v[k] = s * (s * v[k] + 0.5 * h * g(k, k2))
+                v[m - 1] += 0.5 * h * g(m - 1, k2)
+        state.velocities[: state.n_local] *= scale
+
+    def conserved_extra(self, state: State) -> float:
+        q = self._masses()
+        e = sum(0.5 * qk * vk * vk for qk, vk in zip(q, self.v_xi))
+        return e + self.dof * self.kt * self.xi[0] + self.kt * sum(self.xi[1:])
+
+    def step(self, state: State, compute: ComputeFn) -> None:
+        self._half_chain(state)
+        kick(state, 0.5 * self.dt)
+        drift(state, self.dt)
+        compute(state)
+        kick(state, 0.5 * self.dt)
+        self._half_chain(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        d = super().state_dict()
+        d["xi"] = torch.tensor(self.xi, dtype=torch.float64)
+        d["v_xi"] = torch.tensor(self.v_xi, dtype=torch.float64)
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        super().load_state_dict(d)
+        if "xi" in d:
+            self.xi = [float(x) for x in d["xi"]]
+            self.v_xi = [float(x) for x in d["v_xi"]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# barostat
+
+
+class StochasticCellRescaling:
+    """Isotropic stochastic cell rescaling (Bernetti & Bussi 2020), for fully periodic systems.
+
+    ``pressure`` (bar), ``tau`` (fs, pressure relaxation time), ``compressibility`` β_T (1/bar; only
+    sets the relaxation rate, not the volume distribution). Over one step dt, with P from the state at
+    the start of the step (P = (2K + tr W)/(3V)):
+    Δε = (β_T/τ)(P − P₀) dt + √(2 k_B T β_T dt/(V τ)) R  (Euler–Maruyama in ε = ln V);
+    the rescaling is applied after the last position update of the step, before the new forces, so
+    forces are never stale. The barostat's energy bookkeeping (for the effective energy
+    U + K + P₀V + heat) uses the trapezoid ΔU ≈ −(tr W_before + tr W_after)/6 · Δε for the scaling
+    (dU/dε = −tr W/3), which captures the second-order (Itô) term; what remains is O(dt·Δε), zero mean.
+    """
+
+    def __init__(self, pressure: float, tau: float = 1000.0, compressibility: float = 4.5e-5, seed: int = 0) -> None:
+        if tau <= 0 or compressibility <= 0:
+            raise ValueError("StochasticCellRescaling: tau > 0 fs and compressibility > 0 1/bar")
+        self.pressure = float(pressure)
+        self.tau = float(tau)
+        self.compressibility = float(compressibility)
+        self.heat = 0.0
+        self.thermostat: Optional[_Thermostatted] = None
+        self._p = 0.0
+        self._tr_w = 0.0
+        self._deps = 0.0
+
+    def attach(self, thermostat: _Thermostatted) -> None:
+        self.thermostat = thermostat
+
+    def measure(self, state: State) -> None:
+        """Record the pressure (eV/Å³) and tr W at the start of the step."""
+        assert self.thermostat is not None
+        self._p = float(pressure(state, self.thermostat.comm))
+        self._tr_w = float(torch.trace(state.virial))  # type: ignore[arg-type]
+
+    def rescale(self, state: State) -> None:
+        th = self.thermostat
+        assert th is not None
+        if not bool(state.pbc.all()):
+            from mlpot.errors import SimulationError
+
+            raise SimulationError("NPT (stochastic cell rescaling) needs a fully periodic cell (pbc = T T T)")
+        dt = th.dt
+        v = float(state.volume)
+        beta = self.compressibility * EV_PER_A3_TO_BAR  # Å³/eV
+        p0 = self.pressure * BAR_TO_EV_PER_A3
+        r = float(th._global_randn(1, state)[0])
+        deps = beta / self.tau * (self._p - p0) * dt + math.sqrt(2 * th.kt * beta * dt / (v * self.tau)) * r
+        mu = math.exp(deps / 3)
+        k0 = float(kinetic_energy(state, th.comm))
+        n = state.n_local
+        state.positions[:n] *= mu
+        state.velocities[:n] /= mu
+        state.cell.mul_(mu)
+        k1 = k0 / (mu * mu)
+        v1 = v * math.exp(deps)
+        # energy the barostat put into the system: kinetic + P0 ΔV now, the potential part
+        # ΔU ≈ −(tr W_before + tr W_after)/6 · Δε (trapezoid) completed in after_forces
+        self.heat -= (k1 - k0) + p0 * (v1 - v) - self._tr_w / 6 * deps
+        self._deps = deps
+
+    def after_forces(self, state: State) -> None:
+        """Complete the potential-energy bookkeeping of the last rescaling with the new virial."""
+        self.heat -= -float(torch.trace(state.virial)) / 6 * self._deps  # type: ignore[arg-type]
+        self._deps = 0.0
+
+    def conserved_extra(self, state: State) -> float:
+        return self.pressure * BAR_TO_EV_PER_A3 * float(state.volume) + self.heat
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"heat": self.heat, "pressure": self.pressure, "tau": self.tau, "compressibility": self.compressibility}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.heat = float(d.get("heat", 0.0))

@@ -1,0 +1,368 @@
+"""Outputs: thermo log (printed + CSV), trajectories (extxyz, H5MD), checkpoints.
+
+Every reporter has ``interval`` (steps), ``open(sim, restart_step)``, ``report(sim)`` and ``close()``;
+files are flushed after each record so that a crash loses at most one interval. On a restart
+(``restart_step`` not None) existing files are kept and records after the restart step are dropped,
+so the outputs continue exactly where the checkpoint left them.
+
+Checkpoints are ``torch.save`` dicts of tensors, ints, floats, strs and lists/dicts of those
+(loadable with ``weights_only=True``), written atomically.
+
+H5MD layout (https://www.nongnu.org/h5md/): ``/h5md`` (version, author, creator),
+``/particles/all/{position,velocity}/{value,step,time}``, ``/particles/all/box`` (attrs dimension,
+boundary) with ``edges/{value,step,time}`` (3×3 cell per frame), ``/particles/all/species`` (N,)
+type indices (attr ``type_map``), ``/observables/<name>/{value,step,time}``. Time in ps.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, TextIO
+
+import torch
+
+from mlpot.atomic_io import atomic_path
+from mlpot.errors import SimulationError
+
+if TYPE_CHECKING:
+    from md_engine.simulation import Simulation
+
+CHECKPOINT_VERSION = 1
+
+THERMO_COLUMNS = [
+    "step", "time_ps", "potential_eV", "kinetic_eV", "total_eV", "conserved_eV", "temperature_K",
+    "pressure_bar", "volume_A3", "ns_per_day",
+]
+
+
+class Reporter:
+    interval: int = 1
+
+    def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:  # noqa: D401
+        pass
+
+    def report(self, sim: "Simulation") -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# thermo
+
+
+class ThermoReporter(Reporter):
+    """Thermo lines every ``interval`` steps: printed (to ``stream``, None: silent) and appended to a CSV."""
+
+    def __init__(self, path: Optional[str | Path], interval: int = 10, stream: Optional[TextIO] = sys.stdout) -> None:
+        self.path = Path(path) if path else None
+        self.interval = int(interval)
+        self.stream = stream
+        self._fh: Optional[TextIO] = None
+        self._writer: Any = None
+        self._printed_header = False
+        self.rows: list[dict[str, float]] = []
+
+    def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if restart_step is not None and self.path.exists():
+            _truncate_csv(self.path, restart_step)
+            self._fh = open(self.path, "a", newline="")
+            self._writer = csv.writer(self._fh)
+        else:
+            self._fh = open(self.path, "w", newline="")
+            self._writer = csv.writer(self._fh)
+            self._writer.writerow(THERMO_COLUMNS)
+            self._fh.flush()
+
+    def report(self, sim: "Simulation") -> None:
+        row = sim.thermo()
+        self.rows.append(row)
+        if self._writer is not None:
+            self._writer.writerow([row["step"]] + [f"{row[c]:.10g}" for c in THERMO_COLUMNS[1:]])
+            self._fh.flush()  # type: ignore[union-attr]
+        if self.stream is not None:
+            if not self._printed_header:
+                self.stream.write(
+                    f"{'step':>10} {'time[ps]':>10} {'Epot[eV]':>14} {'Ekin[eV]':>12} {'Etot[eV]':>14} "
+                    f"{'Econs[eV]':>14} {'T[K]':>9} {'P[bar]':>11} {'V[A3]':>11} {'ns/day':>8}\n"
+                )
+                self._printed_header = True
+            self.stream.write(
+                f"{row['step']:>10d} {row['time_ps']:>10.4f} {row['potential_eV']:>14.6f} {row['kinetic_eV']:>12.6f} "
+                f"{row['total_eV']:>14.6f} {row['conserved_eV']:>14.6f} {row['temperature_K']:>9.2f} "
+                f"{row['pressure_bar']:>11.2f} {row['volume_A3']:>11.3f} {row['ns_per_day']:>8.3f}\n"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else [THERMO_COLUMNS]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+
+
+def read_thermo(path: str | Path) -> dict[str, list[float]]:
+    """The thermo CSV as columns."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return {name: [float(r[k]) for r in rows[1:]] for k, name in enumerate(rows[0])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# trajectories
+
+
+class ExtxyzReporter(Reporter):
+    """Frames appended to an extended-XYZ file (positions Å, velocities in ASE units, energy, step)."""
+
+    def __init__(self, path: str | Path, interval: int = 100, velocities: bool = False) -> None:
+        self.path = Path(path)
+        self.interval = int(interval)
+        self.velocities = velocities
+        self._fh: Optional[TextIO] = None
+
+    def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if restart_step is not None and self.path.exists():
+            _truncate_extxyz(self.path, restart_step)
+            self._fh = open(self.path, "a")
+        else:
+            self._fh = open(self.path, "w")
+
+    def report(self, sim: "Simulation") -> None:
+        import ase.io
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        st = sim.state
+        atoms = st.to_atoms()
+        if not self.velocities:
+            atoms.arrays.pop("momenta", None)
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=float(st.energy), forces=st.forces.detach().cpu().numpy()  # type: ignore[union-attr]
+        )
+        atoms.info["step"] = st.step
+        atoms.info["time_ps"] = st.time_fs / 1000.0
+        ase.io.write(self._fh, atoms, format="extxyz")
+        self._fh.flush()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _truncate_extxyz(path: Path, step: int) -> None:
+    """Drop frames whose ``step=`` is larger than ``step`` (frame headers only are parsed)."""
+    import re
+
+    lines = path.read_text().splitlines(keepends=True)
+    out: list[str] = []
+    k = 0
+    pat = re.compile(r"\bstep=(\d+)")
+    while k < len(lines):
+        n = int(lines[k].strip())
+        m = pat.search(lines[k + 1])
+        if m is not None and int(m.group(1)) > step:
+            break
+        out.extend(lines[k : k + 2 + n])
+        k += 2 + n
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("".join(out))
+
+
+class H5MDReporter(Reporter):
+    """Frames appended to an HDF5 file in the H5MD layout (module docstring); flushed each record."""
+
+    OBSERVABLES = ("potential_energy", "kinetic_energy", "total_energy", "conserved_energy", "temperature",
+                   "pressure", "volume")
+
+    def __init__(self, path: str | Path, interval: int = 100, velocities: bool = True, forces: bool = False) -> None:
+        self.path = Path(path)
+        self.interval = int(interval)
+        self.velocities = velocities
+        self.forces = forces
+        self._f: Any = None
+
+    def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
+        import h5py
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        st = sim.state
+        if restart_step is not None and self.path.exists():
+            self._f = h5py.File(self.path, "a")
+            _truncate_h5md(self._f, restart_step)
+            return
+        f = self._f = h5py.File(self.path, "w")
+        h = f.create_group("h5md")
+        h.attrs["version"] = [1, 1]
+        h.create_group("author").attrs["name"] = os.environ.get("USER", "mlpot")
+        c = h.create_group("creator")
+        c.attrs["name"] = "mlpot md_engine"
+        from md_engine import __version__
+
+        c.attrs["version"] = __version__
+        part = f.create_group("particles/all")
+        n = st.n_atoms
+        sp = part.create_dataset("species", data=st.types.cpu().numpy().astype("int32"))
+        sp.attrs["type_map"] = list(st.type_map)
+        box = part.create_group("box")
+        box.attrs["dimension"] = 3
+        box.attrs["boundary"] = ["periodic" if p else "none" for p in st.pbc.tolist()]
+        self._element(box, "edges", (3, 3), "angstrom")
+        self._element(part, "position", (n, 3), "angstrom")
+        if self.velocities:
+            self._element(part, "velocity", (n, 3), "angstrom fs-1")
+        if self.forces:
+            self._element(part, "force", (n, 3), "eV angstrom-1")
+        for name in self.OBSERVABLES:
+            self._element(f.require_group("observables"), name, (), _OBS_UNITS[name])
+        f.flush()
+
+    @staticmethod
+    def _element(group: Any, name: str, shape: tuple[int, ...], unit: str) -> None:
+        g = group.create_group(name)
+        v = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype="f8",
+                             chunks=(1, *shape) if shape else (256,))
+        v.attrs["unit"] = unit
+        g.create_dataset("step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(256,))
+        t = g.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
+        t.attrs["unit"] = "ps"
+
+    @staticmethod
+    def _append(g: Any, value: Any, step: int, time_ps: float) -> None:
+        k = g["step"].shape[0]
+        for name in ("value", "step", "time"):
+            g[name].resize(k + 1, axis=0)
+        g["value"][k] = value
+        g["step"][k] = step
+        g["time"][k] = time_ps
+
+    def report(self, sim: "Simulation") -> None:
+        st = sim.state
+        t = st.time_fs / 1000.0
+        part = self._f["particles/all"]
+        self._append(part["box/edges"], st.cell.detach().cpu().numpy(), st.step, t)
+        self._append(part["position"], st.positions.detach().cpu().numpy(), st.step, t)
+        if self.velocities:
+            self._append(part["velocity"], st.velocities.detach().cpu().numpy(), st.step, t)
+        if self.forces:
+            self._append(part["force"], st.forces.detach().cpu().numpy(), st.step, t)  # type: ignore[union-attr]
+        row = sim.thermo()
+        obs = {"potential_energy": row["potential_eV"], "kinetic_energy": row["kinetic_eV"],
+               "total_energy": row["total_eV"], "conserved_energy": row["conserved_eV"],
+               "temperature": row["temperature_K"], "pressure": row["pressure_bar"], "volume": row["volume_A3"]}
+        for name, val in obs.items():
+            self._append(self._f["observables"][name], val, st.step, t)
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+_OBS_UNITS = {"potential_energy": "eV", "kinetic_energy": "eV", "total_energy": "eV", "conserved_energy": "eV",
+              "temperature": "K", "pressure": "bar", "volume": "angstrom3"}
+
+
+def _truncate_h5md(f: Any, step: int) -> None:
+    def visit(name: str, obj: Any) -> None:
+        import h5py
+
+        if isinstance(obj, h5py.Group) and "step" in obj and "value" in obj:
+            steps = obj["step"][()]
+            keep = int((steps <= step).sum())
+            for ds in ("value", "step", "time"):
+                obj[ds].resize(keep, axis=0)
+
+    f.visititems(visit)
+
+
+def read_h5md(path: str | Path) -> dict[str, Any]:
+    """positions (T, N, 3), cells (T, 3, 3), steps (T,), time_ps (T,), species (N,), type_map, observables."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        part = f["particles/all"]
+        out = {
+            "positions": part["position/value"][()], "steps": part["position/step"][()],
+            "time_ps": part["position/time"][()], "cells": part["box/edges/value"][()],
+            "species": part["species"][()], "type_map": [str(s) for s in part["species"].attrs["type_map"]],
+            "observables": {k: f["observables"][k]["value"][()] for k in f["observables"]},
+        }
+        if "velocity" in part:
+            out["velocities"] = part["velocity/value"][()]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+class CheckpointReporter(Reporter):
+    """Full restart state every ``interval`` steps, written atomically to ``path``."""
+
+    def __init__(self, path: str | Path, interval: int = 1000) -> None:
+        self.path = Path(path)
+        self.interval = int(interval)
+
+    def report(self, sim: "Simulation") -> None:
+        save_checkpoint(sim, self.path)
+
+
+def checkpoint_dict(sim: "Simulation") -> dict[str, Any]:
+    st = sim.state
+    d: dict[str, Any] = {
+        "version": CHECKPOINT_VERSION,
+        "step": int(st.step),
+        "time_fs": float(st.time_fs),
+        "positions": st.positions.detach().cpu(),
+        "velocities": st.velocities.detach().cpu(),
+        "masses": st.masses.detach().cpu(),
+        "types": st.types.cpu(),
+        "cell": st.cell.detach().cpu(),
+        "pbc": st.pbc.cpu(),
+        "image": st.image.cpu(),  # type: ignore[union-attr]
+        "bounds": st.bounds.detach().cpu(),  # type: ignore[union-attr]
+        "type_map": list(st.type_map),
+        "integrator_class": type(sim.integrator).__name__,
+        "integrator": sim.integrator.state_dict(),
+        "neighbors": sim.verlet.state_dict(),
+        "wall_s": float(sim.wall_s),
+    }
+    return d
+
+
+def save_checkpoint(sim: "Simulation", path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint_dict(sim), tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise SimulationError(f"{path}: checkpoint not found")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SimulationError(f"{path}: not a readable md_engine checkpoint ({exc})") from exc
+    if not isinstance(d, dict) or d.get("version") != CHECKPOINT_VERSION:
+        raise SimulationError(f"{path}: expected an md_engine checkpoint of version {CHECKPOINT_VERSION}")
+    return d

@@ -1,0 +1,351 @@
+"""md_engine core: LJ against ASE, NVE against ASE's VelocityVerlet, energy drift, Verlet skin, restart,
+outputs, failure handling. CPU, float64, small argon systems."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import bulk
+from ase.calculators.lj import LennardJones as AseLJ
+from ase.md.verlet import VelocityVerlet as AseVV
+
+from mlpot.errors import ModelError, SimulationError
+from md_engine import (
+    CSVR,
+    CheckpointReporter,
+    ExtxyzReporter,
+    H5MDReporter,
+    Langevin,
+    LennardJones,
+    NoseHooverChain,
+    Simulation,
+    State,
+    StochasticCellRescaling,
+    ThermoReporter,
+    VelocityVerlet,
+    read_h5md,
+    read_thermo,
+)
+from md_engine.neighbors import VerletList
+from mlpot.neighbors import neighbor_list_brute_force
+
+EPS, SIG, RC, RO = 0.0104, 3.40, 8.0, 6.5  # argon (eV, Å); smooth switch between RO and RC
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on the shared 2-core machine
+    yield
+    torch.set_num_threads(n)
+
+
+def argon(n: int = 2, a: float = 5.8, jitter: float = 0.15, seed: int = 0):
+    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((n, n, n))
+    atoms.positions += np.random.default_rng(seed).normal(0.0, jitter, atoms.positions.shape)
+    return atoms
+
+
+def lj(smooth: bool = True) -> LennardJones:
+    return LennardJones(EPS, SIG, RC, smooth=smooth, ro=RO) if smooth else LennardJones(EPS, SIG, RC, shift=True)
+
+
+def unwrapped(st: State) -> np.ndarray:
+    return (st.positions + st.image.to(st.dtype) @ st.cell).numpy()
+
+
+# ------------------------------------------------------------------------------- potential vs ASE
+@pytest.mark.parametrize("smooth", [False, True])
+def test_lj_energy_forces_stress_match_ase(smooth):
+    atoms = argon(2, jitter=0.3, seed=3)
+    atoms.set_cell(atoms.cell.array + np.array([[0, 0, 0], [0.7, 0, 0], [0.3, -0.4, 0]]), scale_atoms=False)  # triclinic
+    atoms.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=smooth)
+    st = State.from_atoms(atoms, device="cpu")
+    nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC + 1.0)  # with skin pairs
+    e, f, w = lj(smooth).compute(st.positions, st.types, st.cell, st.pbc, nl, virial=True)
+    assert abs(float(e) - atoms.get_potential_energy()) < 1e-10
+    assert np.abs(f.numpy() - atoms.get_forces()).max() < 1e-10
+    stress = atoms.get_stress(voigt=False)  # eV/Å³
+    assert np.abs(w.numpy() - (-stress * atoms.get_volume())).max() < 1e-9  # virial = −stress·V
+
+
+def test_lj_per_type_table_and_finite_differences():
+    atoms = argon(2, jitter=0.3, seed=4)
+    syms = ["Ar", "Kr"] * (len(atoms) // 2)
+    atoms.set_chemical_symbols(syms)
+    eps = torch.tensor([[0.0104, 0.0140], [0.0140, 0.0170]])
+    sig = torch.tensor([[3.40, 3.50], [3.50, 3.65]])
+    pot = LennardJones(eps, sig, RC, smooth=True, ro=RO)
+    st = State.from_atoms(atoms, device="cpu")
+
+    def energy(pos, cell):
+        nl = neighbor_list_brute_force(pos, cell[None], st.pbc[None], RC)
+        return pot.compute(pos, st.types, cell, st.pbc, nl)[0]
+
+    nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC)
+    e, f, w = pot.compute(st.positions, st.types, st.cell, st.pbc, nl)
+    h = 1e-5
+    for i, k in [(0, 0), (5, 1), (17, 2)]:
+        p1, p2 = st.positions.clone(), st.positions.clone()
+        p1[i, k] += h
+        p2[i, k] -= h
+        fd = -(energy(p1, st.cell) - energy(p2, st.cell)) / (2 * h)
+        assert abs(float(fd) - float(f[i, k])) < 1e-7
+    # virial: W = −∂E/∂ε under a homogeneous strain (positions and cell scaled by 1+ε)
+    for a, b in [(0, 0), (0, 1), (2, 1)]:
+        d = torch.zeros(3, 3)
+        d[a, b] = h
+        ep = energy(st.positions @ (torch.eye(3) + d), st.cell @ (torch.eye(3) + d))
+        em = energy(st.positions @ (torch.eye(3) - d), st.cell @ (torch.eye(3) - d))
+        assert abs(-(ep - em) / (2 * h) - float(w[a, b])) < 1e-7
+
+
+# ------------------------------------------------------------------------------- NVE vs ASE
+def test_nve_trajectory_matches_ase_velocity_verlet():
+    atoms = argon(2, seed=1)
+    st = State.from_atoms(atoms, temperature=300.0, seed=5, device="cpu")
+    ref = st.to_atoms()
+    ref.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=True)
+    dt = 2.0
+    sim = Simulation(st, lj(), VelocityVerlet(dt), skin=0.5)
+    sim.run(100)
+    AseVV(ref, timestep=dt * units.fs).run(100)
+    assert np.abs(unwrapped(st) - ref.positions).max() < 1e-8
+    assert np.abs(st.velocities.numpy() - ref.get_velocities() * units.fs).max() < 1e-10
+    assert 1 < sim.n_rebuilds < 100  # the skin did its job and atoms moved enough to need rebuilds
+
+
+def test_nve_energy_drift_bound():
+    """108 argon atoms near the triple point, dt = 5 fs (≈ 0.0023 LJ time units), 2 ps."""
+    st = State.from_atoms(argon(3, a=5.6, seed=2), temperature=80.0, seed=2, device="cpu")
+    thermo = ThermoReporter(None, interval=10, stream=None)
+    sim = Simulation(st, lj(), VelocityVerlet(5.0), [thermo], skin=1.0)
+    sim.run(400)
+    t = np.array([r["time_ps"] for r in thermo.rows])
+    e = np.array([r["conserved_eV"] for r in thermo.rows]) / st.n_atoms
+    slope = np.polyfit(t, e, 1)[0]  # eV / atom / ps
+    assert abs(slope) < 2e-6, slope  # stated bound: 2e-6 eV/atom/ps at dt = 5 fs
+    assert np.ptp(e) < 1e-4  # fluctuation of the total energy per atom (eV)
+    # momentum stays zero
+    p = (st.masses[:, None] * st.velocities).sum(0)
+    assert float(p.abs().max()) < 1e-10
+
+
+# ------------------------------------------------------------------------------- Verlet skin
+@pytest.mark.parametrize("ensemble", ["nve", "npt"])
+def test_verlet_skin_identical_to_rebuild_every_step(ensemble):
+    def make(skin, every):
+        st = State.from_atoms(argon(2, seed=7), temperature=400.0, seed=3, device="cpu")
+        if ensemble == "nve":
+            integ = VelocityVerlet(4.0)
+        else:
+            baro = StochasticCellRescaling(pressure=2000.0, tau=200.0, compressibility=1e-3)
+            integ = CSVR(4.0, temperature=400.0, tau=50.0, seed=11, barostat=baro)
+        return Simulation(st, lj(), integ, skin=skin, rebuild_every=every)
+
+    a, b = make(0.6, None), make(0.0, 1)
+    a.run(150)
+    b.run(150)
+    assert np.abs(unwrapped(a.state) - unwrapped(b.state)).max() < 1e-10
+    assert np.abs(a.state.velocities.numpy() - b.state.velocities.numpy()).max() < 1e-10
+    assert 1 < a.n_rebuilds < 150 and b.n_rebuilds == 151
+    if ensemble == "npt":
+        assert not torch.allclose(a.state.cell, State.from_atoms(argon(2, seed=7), device="cpu").cell)
+
+
+def test_verlet_list_holds_all_pairs_after_cell_change():
+    """The rebuild criterion is exact: whenever the list is kept, it contains every pair within the cutoff."""
+    st = State.from_atoms(argon(2, seed=9), device="cpu")
+    vl = VerletList(RC, skin=0.8)
+    vl.build(st)
+    gen = torch.Generator().manual_seed(0)
+    kept = 0
+    for _ in range(40):
+        st.positions += 0.05 * torch.randn(st.positions.shape, generator=gen)
+        mu = 1.0 + 0.004 * float(torch.randn(1, generator=gen))
+        st.positions *= mu
+        st.cell *= mu
+        nl, rebuilt = vl.update(st)
+        kept += not rebuilt
+        ref = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC)
+        have = {(i, j, *s) for i, j, s in zip(nl.centers.tolist(), nl.neighbors.tolist(), nl.shifts.tolist())}
+        need = {(i, j, *s) for i, j, s in zip(ref.centers.tolist(), ref.neighbors.tolist(), ref.shifts.tolist())}
+        assert need <= have
+    assert kept > 5 and vl.n_builds > 2
+
+
+# ------------------------------------------------------------------------------- restart
+def _ensemble(name: str, seed: int = 3):
+    if name == "langevin":
+        return Langevin(4.0, 120.0, tau=100.0, seed=seed)
+    if name == "nhc":
+        return NoseHooverChain(4.0, 120.0, tau=100.0)
+    return CSVR(4.0, 120.0, tau=100.0, seed=seed,
+                barostat=StochasticCellRescaling(pressure=500.0, tau=500.0, compressibility=1e-3))
+
+
+@pytest.mark.parametrize("name", ["langevin", "nhc", "csvr-npt"])
+def test_restart_continues_exactly(tmp_path, name):
+    def make(out: Path):
+        st = State.from_atoms(argon(2, seed=4), temperature=120.0, seed=8, device="cpu")
+        reps = [ThermoReporter(out / "thermo.csv", 5, stream=None), H5MDReporter(out / "traj.h5", 10),
+                ExtxyzReporter(out / "traj.xyz", 10), CheckpointReporter(out / "ckpt.pt", 20)]
+        return Simulation(st, lj(), _ensemble(name), reps, skin=0.7)
+
+    full = make(tmp_path / "full")
+    full.run(60)
+    part = make(tmp_path / "part")
+    part.run(40)
+    part.run(5)  # steps 41..45 are lost in a "crash" (never checkpointed): they must be dropped on restart
+    again = make(tmp_path / "part")
+    again.load_checkpoint(tmp_path / "part" / "ckpt.pt")
+    assert again.state.step == 40
+    again.run(20)
+    for attr in ("positions", "velocities", "cell", "image"):
+        assert torch.equal(getattr(full.state, attr), getattr(again.state, attr)), attr
+    assert full.thermo()["conserved_eV"] == again.thermo()["conserved_eV"]
+    # outputs continue exactly: same steps, same values
+    a, b = read_thermo(tmp_path / "full/thermo.csv"), read_thermo(tmp_path / "part/thermo.csv")
+    assert a["step"] == b["step"] == list(range(0, 61, 5))
+    assert np.allclose(a["conserved_eV"], b["conserved_eV"], rtol=0, atol=1e-9)
+    ha, hb = read_h5md(tmp_path / "full/traj.h5"), read_h5md(tmp_path / "part/traj.h5")
+    assert list(hb["steps"]) == list(range(0, 61, 10))
+    assert np.array_equal(ha["positions"], hb["positions"]) and np.array_equal(ha["cells"], hb["cells"])
+    xyz = ase.io.read(tmp_path / "part/traj.xyz", index=":")
+    assert [x.info["step"] for x in xyz] == list(range(0, 61, 10))
+    assert torch.load(tmp_path / "part/ckpt.pt", weights_only=True)["step"] == 60
+
+
+# ------------------------------------------------------------------------------- outputs
+def test_h5md_layout_and_thermo(tmp_path):
+    import h5py
+
+    st = State.from_atoms(argon(2, seed=5), temperature=100.0, seed=1, device="cpu")
+    sim = Simulation(st, lj(), NoseHooverChain(5.0, 100.0, tau=200.0),
+                     [ThermoReporter(tmp_path / "t.csv", 10, stream=None), H5MDReporter(tmp_path / "t.h5", 20, forces=True)])
+    sim.run(40)
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        for key in ("h5md", "particles/all/position/value", "particles/all/position/step", "particles/all/position/time",
+                    "particles/all/box/edges/value", "particles/all/species", "observables/temperature/value",
+                    "observables/pressure/value"):
+            assert key in f, key
+        assert f["particles/all/position/value"].shape == (3, 32, 3)
+        assert list(f["particles/all/box"].attrs["boundary"]) == ["periodic"] * 3
+        assert np.allclose(f["particles/all/position/time"][()], [0.0, 0.1, 0.2])
+    rows = read_thermo(tmp_path / "t.csv")
+    t = np.array(rows["temperature_K"])
+    ke = np.array(rows["kinetic_eV"])
+    assert np.allclose(t, 2 * ke / (93 * units.kB))  # 3N − 3 degrees of freedom
+    # pressure column = (2K + tr W)/(3V) (bar) against ASE's stress + kinetic term at the last step
+    atoms = st.to_atoms()
+    atoms.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=True)
+    p_ase = (-np.trace(atoms.get_stress(voigt=False)) / 3 + 2 * ke[-1] / (3 * atoms.get_volume())) / units.bar
+    assert abs(rows["pressure_bar"][-1] - p_ase) < 1e-8 * abs(p_ase)  # CSV keeps 10 digits
+
+
+# ------------------------------------------------------------------------------- failures
+class _Faulty:
+    """LJ that misbehaves from step ``at`` on: 'nan' energies/forces or a ModelError (sel overflow)."""
+
+    def __init__(self, kind: str, at: int):
+        self.inner, self.kind, self.at, self.calls = lj(), kind, at, 0
+        self.cutoff = self.inner.cutoff
+
+    def compute(self, *args, **kwargs):
+        self.calls += 1
+        e, f, w = self.inner.compute(*args, **kwargs)
+        if self.calls > self.at:
+            if self.kind == "nan":
+                f = f.clone()
+                f[3, 1] = float("nan")
+            else:
+                raise ModelError("frame 0, atom 3: 47 neighbors of type O, sel = 46")
+        return e, f, w
+
+
+def _failing_run(tmp_path, st, pot, **kw):
+    reps = [ThermoReporter(tmp_path / "thermo.csv", 2, stream=None), H5MDReporter(tmp_path / "traj.h5", 5),
+            ExtxyzReporter(tmp_path / "traj.xyz", 5), CheckpointReporter(tmp_path / "ckpt.pt", 10)]
+    sim = Simulation(st, pot, VelocityVerlet(kw.pop("dt", 2.0)), reps, **kw)
+    with pytest.raises(SimulationError) as info:
+        sim.run(200)
+    assert (tmp_path / "ckpt.failed.pt").exists()
+    fail = torch.load(tmp_path / "ckpt.failed.pt", weights_only=True)
+    assert fail["step"] == sim.state.step
+    h5 = read_h5md(tmp_path / "traj.h5")  # still readable
+    xyz = ase.io.read(tmp_path / "traj.xyz", index=":")
+    assert len(xyz) == len(h5["steps"]) >= 1
+    assert read_thermo(tmp_path / "thermo.csv")["step"][-1] == 2 * (sim.state.step // 2)
+    return str(info.value), sim
+
+
+@pytest.mark.parametrize("kind", ["nan", "overflow"])
+def test_failure_nan_and_neighbor_overflow(tmp_path, kind):
+    st = State.from_atoms(argon(2), temperature=100.0, seed=1, device="cpu")
+    msg, sim = _failing_run(tmp_path, st, _Faulty(kind, at=23))
+    assert sim.state.step == 22
+    assert ("non-finite" in msg) if kind == "nan" else ("sel" in msg and "step 22" in msg)
+    assert (tmp_path / "ckpt.pt").exists() and torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 20
+
+
+def test_failure_atoms_too_close(tmp_path):
+    atoms = argon(2)
+    st = State.from_atoms(atoms, temperature=50.0, seed=1, device="cpu")
+    # two atoms flying at each other fast enough to get within 2.5 Å (min_distance raised to 2.5 Å)
+    d = st.positions[1] - st.positions[0]
+    st.velocities[0] = 0.2 * d / d.norm()
+    st.velocities[1] = -0.2 * d / d.norm()
+    msg, sim = _failing_run(tmp_path, st, lj(), min_distance=2.5, dt=1.0)
+    assert "closer than min_distance" in msg and sim.state.step > 1
+
+
+def test_failure_lost_atom(tmp_path):
+    from ase.cluster import Icosahedron
+
+    atoms = Icosahedron("Ar", 2, latticeconstant=5.3)  # 13-atom cluster, no PBC
+    st = State.from_atoms(atoms, device="cpu")
+    out = st.positions[1] - st.positions[0]
+    st.velocities[1] = 1.0 * out / out.norm()  # 1 Å/fs outwards: leaves the cluster for good
+    msg, sim = _failing_run(tmp_path, st, lj(), dt=1.0, lost_margin=12.0)
+    assert "lost atom" in msg
+    assert 8 <= sim.state.step <= 20
+
+
+def test_state_from_lammps_data_and_mb_velocities(water_dir):
+    st = State.from_file(water_dir / "water.lmp", type_map=["O", "H"], temperature=300.0, seed=3, device="cpu")
+    assert st.n_atoms == 192 and st.symbols.count("O") == 64 and st.symbols.count("H") == 128
+    assert abs(float(st.masses[st.types == 0][0]) - 15.999) < 1e-2
+    assert torch.allclose(st.cell, torch.eye(3) * 12.4447)
+    p = (st.masses[:, None] * st.velocities).sum(0)
+    assert float(p.abs().max()) < 1e-12
+    from md_engine import temperature
+
+    assert abs(float(temperature(st)) - 300.0) < 1e-9
+    st2 = State.from_file(water_dir / "water.lmp", type_map=["O", "H"], temperature=300.0, seed=3, device="cpu")
+    assert torch.equal(st.velocities, st2.velocities)
+    with pytest.raises(Exception, match="type_map"):
+        State.from_file(water_dir / "water.lmp", type_map=["O"], device="cpu")
+    # round trip through ase.Atoms
+    atoms = st.to_atoms()
+    back = State.from_atoms(atoms, type_map=["O", "H"], device="cpu")
+    assert torch.allclose(back.velocities, st.velocities) and torch.equal(back.types, st.types)
+    assert math.isfinite(float(st.volume))
+
+
+@pytest.mark.parametrize("fmt", ["vasp", "extxyz", "cif"])
+def test_state_from_ase_formats(tmp_path, fmt):
+    atoms = argon(2, seed=6)
+    path = tmp_path / {"vasp": "POSCAR", "extxyz": "a.extxyz", "cif": "a.cif"}[fmt]
+    ase.io.write(path, atoms, format=fmt)
+    st = State.from_file(path, format=fmt, device="cpu", temperature=50.0, seed=0)
+    assert st.type_map == ["Ar"] and st.n_atoms == 32
+    assert np.allclose(st.cell.numpy(), atoms.cell.array, atol=1e-6)
+    # same positions up to lattice translations (CIF wraps into the cell and rounds)
+    frac = np.linalg.solve(atoms.cell.array.T, (st.positions.numpy() - atoms.positions).T).T
+    assert np.abs(frac - np.round(frac)).max() < 1e-4

@@ -1,0 +1,143 @@
+"""md_engine with an mlpot model: the MlpotPotential adapter against ASE's VelocityVerlet driving a tiny
+ASE calculator around mlpot.model.evaluate (the model's own neighbor list, no skin), and `mlpot md`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.calculators.calculator import Calculator, all_changes
+from ase.md.verlet import VelocityVerlet as AseVV
+
+from md_engine import MlpotPotential, Simulation, State, VelocityVerlet, read_h5md, read_thermo
+from mlpot.errors import ConfigError, SimulationError
+
+RCUT = 4.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_model(sel=(30, 60)):
+    from mlpot.model import EnergyModel
+
+    cfg = {
+        "type_map": ["O", "H"],
+        "descriptor": {"type": "se_e2_a", "rcut": RCUT, "rcut_smth": 1.0, "sel": list(sel), "neuron": [4, 8],
+                       "axis_neuron": 4, "seed": 3},
+        "fitting_net": {"neuron": [8, 8], "seed": 4},
+    }
+    torch.manual_seed(0)
+    return EnergyModel.from_config(cfg, device="cpu")
+
+
+class _EvalCalc(Calculator):
+    """Minimal ASE calculator: mlpot.model.evaluate with the model's own neighbor search."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from mlpot.model import evaluate
+
+        super().calculate(atoms, properties, system_changes)
+        types = torch.tensor([self.model.type_map.index(s) for s in atoms.get_chemical_symbols()])
+        out = evaluate(self.model, torch.tensor(atoms.positions), types, torch.tensor(atoms.cell.array)[None],
+                       torch.tensor(atoms.pbc)[None])
+        self.results = {"energy": float(out["energy"][0].detach()), "forces": out["forces"].detach().numpy()}
+
+
+def test_mlpot_nve_matches_ase_velocity_verlet(water_dir):
+    model = tiny_model()
+    st = State.from_file(water_dir / "water.lmp", type_map=["O", "H"], temperature=300.0, seed=2, device="cpu")
+    ref = st.to_atoms()
+    ref.calc = _EvalCalc(model)
+    dt, n = 0.5, 60
+    sim = Simulation(st, MlpotPotential(model, device="cpu"), VelocityVerlet(dt), skin=0.5)
+    sim.run(n)
+    AseVV(ref, timestep=dt * units.fs).run(n)
+    pos = (st.positions + st.image.to(st.dtype) @ st.cell).numpy()
+    assert np.abs(pos - ref.positions).max() < 1e-8
+    assert np.abs(st.velocities.numpy() - ref.get_velocities() * units.fs).max() < 1e-10
+    # the virial through the adapter matches the strain derivative of the model energy
+    from mlpot.model import evaluate
+
+    h = 1e-5
+    pot = sim.potential
+    nl = sim.verlet.nl
+    e, f, w = pot.compute(st.positions, st.types, st.cell, st.pbc, nl)
+    d = torch.zeros(3, 3)
+    d[0, 1] = h
+
+    def energy(strain):
+        m = torch.eye(3) + strain
+        return float(evaluate(model, st.positions @ m, st.types, (st.cell @ m)[None], st.pbc[None],
+                              forces=False, virial=False)["energy"][0].detach())
+
+    assert abs(-(energy(d) - energy(-d)) / (2 * h) - float(w[0, 1])) < 1e-7
+
+
+def test_sel_overflow_becomes_simulation_error(water_dir, tmp_path):
+    from md_engine import CheckpointReporter
+
+    st = State.from_file(water_dir / "water.lmp", type_map=["O", "H"], temperature=300.0, seed=2, device="cpu")
+    sim = Simulation(st, MlpotPotential(tiny_model(sel=(2, 2)), device="cpu"), VelocityVerlet(0.5),
+                     [CheckpointReporter(tmp_path / "ckpt.pt", 10)])
+    with pytest.raises(SimulationError, match="model evaluation failed"):
+        sim.run(5)
+    assert (tmp_path / "ckpt.failed.pt").exists()
+
+
+def test_mlpot_md_cli_run_and_restart(water_dir, tmp_path, monkeypatch):
+    import yaml
+
+    from mlpot.cli import main
+    from mlpot.export import save_model
+
+    save_model(tiny_model(), tmp_path / "model.pt")
+    cfg = {
+        "structure": str(water_dir / "water.lmp"), "type_map": ["O", "H"],
+        "potential": {"model": str(tmp_path / "model.pt")}, "ensemble": "nvt-csvr", "temperature": 300.0,
+        "dt": 0.5, "steps": 20, "thermo_every": 5, "traj_every": 10, "traj_formats": ["h5md", "extxyz"],
+        "checkpoint_every": 10, "output_dir": str(tmp_path / "md"), "device": "cpu", "seed": 1, "progress": False,
+    }
+    (tmp_path / "in.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["md", str(tmp_path / "in.yaml")]) == 0
+    th = read_thermo(tmp_path / "md/thermo.csv")
+    assert th["step"] == [0, 5, 10, 15, 20]
+    h5 = read_h5md(tmp_path / "md/traj.h5")
+    assert list(h5["steps"]) == [0, 10, 20] and h5["positions"].shape == (3, 192, 3)
+    # restart to 30 steps: continues the same files
+    assert main(["md", str(tmp_path / "in.yaml"), "--restart", "--steps", "30"]) == 0
+    assert read_thermo(tmp_path / "md/thermo.csv")["step"] == [0, 5, 10, 15, 20, 25, 30]
+    assert list(read_h5md(tmp_path / "md/traj.h5")["steps"]) == [0, 10, 20, 30]
+    # config errors name the key
+    bad = dict(cfg, ensemble="npt-scr")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    assert main(["md", str(tmp_path / "bad.yaml")]) == 2
+    from md_engine.config import parse_config
+
+    with pytest.raises(ConfigError, match="pressure"):
+        parse_config(bad)
+    with pytest.raises(ConfigError, match="dt"):
+        parse_config(dict(cfg, dt=-1))
+    with pytest.raises(ConfigError, match="tau_x"):
+        parse_config(dict(cfg, tau_x=1))
+
+
+def test_example_config_is_valid():
+    from pathlib import Path
+
+    from md_engine.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "md_water_nvt.yaml")
+    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5 and cfg.potential.model == "demo_out/model.pt"
