@@ -1,0 +1,10 @@
+"""Training: DeePMD-kit's loss and schedules, deterministic batching, the trainer (DDP via torchrun).
+
+* :mod:`mlpot.train.schedule` — ``ExpDecayLR`` (stepped exponential lr) and the prefactor rule;
+* :mod:`mlpot.train.loss` — ``EnergyLoss`` (energy / force / virial terms);
+* :mod:`mlpot.train.data` — ``BatchSource`` (which frames each step and rank trains on);
+* :mod:`mlpot.train.trainer` — ``Trainer`` (Adam, lcurve.out, checkpoints, restart, DDP);
+* :mod:`mlpot.train.train_cli` — ``mlpot train``.
+
+Submodules import torch; import them explicitly (``from mlpot.train.trainer import Trainer``).
+"""

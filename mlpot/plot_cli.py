@@ -1,0 +1,22 @@
+"""``mlpot plot``: draw a learning curve.
+
+    mlpot plot lcurve.out -o lcurve.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lcurve", help="learning-curve file written by mlpot train (DeePMD-kit lcurve.out layout)")
+    parser.add_argument("-o", "--output", default="lcurve.png", help="image file (format from suffix; default lcurve.png)")
+    parser.add_argument("--dpi", type=int, default=120, help="resolution (default 120)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlpot.plot import plot_lcurve
+
+    out = plot_lcurve(args.lcurve, args.output, dpi=args.dpi)
+    print(f"wrote {out}")
+    return 0

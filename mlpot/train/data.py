@@ -1,0 +1,183 @@
+"""Training batches: which frames of which system each step (and each rank) trains on.
+
+A batch holds ``B`` frames of ONE system (all frames of a batch have the same atoms, as in DeePMD-kit),
+flattened into the model's layout: positions (B·N, 3) Å, atom_types (B·N,), cells (B, 3, 3) Å,
+pbc (B, 3), frame_index (B·N,), energies (B,) eV, forces (B·N, 3) eV/Å, virials (B, 3, 3) eV or None.
+
+System choice follows DeePMD-kit's default ``auto_prob = "prob_sys_size"``: the probability of a
+system is proportional to its number of batches ``ceil(n_frames / batch_size)``
+(``deepmd/pt/utils/dataloader.py``); ``"prob_uniform"``, the block form
+``"prob_sys_size;A:B:p;C:D:q"`` (systems A..B-1 share probability p, ∝ their batch counts inside the
+block) and explicit ``sys_probs`` are supported too.
+
+The schedule is *stateless*: the batch of step ``t`` on rank ``r`` is a pure function of
+``(seed, stream, r, t)`` (a numpy ``SeedSequence``). Restarting from a checkpoint therefore sees
+exactly the batches an uninterrupted run would, and a single process can rebuild the batches of
+every rank of a data-parallel run (see :class:`mlpot.train.trainer.Trainer`, ``emulate_world_size``).
+Inside a system a batch is ``min(batch_size, n_frames)`` distinct frames drawn uniformly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from mlpot.config import BatchSize, resolve_batch_size
+from mlpot.data.frames import LabeledFrames
+from mlpot.errors import ConfigError
+
+#: RNG streams: independent random sequences from one seed
+TRAIN_STREAM = 0
+VALID_STREAM = 1
+
+
+def system_probabilities(
+    n_batches: Sequence[int], auto_prob: str = "prob_sys_size", sys_probs: Optional[Sequence[float]] = None
+) -> np.ndarray:
+    """Probability of drawing each system (sums to 1)."""
+    nb = np.asarray(n_batches, dtype=np.float64)
+    n = len(nb)
+    if sys_probs is not None:
+        p = np.asarray(sys_probs, dtype=np.float64)
+    elif auto_prob == "prob_uniform":
+        p = np.ones(n)
+    elif auto_prob == "prob_sys_size":
+        p = nb.copy()
+    elif auto_prob.startswith("prob_sys_size;"):
+        p = np.zeros(n)
+        for block in auto_prob.split(";")[1:]:
+            try:
+                a, b, w = block.split(":")
+                a, b, w = int(a), int(b), float(w)
+            except ValueError:
+                raise ConfigError(f"auto_prob: expected blocks 'A:B:p', found {block!r}") from None
+            if not (0 <= a < b <= n):
+                raise ConfigError(f"auto_prob: block {block!r} must satisfy 0 <= A < B <= {n} (number of systems)")
+            p[a:b] += w * nb[a:b] / nb[a:b].sum()
+    else:
+        raise ConfigError(f"auto_prob: expected 'prob_sys_size', 'prob_uniform' or 'prob_sys_size;A:B:p;...', found {auto_prob!r}")
+    if p.shape != (n,) or np.any(p < 0) or p.sum() <= 0:
+        raise ConfigError(f"sys_probs: expected {n} non-negative probabilities with a positive sum, found {p.tolist()}")
+    return p / p.sum()
+
+
+@dataclass
+class Batch:
+    """One batch on the device (layout in the module docstring)."""
+
+    positions: torch.Tensor
+    atom_types: torch.Tensor
+    cells: torch.Tensor
+    pbc: torch.Tensor
+    frame_index: torch.Tensor
+    energies: Optional[torch.Tensor]
+    forces: Optional[torch.Tensor]
+    virials: Optional[torch.Tensor]
+    n_atoms: int
+    n_frames: int
+    system: int
+    frames: np.ndarray
+
+
+class _SystemTensors:
+    """One system's arrays as tensors on the device, converted once."""
+
+    def __init__(self, s: LabeledFrames, device: torch.device, dtype: torch.dtype):
+        def t(a: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+            return None if a is None else torch.as_tensor(a, dtype=dtype, device=device)
+
+        self.n_atoms = s.n_atoms
+        self.atom_types = torch.as_tensor(s.atom_types, dtype=torch.long, device=device)
+        self.pbc = torch.as_tensor(s.pbc, dtype=torch.bool, device=device)
+        self.positions = t(s.positions)
+        self.cells = t(s.cells)
+        self.energies = t(s.energies)
+        self.forces = t(s.forces)
+        self.virials = t(s.virials)
+
+    def batch(self, frames: np.ndarray, system: int) -> Batch:
+        idx = torch.as_tensor(frames, dtype=torch.long, device=self.positions.device)
+        b, n = int(idx.numel()), self.n_atoms
+        return Batch(
+            positions=self.positions[idx].reshape(b * n, 3),
+            atom_types=self.atom_types.repeat(b),
+            cells=self.cells[idx],
+            pbc=self.pbc.expand(b, 3),
+            frame_index=torch.arange(b, device=idx.device).repeat_interleave(n),
+            energies=None if self.energies is None else self.energies[idx],
+            forces=None if self.forces is None else self.forces[idx].reshape(b * n, 3),
+            virials=None if self.virials is None else self.virials[idx],
+            n_atoms=n,
+            n_frames=b,
+            system=system,
+            frames=np.asarray(frames),
+        )
+
+
+class BatchSource:
+    """Deterministic batches from several systems (see module docstring).
+
+    systems: the data; batch_size: int, per-system list, ``"auto"`` or ``"auto:N"``;
+    seed: the training seed; stream: :data:`TRAIN_STREAM` / :data:`VALID_STREAM`.
+    """
+
+    def __init__(
+        self,
+        systems: Sequence[LabeledFrames],
+        batch_size: BatchSize,
+        seed: int,
+        stream: int = TRAIN_STREAM,
+        auto_prob: str = "prob_sys_size",
+        sys_probs: Optional[Sequence[float]] = None,
+        device: Union[str, torch.device] = "cpu",
+        dtype: torch.dtype = torch.float64,
+        what: str = "training_data",
+    ):
+        if not systems:
+            raise ConfigError(f"training.{what}.systems: expected at least one system, found none")
+        if isinstance(batch_size, list) and len(batch_size) != len(systems):
+            raise ConfigError(
+                f"training.{what}.batch_size: expected one batch size per system ({len(systems)} systems "
+                f"after expanding directories), found {len(batch_size)}"
+            )
+        if sys_probs is not None and len(sys_probs) != len(systems):
+            raise ConfigError(
+                f"training.{what}.sys_probs: expected one probability per system ({len(systems)} systems "
+                f"after expanding directories), found {len(sys_probs)}"
+            )
+        self.systems = list(systems)
+        self.seed = int(seed)
+        self.stream = int(stream)
+        self.batch_sizes = [resolve_batch_size(batch_size, s.n_atoms, k) for k, s in enumerate(self.systems)]
+        self.n_batches = [-(-s.n_frames // bs) for s, bs in zip(self.systems, self.batch_sizes)]
+        self.probs = system_probabilities(self.n_batches, auto_prob, sys_probs)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._tensors: dict[int, _SystemTensors] = {}
+
+    def indices(self, step: int, rank: int = 0, k: int = 0) -> tuple[int, np.ndarray]:
+        """(system index, frame indices) of batch ``k`` at ``step`` on ``rank``: a pure function."""
+        rng = np.random.default_rng([self.seed, self.stream, int(rank), int(step), int(k)])
+        sys_id = int(rng.choice(len(self.systems), p=self.probs))
+        nf = self.systems[sys_id].n_frames
+        frames = rng.choice(nf, size=min(self.batch_sizes[sys_id], nf), replace=False)
+        return sys_id, np.sort(frames)
+
+    def batch(self, step: int, rank: int = 0, k: int = 0) -> Batch:
+        sys_id, frames = self.indices(step, rank, k)
+        if sys_id not in self._tensors:
+            self._tensors[sys_id] = _SystemTensors(self.systems[sys_id], self.device, self.dtype)
+        return self._tensors[sys_id].batch(frames, sys_id)
+
+    def summary(self, name: str) -> str:
+        """DeePMD-kit-style table: system, natoms, bch_sz, n_bch, prob, pbc."""
+        lines = [f"---Summary of DataSystem: {name} ({len(self.systems)} system(s))"]
+        lines.append(f"{'system':>40s} {'natoms':>6s} {'bch_sz':>6s} {'n_bch':>6s} {'prob':>6s} {'pbc':>4s}")
+        for s, bs, nb, p in zip(self.systems, self.batch_sizes, self.n_batches, self.probs):
+            src = str(s.source)
+            src = src if len(src) <= 40 else "..." + src[-37:]
+            lines.append(f"{src:>40s} {s.n_atoms:6d} {bs:6d} {nb:6d} {p:6.3f} {'T' if s.pbc.any() else 'F':>4s}")
+        return "\n".join(lines)
