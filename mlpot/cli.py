@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "freeze": ("mlpot.freeze_cli", "freeze a training checkpoint into one self-contained model file"),
     "test": ("mlpot.test_cli", "energy/force/virial errors of a model on labeled data (dp test wording)"),
     "model-devi": ("mlpot.model_devi_cli", "model deviation of an ensemble over trajectory frames (model_devi.out)"),
+    "import-deepmd": ("mlpot.interop.cli", "import a DeePMD-kit se_e2_a/se_e2_r model (.dp/.yaml/.pt checkpoint) as an mlpot model"),
+    "export-deepmd": ("mlpot.interop.cli", "export an mlpot model as DeePMD-kit .dp/.yaml (then dp convert-backend)"),
+    "md": ("md_engine.md_cli", "molecular dynamics with md_engine from a YAML input (NVE/NVT/NPT, LJ or a model)"),
 }
 
 

@@ -1,0 +1,712 @@
+"""Import and export DeePMD-kit se_e2_a / se_e2_r energy models (``mlpot import-deepmd`` / ``export-deepmd``).
+
+Formats read
+------------
+* ``.dp`` (also ``.hlo``): DeePMD-kit's backend-independent serialization as written by
+  ``dp convert-backend model.pth model.dp``. An HDF5 file whose root attribute ``json`` holds the
+  model tree (JSON); every array of the tree (under an ``@variables`` key) is replaced by the name of
+  a root dataset (``/variable_0000``, ``/variable_0001``, … numbered in tree order).
+* ``.yaml`` / ``.yml``: the same tree in YAML; an array is a mapping
+  ``{"@class": "np.ndarray", "@is_variable": true, "@version": 1, "dtype": "float64", "value": [...]}``.
+  Read with ``yaml.safe_load`` (no Python objects).
+* ``.pt``: a DeePMD-kit PyTorch *training checkpoint* (``model.ckpt-N.pt``), read with
+  ``torch.load(weights_only=True)`` (tensors and plain data only). A frozen ``.pth`` is a TorchScript
+  program and is refused: convert it with ``dp convert-backend model.pth model.dp`` first.
+
+Nothing is ever unpickled. The tree (``model`` section) that is understood::
+
+    model: {"@class": "Model", type: "standard", type_map, atom_exclude_types: [], pair_exclude_types: [],
+            "@variables": {out_bias (1, ntypes, 1), out_std (1, ntypes, 1)},
+            descriptor: {type: se_e2_a|se_e2_r, rcut, rcut_smth, sel, neuron, axis_neuron, resnet_dt,
+                         type_one_side, set_davg_zero, activation_function, precision, exclude_types: [],
+                         env_protection: 0, env_mat: {rcut, rcut_smth, protection: 0, use_exp_switch: false},
+                         embeddings: NetworkCollection, "@variables": {davg, dstd (ntypes, nnei, 4|1)}},
+            fitting: {type: ener, neuron, resnet_dt, activation_function, precision, numb_fparam: 0,
+                      numb_aparam: 0, dim_case_embd: 0, mixed_types: false, nets: NetworkCollection,
+                      "@variables": {bias_atom_e (ntypes, 1), ...}}}
+    NetworkCollection: {ndim, ntypes, network_type, networks: [net, ...]}, net (ndim 1) = networks[t],
+                       net (ndim 2, center c, neighbor t) = networks[c + t·ntypes]
+    net: {layers: [{"@variables": {w (n_in, n_out), b (n_out,), idt (n_out,) | null},
+                    activation_function, resnet, use_timestep, bias}, ...]}
+
+Anything else (another descriptor such as se_atten/DPA-1/2/3 or hybrid, a dipole/polar/DOS/property
+fitting, a spin/linear/ZBL model, frame or atomic parameters, excluded types, a compressed model)
+is refused with one :class:`~mlpot.errors.ModelError` line naming what was found and where.
+
+Mapping onto :class:`mlpot.model.EnergyModel`
+---------------------------------------------
+* ``descriptor.davg``/``dstd`` (ntypes, nnei, k) → ``descriptor.davg``/``dstd`` (ntypes, k): DeePMD
+  tiles one row per center type over all nnei neighbor slots; the import checks that the rows are
+  indeed slot-independent (otherwise the model cannot be represented and is refused).
+* embedding layer ``w, b, idt`` → ``descriptor.embeddings.<t>`` (type_one_side) or ``<c>_<t>``
+  ``.layers.<k>.{matrix, bias, idt}``; fitting net of type t → ``fitting.nets.<t>.layers.<k>``.
+* ``fitting.energy_bias[t] = fitting.bias_atom_e[t, 0] + model.out_bias[0, t, 0]`` (DeePMD adds both;
+  ``out_std`` is not used by energy models). Export writes the whole bias into ``out_bias`` and zeros
+  into ``bias_atom_e``, with ``out_std = 1``.
+
+DeePMD-kit behaviours that the import exposes (and that mlpot's own model reproduces)
+-------------------------------------------------------------------------------------
+Verified to 1e-10 relative in energy and 1e-9 eV/Å in forces against DeePMD-kit 3.2.0's own
+``DeepPot`` on the bundled reference (``tests/data/deepmd_water_se_e2_a``):
+
+1. *Empty neighbor slots.* DeePMD pads the neighbors of each type to ``sel[t]`` slots; an empty slot
+   has a zero environment row *before* normalisation, so after it the row is ``−davg[c]/dstd[c]``
+   (c = center type), and it is embedded and summed like a real neighbor. mlpot adds these
+   ``sel[t] − n_t(i)`` padding contributions analytically (:mod:`mlpot.descriptors.se_e2_a`).
+2. *Neighbor order.* DeePMD sorts neighbors by type (slot blocks of ``sel[0]``, ``sel[1]``, …) and
+   within a type by distance; the descriptor is a sum over slots, so the order only matters when a
+   type overflows ``sel`` (DeePMD then silently drops the farthest; mlpot raises a ModelError).
+3. *Scaling.* ``A = (1/nnei) Σ_slots R̃ᵀ G`` with ``nnei = Σ_t sel[t]`` (not the number of real
+   neighbors), ``D = Aᵀ A[:, :axis_neuron]``; se_e2_r: ``D = (1/5)(1/nnei) Σ_slots G``.
+4. *Residual layers.* ``y = x + idt ⊙ tanh(x W + b)`` (or ``[x, x] + …`` when the width doubles);
+   a timestep ``idt`` exists only where such a skip exists, initialised N(0.1, 0.001²) by DeePMD's
+   PyTorch backend (mlpot: :mod:`mlpot.nn`).
+5. *Learning rate.* DeePMD's default ``exp`` schedule is *stepped*:
+   ``lr(t) = start_lr · r^⌊t / decay_steps⌋`` (``smooth: true`` gives ``r^(t/decay_steps)``);
+   mlpot's :class:`mlpot.train.schedule.ExpDecayLR` is the stepped one (checked against the ``lr``
+   column of DeePMD's own ``lcurve.out`` in the tests).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from mlpot.errors import MlpotError, ModelError
+
+#: DeePMD-kit descriptor type names accepted (aliases included) → mlpot descriptor type
+SUPPORTED_DESCRIPTORS = {"se_e2_a": "se_e2_a", "se_a": "se_e2_a", "se_e2_r": "se_e2_r", "se_r": "se_e2_r"}
+#: suffixes of the files :func:`write_deepmd_file` writes
+EXPORT_SUFFIXES = (".dp", ".hlo", ".yaml", ".yml")
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
+_FITTING_KINDS = {
+    "dipole": "a dipole model",
+    "polar": "a polarizability model",
+    "dos": "a DOS model",
+    "property": "a property model",
+    "ener": "an energy model",
+}
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def _describe_head(p: Path, head: bytes) -> str:
+    shown = head[:16]
+    return f"a file with suffix '{p.suffix or '(none)'}' starting with {shown!r}"
+
+
+def read_deepmd_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a DeePMD-kit model file into its serialization tree (arrays as numpy).
+
+    Returns the top-level dict (``model``, ``model_def_script``, ``software``, ``version``, …).
+    Raises :class:`ModelError` (one line naming the file) for a missing, truncated or foreign file.
+    """
+    p = Path(path)
+    where = f"DeePMD-kit model '{p}'"
+    if not p.exists():
+        raise ModelError(f"{where}: no such file")
+    if p.is_dir():
+        raise ModelError(f"{where}: is a directory, expected a .dp, .yaml or .pt model file")
+    if p.stat().st_size == 0:
+        raise ModelError(f"{where}: is empty")
+    with open(p, "rb") as fh:
+        head = fh.read(64)
+    suffix = p.suffix.lower()
+    if head.startswith(_HDF5_MAGIC):
+        return _read_hdf5(p, where)
+    if suffix in (".dp", ".hlo"):
+        raise ModelError(
+            f"{where}: not an HDF5 file (expected DeePMD-kit's .dp format, found {_describe_head(p, head)}); "
+            "the file is truncated, corrupted or of another type"
+        )
+    if head.startswith(_ZIP_MAGIC) or suffix in (".pt", ".pth"):
+        return _read_torch(p, where, head)
+    if suffix in (".yaml", ".yml"):
+        return _read_yaml(p, where)
+    raise ModelError(
+        f"{where}: not a DeePMD-kit model file: expected .dp (HDF5), .yaml or a PyTorch training checkpoint .pt, "
+        f"found {_describe_head(p, head)}"
+    )
+
+
+def _map_variables(tree: Any, convert: Callable[[Any, str], Any], path: str = "", in_vars: bool = False) -> Any:
+    """Copy of ``tree`` with every leaf below an ``@variables`` key passed through ``convert(leaf, path)``."""
+    if isinstance(tree, dict):
+        if in_vars and tree.get("@class") == "np.ndarray":
+            return convert(tree, path)
+        return {
+            k: _map_variables(v, convert, f"{path}.{k}" if path else str(k), in_vars or k == "@variables")
+            for k, v in tree.items()
+        }
+    if isinstance(tree, list):
+        return [_map_variables(v, convert, f"{path}[{i}]", in_vars) for i, v in enumerate(tree)]
+    if in_vars and tree is not None:
+        return convert(tree, path)
+    return tree
+
+
+def _read_hdf5(p: Path, where: str) -> dict[str, Any]:
+    import h5py
+
+    try:
+        with h5py.File(p, "r") as f:
+            if "json" not in f.attrs:
+                raise ModelError(f"{where}: an HDF5 file without the 'json' attribute; not a DeePMD-kit .dp model")
+            raw = f.attrs["json"]
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+            try:
+                tree = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ModelError(f"{where}: attribute 'json' is not valid JSON ({exc})") from None
+            if not isinstance(tree, dict):
+                raise ModelError(f"{where}: attribute 'json' holds a {type(tree).__name__}, expected a JSON object")
+
+            def load(name: Any, key: str) -> np.ndarray:
+                if not isinstance(name, str) or name not in f:
+                    raise ModelError(
+                        f"{where}: {key} refers to dataset {name!r}, which the file does not hold (truncated or corrupted)"
+                    )
+                arr = np.asarray(f[name][()])
+                if arr.dtype.kind not in "fiub":
+                    raise ModelError(f"{where}: dataset {name} ({key}) has dtype {arr.dtype}, expected numbers")
+                return arr.copy()
+
+            return _map_variables(tree, load)
+    except MlpotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError/KeyError/... for damaged files
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"{where}: cannot read the HDF5 file ({type(exc).__name__}: {reason}); it is truncated or corrupted"
+        ) from None
+
+
+def _read_yaml(p: Path, where: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(p, encoding="utf-8") as fh:
+            tree = yaml.safe_load(fh)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{where}: not valid YAML ({reason}); the file is truncated, corrupted or of another type") from None
+    if not isinstance(tree, dict):
+        raise ModelError(f"{where}: YAML holds a {type(tree).__name__}, expected a DeePMD-kit model mapping")
+
+    def load(node: Any, key: str) -> np.ndarray:
+        if isinstance(node, (int, float)) and not isinstance(node, bool):  # a plain number (min_nbor_dist)
+            return np.asarray(node)
+        if not (isinstance(node, dict) and node.get("@class") == "np.ndarray" and "value" in node):
+            raise ModelError(f"{where}: {key}: expected an np.ndarray mapping (dtype, value), found {type(node).__name__}")
+        try:
+            dtype = np.dtype(str(node.get("dtype", "float64")))
+            if dtype.kind not in "fiub":
+                raise TypeError(f"dtype {dtype} is not numeric")
+            return np.asarray(node["value"], dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{where}: {key}: bad array ({exc})") from None
+
+    return _map_variables(tree, load)
+
+
+def _read_torch(p: Path, where: str, head: bytes) -> dict[str, Any]:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(
+            f"{where}: not a readable PyTorch archive ({exc}); the file is truncated, corrupted or of another type "
+            f"({_describe_head(p, head)})"
+        ) from None
+    if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+        raise ModelError(
+            f"{where}: a TorchScript frozen model (dp freeze), which mlpot does not execute; convert it with "
+            f"'dp convert-backend {p.name} model.dp' and import model.dp"
+        )
+    import torch
+
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"{where}: refused by the weights-only loader ({type(exc).__name__}: {reason}); "
+            "truncated, corrupted, or not a DeePMD-kit checkpoint"
+        ) from None
+    if isinstance(payload, dict) and payload.get("format") == "mlpot-model":
+        raise ModelError(f"{where}: is an mlpot model file, not a DeePMD-kit model (it needs no import)")
+    return _checkpoint_to_tree(payload, where)
+
+
+# --------------------------------------------------------------------------- PyTorch checkpoint → tree
+def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
+    """Rebuild the serialization tree of an se_e2_a/se_e2_r energy model from a DeePMD-kit PyTorch
+    training checkpoint ({"model": state_dict with "_extra_state": {"model_params": ...}, ...})."""
+    sd = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(sd, dict) or not isinstance(sd.get("_extra_state"), dict):
+        found = f"keys {sorted(map(str, payload))[:6]}" if isinstance(payload, dict) else f"a {type(payload).__name__}"
+        raise ModelError(f"{where}: not a DeePMD-kit PyTorch checkpoint (no model._extra_state), found {found}")
+    params = sd["_extra_state"].get("model_params")
+    if not isinstance(params, dict):
+        raise ModelError(f"{where}: model._extra_state.model_params missing; not a DeePMD-kit PyTorch checkpoint")
+    if "model_dict" in params:
+        raise ModelError(f"{where}: a multi-task checkpoint (model_params.model_dict); import a single-task model")
+    mtype = params.get("type", "standard")
+    dcfg = params.get("descriptor", {})
+    fcfg = params.get("fitting_net", {})
+    _check_kinds(where, mtype, dcfg.get("type") if isinstance(dcfg, dict) else None,
+                 fcfg.get("type", "ener") if isinstance(fcfg, dict) else None, "model_params")
+    prefix = "model.Default.atomic_model."
+    tensors = {k[len(prefix):]: v.detach().cpu().numpy() for k, v in sd.items()
+               if k.startswith(prefix) and hasattr(v, "detach")}
+    if not tensors:
+        raise ModelError(f"{where}: no tensors under '{prefix}' in the checkpoint's model state")
+    dkeys = [k for k in tensors if k.startswith("descriptor.") and k.endswith(".mean")]
+    if len(dkeys) != 1:
+        raise ModelError(f"{where}: cannot locate the descriptor statistics (found {dkeys})")
+    dpre = dkeys[0][: -len("mean")]
+
+    def get(name: str) -> np.ndarray:
+        if name not in tensors:
+            raise ModelError(f"{where}: checkpoint tensor 'model.Default.atomic_model.{name}' missing")
+        return tensors[name]
+
+    def collection(pre: str, activation: str, fitting: bool) -> dict[str, Any]:
+        idx = sorted({int(k[len(pre):].split(".")[0]) for k in tensors if k.startswith(pre)})
+        nets = []
+        for i in range(len(idx)):
+            nl = sorted({int(k[len(f"{pre}{i}.layers."):].split(".")[0]) for k in tensors if k.startswith(f"{pre}{i}.layers.")})
+            layers = []
+            for k in range(len(nl)):
+                lp = f"{pre}{i}.layers.{k}."
+                last = fitting and k == len(nl) - 1
+                idt = tensors.get(lp + "idt")
+                layers.append({
+                    "activation_function": "none" if last else activation,
+                    "resnet": not last, "bias": True, "use_timestep": idt is not None,
+                    "@variables": {"w": get(lp + "matrix"), "b": get(lp + "bias"), "idt": idt},
+                })
+            nets.append({"layers": layers})
+        return {"networks": nets}
+
+    ntypes = len(params.get("type_map", []))
+    emb = collection(dpre + "filter_layers.networks.", dcfg.get("activation_function", "tanh"), False)
+    emb["ndim"] = 1 if len(emb["networks"]) == ntypes else 2
+    desc = dict(dcfg)
+    desc.pop("seed", None)
+    desc["type_one_side"] = emb["ndim"] == 1
+    desc["embeddings"] = emb
+    desc["@variables"] = {"davg": get(dpre + "mean"), "dstd": get(dpre + "stddev")}
+    fit = {k: v for k, v in fcfg.items() if k != "seed"}
+    fit["nets"] = collection("fitting_net.filter_layers.networks.", fcfg.get("activation_function", "tanh"), True)
+    fit["nets"]["ndim"] = 1
+    fit["@variables"] = {"bias_atom_e": get("fitting_net.bias_atom_e")}
+    model = {k: v for k, v in params.items() if k not in ("descriptor", "fitting_net")}
+    model.update(type="standard", descriptor=desc, fitting=fit, **{"@variables": {"out_bias": get("out_bias")}})
+    return {"model": model, "model_def_script": params, "software": "deepmd-kit (PyTorch checkpoint)"}
+
+
+# ------------------------------------------------------------------------------------ tree → EnergyModel
+def _check_kinds(where: str, mtype: Any, dtype: Any, ftype: Any, root: str = "model") -> None:
+    if mtype not in ("standard", None):
+        raise ModelError(
+            f"{where}: model type {mtype!r} ({root}.type) is not supported; mlpot imports only standard energy "
+            "models with an se_e2_a or se_e2_r descriptor"
+        )
+    if dtype not in SUPPORTED_DESCRIPTORS:
+        raise ModelError(
+            f"{where}: descriptor {dtype!r} ({root}.descriptor.type) is not supported by mlpot; "
+            "supported: se_e2_a, se_e2_r"
+        )
+    if ftype != "ener":
+        kind = _FITTING_KINDS.get(str(ftype), f"fitting {ftype!r}")
+        fit_key = "fitting_net" if root == "model_params" else "fitting"
+        raise ModelError(
+            f"{where}: {kind} ({root}.{fit_key}.type = {ftype!r}) is not supported; mlpot imports energy models only"
+        )
+
+
+class _Tree:
+    """Typed access into the serialization tree with key paths in every error message."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, msg: str) -> ModelError:
+        return ModelError(f"{self.where}: {msg}")
+
+    def get(self, d: dict, key: str, path: str, kind: Any = None, default: Any = ...) -> Any:
+        if not isinstance(d, dict) or key not in d:
+            if default is not ...:
+                return default
+            raise self.fail(f"missing key '{path}.{key}' (truncated file or not a DeePMD-kit model?)")
+        value = d[key]
+        if kind is not None and not isinstance(value, kind):
+            raise self.fail(f"'{path}.{key}' is a {type(value).__name__}, expected {getattr(kind, '__name__', kind)}")
+        return value
+
+    def array(self, d: dict, key: str, path: str, shape: Optional[tuple] = None, optional: bool = False) -> Optional[np.ndarray]:
+        value = self.get(self.get(d, "@variables", path, dict), key, f"{path}.@variables", default=None)
+        if value is None:
+            if optional:
+                return None
+            raise self.fail(f"missing array '{path}.@variables.{key}'")
+        arr = np.asarray(value)
+        if shape is not None and tuple(arr.shape) != tuple(shape):
+            raise self.fail(f"'{path}.@variables.{key}' has shape {tuple(arr.shape)}, expected {tuple(shape)}")
+        return arr
+
+    def default_only(self, d: dict, path: str, allowed: dict[str, Any]) -> None:
+        """Refuse features mlpot does not implement (a value other than the neutral one)."""
+        for key, neutral in allowed.items():
+            if key not in d:
+                continue
+            value = d[key]
+            if value is None or value == neutral or (isinstance(value, (list, tuple)) and len(value) == 0 and not neutral):
+                continue
+            raise self.fail(f"'{path}.{key}' = {value!r} is not supported by mlpot (only {neutral!r})")
+
+
+def model_config_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model") -> dict[str, Any]:
+    """mlpot's ``model`` config (DeePMD input style) for a serialization tree; checks support."""
+    t = _Tree(where)
+    m = t.get(tree, "model", "", dict)
+    d = t.get(m, "descriptor", "model", dict)
+    f = t.get(m, "fitting", "model", dict)
+    _check_kinds(where, m.get("type", "standard"), d.get("type"), f.get("type", "ener"))
+    t.default_only(m, "model", {"atom_exclude_types": [], "pair_exclude_types": [], "spin": None})
+    t.default_only(d, "model.descriptor", {"exclude_types": [], "env_protection": 0.0, "spin": None, "compress": None})
+    env = d.get("env_mat") or {}
+    t.default_only(env, "model.descriptor.env_mat", {"protection": 0.0, "use_exp_switch": False})
+    t.default_only(f, "model.fitting", {
+        "numb_fparam": 0, "numb_aparam": 0, "dim_case_embd": 0, "mixed_types": False, "exclude_types": [],
+        "atom_ener": [], "use_aparam_as_mask": False, "tot_ener_zero": False, "spin": None, "dim_out": 1,
+    })
+    type_map = t.get(m, "type_map", "model", list)
+    if not type_map or not all(isinstance(x, str) for x in type_map):
+        raise t.fail(f"'model.type_map' = {type_map!r}, expected a list of element names")
+    dtype = SUPPORTED_DESCRIPTORS[d["type"]]
+    desc = {
+        "type": dtype,
+        "rcut": float(t.get(d, "rcut", "model.descriptor", (int, float))),
+        "rcut_smth": float(t.get(d, "rcut_smth", "model.descriptor", (int, float))),
+        "sel": [int(s) for s in t.get(d, "sel", "model.descriptor", list)],
+        "neuron": [int(n) for n in t.get(d, "neuron", "model.descriptor", list)],
+        "resnet_dt": bool(t.get(d, "resnet_dt", "model.descriptor", default=False)),
+        "activation_function": str(t.get(d, "activation_function", "model.descriptor", default="tanh")),
+        "precision": str(t.get(d, "precision", "model.descriptor", default="float64")),
+        "set_davg_zero": bool(t.get(d, "set_davg_zero", "model.descriptor", default=False)),
+        "type_one_side": bool(t.get(d, "type_one_side", "model.descriptor", default=dtype == "se_e2_r")),
+    }
+    if dtype == "se_e2_a":
+        desc["axis_neuron"] = int(t.get(d, "axis_neuron", "model.descriptor", int))
+    fit = {
+        "type": "ener",
+        "neuron": [int(n) for n in t.get(f, "neuron", "model.fitting", list)],
+        "resnet_dt": bool(t.get(f, "resnet_dt", "model.fitting", default=True)),
+        "activation_function": str(t.get(f, "activation_function", "model.fitting", default="tanh")),
+        "precision": str(t.get(f, "precision", "model.fitting", default="float64")),
+    }
+    return {"type_map": list(type_map), "descriptor": desc, "fitting_net": fit}
+
+
+def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", device: Any = None):
+    """Build an :class:`mlpot.model.EnergyModel` holding the weights and statistics of a DeePMD-kit
+    serialization tree (see the module docstring). Raises :class:`ModelError`."""
+    import torch
+
+    from mlpot.model import EnergyModel
+
+    t = _Tree(where)
+    cfg = model_config_from_tree(tree, where)
+    try:
+        model = EnergyModel.from_config(cfg, device="cpu")
+    except MlpotError as exc:
+        raise t.fail(f"cannot build the equivalent mlpot model: {exc}") from None
+    m, d, f = tree["model"], tree["model"]["descriptor"], tree["model"]["fitting"]
+    ntypes = len(cfg["type_map"])
+    if len(cfg["descriptor"]["sel"]) != ntypes:
+        raise t.fail(f"'model.descriptor.sel' has {len(cfg['descriptor']['sel'])} entries for {ntypes} types")
+    nnei = sum(cfg["descriptor"]["sel"])
+    k = 1 if cfg["descriptor"]["type"] == "se_e2_r" else 4
+    state = model.state_dict()
+    new: dict[str, np.ndarray] = {}
+
+    for name in ("davg", "dstd"):
+        arr = t.array(d, name, "model.descriptor", (ntypes, nnei, k))
+        if not np.array_equal(arr, np.broadcast_to(arr[:, :1, :], arr.shape)):
+            raise t.fail(
+                f"'model.descriptor.@variables.{name}' differs between neighbor slots; mlpot keeps one row per "
+                "center type (DeePMD-kit's own statistics are slot-independent)"
+            )
+        new[f"descriptor.{name}"] = arr[:, 0, :]
+
+    def load_collection(coll: Any, path: str, keys: list[str], prefix: str, ndim: int) -> None:
+        if not isinstance(coll, dict):
+            raise t.fail(f"'{path}' is a {type(coll).__name__}, expected a network collection")
+        got_ndim = coll.get("ndim", ndim)
+        if got_ndim != ndim:
+            raise t.fail(f"'{path}.ndim' = {got_ndim}, expected {ndim} for this model")
+        nets = t.get(coll, "networks", path, list)
+        if len(nets) != len(keys):
+            raise t.fail(f"'{path}.networks' holds {len(nets)} networks, expected {len(keys)}")
+        for i, key in enumerate(keys):
+            npath = f"{path}.networks[{i}]"
+            if nets[i] is None:
+                raise t.fail(f"'{npath}' is empty (excluded type pair); not supported by mlpot")
+            layers = t.get(nets[i], "layers", npath, list)
+            mine = sorted({int(n.split(".")[len(prefix.split(".")) + 2]) for n in state if n.startswith(f"{prefix}.{key}.layers.")})
+            if len(layers) != len(mine):
+                raise t.fail(f"'{npath}.layers' has {len(layers)} layers, expected {len(mine)}")
+            for j, layer in enumerate(layers):
+                lpath = f"{npath}.layers[{j}]"
+                base = f"{prefix}.{key}.layers.{j}"
+                if layer.get("bias", True) is False:
+                    raise t.fail(f"'{lpath}.bias' = false (a layer without bias) is not supported by mlpot")
+                mod = model.get_submodule(base)
+                act = str(layer.get("activation_function", mod.activation_function)).lower()
+                if act != mod.activation_function and not ({act, mod.activation_function} <= {"none", "linear"}):
+                    raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected {mod.activation_function!r}")
+                if bool(layer.get("resnet", mod.resnet)) != mod.resnet:
+                    raise t.fail(f"'{lpath}.resnet' = {layer.get('resnet')!r}, expected {mod.resnet!r}")
+                new[f"{base}.matrix"] = t.array(layer, "w", lpath, tuple(state[f"{base}.matrix"].shape))
+                new[f"{base}.bias"] = t.array(layer, "b", lpath).reshape(-1)
+                idt = t.array(layer, "idt", lpath, optional=True)
+                has_idt = f"{base}.idt" in state
+                if (idt is not None) != has_idt:
+                    raise t.fail(
+                        f"'{lpath}.@variables.idt' is {'present' if idt is not None else 'absent'} but the layer "
+                        f"({mod.n_in}→{mod.n_out}, resnet_dt={'true' if has_idt else 'false'}) "
+                        f"{'has' if has_idt else 'has no'} timestep"
+                    )
+                if idt is not None:
+                    new[f"{base}.idt"] = idt.reshape(-1)
+
+    tos = cfg["descriptor"]["type_one_side"]
+    if tos:
+        emb_keys = [str(tt) for tt in range(ntypes)]
+    else:  # DeePMD's flat index of the (center c, neighbor t) net is c + t·ntypes
+        emb_keys = [f"{idx % ntypes}_{idx // ntypes}" for idx in range(ntypes * ntypes)]
+    load_collection(t.get(d, "embeddings", "model.descriptor"), "model.descriptor.embeddings", emb_keys,
+                    "descriptor.embeddings", 1 if tos else 2)
+    load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", [str(tt) for tt in range(ntypes)],
+                    "fitting.nets", 1)
+
+    bias = t.array(f, "bias_atom_e", "model.fitting").reshape(-1).astype(np.float64)
+    if bias.shape != (ntypes,):
+        raise t.fail(f"'model.fitting.@variables.bias_atom_e' has {bias.size} values, expected {ntypes}")
+    out_bias = t.array(m, "out_bias", "model", optional=True)
+    if out_bias is not None:
+        if out_bias.shape != (1, ntypes, 1):
+            raise t.fail(f"'model.@variables.out_bias' has shape {out_bias.shape}, expected (1, {ntypes}, 1)")
+        bias = bias + out_bias[0, :, 0]
+    new["fitting.energy_bias"] = bias
+
+    for name, arr in new.items():
+        ref = state[name]
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise t.fail(f"array for mlpot '{name}' has shape {tuple(arr.shape)}, expected {tuple(ref.shape)}")
+        if not np.all(np.isfinite(arr)):
+            raise t.fail(f"array for mlpot '{name}' holds NaN or Inf")
+        state[name] = torch.as_tensor(np.ascontiguousarray(arr)).to(ref.dtype)
+    untouched = sorted(n for n in state if n not in new and n != "descriptor.sel")
+    if untouched:  # a mapping gap would leave random weights in the model: never silently
+        raise t.fail(f"no DeePMD-kit array for mlpot parameters {untouched[:4]}")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    if device is not None:
+        model = model.to(device)
+    return model
+
+
+def import_deepmd(path: str | os.PathLike, device: Any = None):
+    """Read a DeePMD-kit model file (.dp, .yaml, PyTorch checkpoint .pt) into an mlpot EnergyModel."""
+    tree = read_deepmd_file(path)
+    model = model_from_tree(tree, f"DeePMD-kit model '{Path(path)}'", device)
+    model.metadata = {"imported_from": deepmd_source_info(tree, path)}
+    return model
+
+
+def deepmd_source_info(tree: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """Provenance recorded in the mlpot model file's metadata."""
+    return {
+        "file": os.fspath(path),
+        "software": str(tree.get("software", "deepmd-kit")),
+        "version": str(tree.get("version", "unknown")),
+        "backend": str(tree.get("backend", "unknown")),
+        "time": str(tree.get("time", "")),
+    }
+
+
+# ------------------------------------------------------------------------------------ EnergyModel → tree
+def _np(t) -> np.ndarray:
+    return t.detach().to("cpu").numpy().copy()
+
+
+def _layer_tree(layer, precision: str) -> dict[str, Any]:
+    return {
+        "@class": "Layer",
+        "@version": 2,
+        "bias": True,
+        "use_timestep": layer.idt is not None,
+        "activation_function": "none" if layer.activation_function in ("none", "linear") else layer.activation_function,
+        "resnet": bool(layer.resnet),
+        "precision": precision,
+        "trainable": True,
+        "@variables": {
+            "w": _np(layer.matrix),
+            "b": _np(layer.bias),
+            "idt": None if layer.idt is None else _np(layer.idt),
+        },
+    }
+
+
+def model_to_tree(model) -> dict[str, Any]:
+    """DeePMD-kit's serialization tree of an mlpot EnergyModel (the inverse of :func:`model_from_tree`),
+    laid out as DeePMD-kit 3.x writes it so that ``dp convert-backend`` can rebuild the model."""
+    from mlpot import __version__
+    from mlpot.nn import precision_name
+
+    cfg = model.get_config()
+    dcfg, fcfg = cfg["descriptor"], cfg["fitting_net"]
+    desc, fit = model.descriptor, model.fitting
+    ntypes = len(model.type_map)
+    dprec, fprec = precision_name(desc.dtype), precision_name(fit.dtype)
+    is_a = dcfg["type"] == "se_e2_a"
+    nnei = int(sum(dcfg["sel"]))
+
+    def emb_tree(net) -> dict[str, Any]:
+        return {
+            "@class": "EmbeddingNetwork", "@version": 2, "in_dim": 1, "neuron": list(dcfg["neuron"]),
+            "activation_function": dcfg["activation_function"], "resnet_dt": bool(dcfg["resnet_dt"]),
+            "bias": True, "precision": dprec, "layers": [_layer_tree(ly, dprec) for ly in net.layers],
+        }
+
+    if dcfg["type_one_side"]:
+        nets = [emb_tree(desc.embedding(-1, tt)) for tt in range(ntypes)]
+        ndim = 1
+    else:
+        nets = [emb_tree(desc.embedding(idx % ntypes, idx // ntypes)) for idx in range(ntypes * ntypes)]
+        ndim = 2
+    type_map = list(model.type_map)
+    descriptor = {
+        "@class": "Descriptor", "type": dcfg["type"], "@version": 2,
+        "rcut": float(dcfg["rcut"]), "rcut_smth": float(dcfg["rcut_smth"]), "sel": [int(s) for s in dcfg["sel"]],
+        "neuron": list(dcfg["neuron"]),
+    }
+    if is_a:
+        descriptor["axis_neuron"] = int(dcfg["axis_neuron"])
+    descriptor.update({
+        "resnet_dt": bool(dcfg["resnet_dt"]), "set_davg_zero": bool(dcfg["set_davg_zero"]),
+        "activation_function": dcfg["activation_function"], "precision": dprec,
+        "embeddings": {"@class": "NetworkCollection", "@version": 1, "ndim": ndim, "ntypes": ntypes,
+                       "network_type": "embedding_network", "networks": nets},
+        "env_mat": {"rcut": float(dcfg["rcut"]), "rcut_smth": float(dcfg["rcut_smth"]), "protection": 0.0,
+                    "use_exp_switch": False},
+        "exclude_types": [], "env_protection": 0.0,
+        "@variables": {
+            "davg": np.ascontiguousarray(np.broadcast_to(_np(desc.davg)[:, None, :], (ntypes, nnei, desc.davg.shape[1]))),
+            "dstd": np.ascontiguousarray(np.broadcast_to(_np(desc.dstd)[:, None, :], (ntypes, nnei, desc.dstd.shape[1]))),
+        },
+        "type_map": type_map, "trainable": True, "type_one_side": bool(dcfg["type_one_side"]), "spin": None,
+    })
+    dim_descrpt = int(desc.dim_out)
+    fnets = [{
+        "@class": "FittingNetwork", "@version": 1, "in_dim": dim_descrpt, "out_dim": 1, "neuron": list(fcfg["neuron"]),
+        "activation_function": fcfg["activation_function"], "resnet_dt": bool(fcfg["resnet_dt"]),
+        "precision": fprec, "bias_out": True,
+        "layers": [_layer_tree(ly, fprec) for ly in fit.nets[str(tt)].layers],
+    } for tt in range(ntypes)]
+    fdtype = np.float64 if fprec == "float64" else np.float32
+    fitting = {
+        "@class": "Fitting", "@version": 4, "var_name": "energy", "ntypes": ntypes, "dim_descrpt": dim_descrpt,
+        "neuron": list(fcfg["neuron"]), "resnet_dt": bool(fcfg["resnet_dt"]), "numb_fparam": 0, "numb_aparam": 0,
+        "dim_case_embd": 0, "default_fparam": None, "activation_function": fcfg["activation_function"],
+        "precision": fprec, "mixed_types": False,
+        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": ntypes,
+                 "network_type": "fitting_network", "networks": fnets},
+        "rcond": None, "exclude_types": [],
+        "@variables": {"bias_atom_e": np.zeros((ntypes, 1), dtype=fdtype), "case_embd": None, "fparam_avg": None,
+                       "fparam_inv_std": None, "aparam_avg": None, "aparam_inv_std": None},
+        "type_map": type_map, "tot_ener_zero": False, "trainable": [True] * (len(fcfg["neuron"]) + 1),
+        "layer_name": None, "use_aparam_as_mask": False, "spin": None, "type": "ener", "dim_out": 1, "atom_ener": [],
+    }
+    energy_bias = _np(fit.energy_bias).astype(np.float64).reshape(1, ntypes, 1)
+    model_tree = {
+        "type_map": type_map, "atom_exclude_types": [], "pair_exclude_types": [], "rcond": None,
+        "preset_out_bias": None,
+        "@variables": {"out_bias": energy_bias, "out_std": np.ones((1, ntypes, 1), dtype=np.float64)},
+        "@class": "Model", "@version": 2, "type": "standard", "descriptor": descriptor, "fitting": fitting,
+    }
+    def_desc = {k: v for k, v in dcfg.items() if k != "seed"}
+    def_desc.update(trainable=True, exclude_types=[], env_protection=0.0)
+    if not is_a:
+        def_desc.pop("type_one_side", None)
+    def_fit = {"type": "ener", "neuron": list(fcfg["neuron"]), "resnet_dt": bool(fcfg["resnet_dt"]),
+               "precision": fprec, "activation_function": fcfg["activation_function"], "numb_fparam": 0,
+               "numb_aparam": 0, "trainable": True, "rcond": None, "atom_ener": [], "use_aparam_as_mask": False}
+    return {
+        "software": "mlpot",
+        "version": __version__,
+        "time": str(datetime.datetime.now(tz=datetime.timezone.utc)),
+        "backend": "mlpot",
+        "model": model_tree,
+        "model_def_script": {"type_map": type_map, "descriptor": def_desc, "fitting_net": def_fit,
+                             "type": "standard", "pair_exclude_types": [], "atom_exclude_types": []},
+        "@variables": {},
+    }
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def write_deepmd_file(tree: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a serialization tree as ``.dp``/``.hlo`` (HDF5) or ``.yaml``/``.yml``, atomically."""
+    from mlpot.atomic_io import atomic_path
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in EXPORT_SUFFIXES:
+        raise ModelError(f"output '{p}': unknown DeePMD-kit model suffix '{p.suffix}'; expected one of {', '.join(EXPORT_SUFFIXES)}")
+    if suffix in (".dp", ".hlo"):
+        import h5py
+
+        with atomic_path(p) as tmp, h5py.File(tmp, "w") as f:
+            counter = [0]
+
+            def store(arr: Any, key: str) -> str:
+                name = f"variable_{counter[0]:04d}"
+                counter[0] += 1
+                f.create_dataset(name, data=np.asarray(arr))
+                return f"/{name}"
+
+            f.attrs["json"] = json.dumps(_map_variables(tree, store), separators=(",", ":"))
+    else:
+        import yaml
+
+        def as_yaml(arr: Any, key: str) -> dict[str, Any]:
+            arr = np.asarray(arr)
+            return {"@class": "np.ndarray", "@is_variable": True, "@version": 1, "dtype": arr.dtype.name,
+                    "value": arr.tolist()}
+
+        text = yaml.safe_dump(_map_variables(tree, as_yaml))
+        with atomic_path(p) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
+    return p
+
+
+def export_deepmd(model, path: str | os.PathLike) -> Path:
+    """Write an mlpot EnergyModel as a DeePMD-kit ``.dp`` or ``.yaml`` model (then
+    ``dp convert-backend model.dp model.pth`` gives a DeePMD-kit PyTorch model)."""
+    return write_deepmd_file(model_to_tree(model), path)
+
+
+__all__ = [
+    "read_deepmd_file", "model_config_from_tree", "model_from_tree", "import_deepmd", "model_to_tree",
+    "write_deepmd_file", "export_deepmd", "deepmd_source_info", "SUPPORTED_DESCRIPTORS", "EXPORT_SUFFIXES",
+]
