@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,12 @@ def main() -> None:
     system = io.read(ROOT / "data" / "water" / "data_3")[0]
     atoms = system_to_atoms(system, frame=0)
     atoms.calc = mlpot.DeepPotCalculator(model=args.model, device=args.device)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(0))
+    with warnings.catch_warnings():  # the helper's name changes across ASE versions; its result does not
+        warnings.simplefilter("ignore", DeprecationWarning)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(0))
     Stationary(atoms)
     dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=args.temperature, friction=0.01 / units.fs,
-                   rng=np.random.default_rng(1))
+                   fixcm=False, rng=np.random.default_rng(1))
 
     def report() -> None:
         epot = atoms.get_potential_energy()

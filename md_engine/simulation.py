@@ -23,6 +23,7 @@ periodic checkpoint.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -32,11 +33,13 @@ import torch
 from mlpot.errors import ModelError, SimulationError
 from mlpot.units import EV_PER_A3_TO_BAR
 
+from md_engine.comm import p2p
+from md_engine.domain import Domain
 from md_engine.integrators import Integrator, pressure
 from md_engine.io import CheckpointReporter, Reporter, load_checkpoint, save_checkpoint
 from md_engine.neighbors import VerletList
 from md_engine.potentials import Potential, pair_vectors
-from md_engine.state import Comm, SERIAL, State, kinetic_energy, lost_atom_excess, temperature
+from md_engine.state import Comm, SERIAL, State, global_n_atoms, kinetic_energy, lost_atom_excess, temperature
 
 
 def _match_type_map(state: State, potential: Potential) -> None:
@@ -75,10 +78,16 @@ class Simulation:
         failure_checkpoint: Optional[str | Path] = None,
         progress: bool = False,
         comm: Optional[Comm] = None,
+        grid: Optional[Sequence[int]] = None,
+        ghosts: Optional[bool] = None,
     ) -> None:
-        self.state = state
         self.potential = potential
         _match_type_map(state, potential)
+        self.comm: Comm = comm or SERIAL
+        # the decomposition; one rank without ghosts = the shift-based serial path (md_engine.domain)
+        self.domain = Domain(self.comm, state.cell, state.pbc, potential.cutoff + skin, grid=grid, ghosts=ghosts)
+        self.state = self.domain.scatter(state)
+        self._pair_positions: Optional[torch.Tensor] = None
         self.integrator = integrator
         self.reporters = list(reporters)
         self.verlet = VerletList(potential.cutoff, skin, rebuild_every=rebuild_every)
@@ -90,7 +99,6 @@ class Simulation:
                 failure_checkpoint = ck[0].path.with_name(ck[0].path.stem + ".failed.pt")
         self.failure_checkpoint = Path(failure_checkpoint) if failure_checkpoint else None
         self.progress = progress
-        self.comm: Comm = comm or SERIAL
         self.wall_s = 0.0
         self._ready = False
         self._restart_step: Optional[int] = None
@@ -101,7 +109,12 @@ class Simulation:
 
     # --- forces -----------------------------------------------------------------------------------
     def compute_forces(self, state: State, update_neighbors: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Neighbor-list update (if ``update_neighbors``) and potential: (energy eV, forces eV/Å, virial eV)."""
+        """Neighbor-list update (if ``update_neighbors``) and potential: (energy eV, forces eV/Å, virial eV).
+
+        With ghost atoms (MPI): migration + ghost build at list rebuilds, else the ghost position
+        exchange; the potential on local + ghost atoms; reverse forces; global energy and virial."""
+        if not self.domain.serial:
+            return self._compute_forces_domain(state, update_neighbors)
         if update_neighbors or self.verlet.nl is None:
             nl, _ = self.verlet.update(state, comm=self.comm)
         else:
@@ -110,6 +123,69 @@ class Simulation:
             return self.potential.compute(state.positions, state.types, state.cell, state.pbc, nl, virial=True)
         except ModelError as exc:
             raise SimulationError(f"step {state.step}: model evaluation failed: {exc}") from exc
+
+    def _compute_forces_domain(self, state: State, update_neighbors: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dom, v = self.domain, self.verlet
+        need = v.nl is None
+        if update_neighbors and not need:
+            v.n_updates += 1
+            need = (v.rebuild_every is not None and v.n_updates % v.rebuild_every == 0) or \
+                float(v.excess_displacement(state, self.comm)) > 0
+        if need:
+            dom.migrate(state)
+            pos_all, nl = dom.build(state)
+            v.nl, v.ref_positions, v.ref_cell = nl, state.positions.detach().clone(), state.cell.detach().clone()
+            v.n_builds += 1
+        else:
+            pos_all = dom.forward(state)
+        self._pair_positions = pos_all
+        dt, dev = state.dtype, state.device
+        err = ""
+        try:
+            energy, forces, virial = self.potential.compute(
+                pos_all, dom.all_types, torch.zeros(3, 3, dtype=dt, device=dev),
+                torch.zeros(3, dtype=torch.bool, device=dev), v.nl, virial=True, n_local=state.n_local,
+            )
+        except Exception as exc:  # any failure on one rank must not leave the others waiting
+            err = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ModelError, SimulationError)) else str(exc)
+            energy = torch.zeros((), dtype=dt, device=dev)
+            forces = torch.zeros(dom.n_all, 3, dtype=dt, device=dev)
+            virial = torch.zeros(3, 3, dtype=dt, device=dev)
+        flag = torch.tensor([1.0 if err else 0.0], dtype=torch.float64, device=dev)
+        red = self.comm.allreduce_sum(torch.cat([energy.reshape(1).double(), virial.reshape(9).double(), flag]))
+        if float(red[10]) > 0:
+            raise SimulationError(f"step {state.step}: model evaluation failed: {self._failed_rank_message(err)}")
+        return red[0].to(dt), dom.reverse(forces).to(dt), red[1:10].reshape(3, 3).to(dt)
+
+    def _failed_rank_message(self, err: str) -> str:
+        """Collective: the message of the lowest-numbered rank that failed, prefixed with its rank."""
+        size = self.comm.size
+        score = torch.tensor([float(size - self.comm.rank) if err else 0.0], dtype=torch.float64)
+        root = size - int(self.comm.allreduce_max(score)[0])
+        msg = p2p(self.comm).bcast_obj(err, root=root)
+        return f"rank {root}: {msg}" if size > 1 else msg
+
+    def gathered_state(self) -> Optional[State]:
+        """Collective: the global state in global-id order on rank 0 (None on other ranks); with one
+        rank without ghosts, ``self.state`` itself. Includes forces, energy and virial."""
+        st = self.state
+        if self.domain.serial:
+            return st
+        arrays = {name: getattr(st, name) for name in ("positions", "velocities", "masses", "types", "image")}
+        if st.forces is not None:
+            arrays["forces"] = st.forces
+        if self.verlet.ref_positions is not None:
+            arrays["ref_positions"] = self.verlet.ref_positions
+        g = self.domain.gather(arrays, st.ids)  # type: ignore[arg-type]
+        if g is None:
+            return None
+        out = State(positions=g["positions"], velocities=g["velocities"], masses=g["masses"], types=g["types"],
+                    cell=st.cell.detach().cpu(), pbc=st.pbc.cpu(), type_map=list(st.type_map), image=g["image"],
+                    bounds=st.bounds.detach().cpu(), step=st.step, time_fs=st.time_fs)  # type: ignore[union-attr]
+        out.energy, out.virial, out.forces = st.energy, st.virial, g.get("forces")
+        if "ref_positions" in g:
+            out.extra["ref_positions"] = g["ref_positions"]
+        return out
 
     def evaluate(self, state: State, update_neighbors: bool = True) -> None:
         """Forces at the current positions, stored in ``state``; then the safety checks."""
@@ -122,14 +198,21 @@ class Simulation:
         assert nl is not None
         finite = torch.isfinite(state.energy).all() & torch.isfinite(state.forces).all()  # type: ignore[arg-type]
         if nl.centers.numel():
-            d = pair_vectors(state.positions, state.cell, nl)
+            if self.domain.serial:
+                d = pair_vectors(state.positions, state.cell, nl)
+            else:  # local + ghost positions, no shifts
+                d = self._pair_positions[nl.neighbors] - self._pair_positions[nl.centers]  # type: ignore[index]
             dmin = (d * d).sum(-1).min().sqrt()
         else:
             dmin = torch.tensor(float("inf"), dtype=state.dtype, device=state.device)
         lost = lost_atom_excess(state)
-        ok, dmin_v, lost_v = torch.stack([finite.to(state.dtype), dmin.to(state.dtype), lost.to(state.dtype)]).tolist()
+        # one reduction for all ranks' verdicts (identity serially): max of (not ok, −dmin, lost)
+        flags = torch.stack([(~finite).to(torch.float64), -dmin.to(torch.float64), lost.to(torch.float64)])
+        bad, neg_dmin, lost_v = self.comm.allreduce_max(flags).tolist()
+        ok, dmin_v = bad == 0, -neg_dmin
         if not ok:
-            raise SimulationError(f"step {state.step}: non-finite energy or forces (energy = {float(state.energy)})")
+            raise SimulationError(f"step {state.step}: non-finite energy or forces (energy = {float(state.energy)})"
+                                  + (" on at least one rank" if self.comm.size > 1 else ""))
         if dmin_v < self.min_distance:
             raise SimulationError(
                 f"step {state.step}: two atoms are {dmin_v:.4f} Å apart, closer than min_distance = {self.min_distance} Å"
@@ -154,9 +237,28 @@ class Simulation:
         d = load_checkpoint(path)
         st = self.state
         dev, dt = st.device, st.dtype
-        if list(d["type_map"]) != list(st.type_map) or d["positions"].shape != st.positions.shape:
+        n_global = global_n_atoms(st, self.comm)
+        if list(d["type_map"]) != list(st.type_map) or d["positions"].shape != (n_global, 3):
             raise SimulationError(f"{path}: checkpoint of {d['positions'].shape[0]} atoms / type_map {d['type_map']} "
-                                  f"does not match the system ({st.n_atoms} atoms, {st.type_map})")
+                                  f"does not match the system ({n_global} atoms, {st.type_map})")
+        if not self.domain.serial:  # global arrays in the file: distribute them (any rank count wrote it)
+            g = State(positions=d["positions"].to(device=dev, dtype=dt), velocities=d["velocities"].to(device=dev, dtype=dt),
+                      masses=d["masses"].to(device=dev, dtype=dt), types=d["types"].to(dev), cell=d["cell"].to(device=dev, dtype=dt),
+                      pbc=d["pbc"].to(dev), type_map=list(d["type_map"]), image=d["image"].to(dev),
+                      bounds=d["bounds"].to(device=dev, dtype=dt), step=int(d["step"]), time_fs=float(d["time_fs"]))
+            self.state = st = self.domain.scatter(g)
+            self.wall_s = float(d.get("wall_s", 0.0))
+            self.integrator.setup(st, self.comm)
+            self.integrator.load_state_dict(d["integrator"])
+            gen = self.integrator.generator
+            if gen is not None and self.comm.rank > 0:  # per-rank noise streams: fresh, reproducible seeds
+                gen.manual_seed(self.integrator.seed + 7919 * self.comm.rank + 1000003 * st.step)
+            self.verlet.nl = None  # rebuilt (with migration and ghosts) by the first evaluation
+            self.verlet.n_updates = int(d["neighbors"].get("n_updates", 0))
+            self.evaluate(st, update_neighbors=False)
+            self._ready = True
+            self._restart_step = st.step
+            return
         if d["integrator_class"] != type(self.integrator).__name__:
             raise SimulationError(f"{path}: checkpoint written by integrator {d['integrator_class']}, "
                                   f"restarting with {type(self.integrator).__name__}")
@@ -235,7 +337,8 @@ class Simulation:
             self._fail(exc)
             raise
         bar = None
-        if self.progress and self.comm.rank == 0:
+        # a bar only on a terminal; in a log file the thermo lines (with ns/day) are the progress report
+        if self.progress and self.comm.rank == 0 and sys.stderr.isatty():
             from tqdm import tqdm
 
             bar = tqdm(total=nsteps, unit="step", dynamic_ncols=True)
