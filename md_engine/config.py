@@ -54,6 +54,16 @@ class PotentialConfig(_Strict):
         return self
 
 
+class ParallelConfig(_Strict):
+    """MPI domain decomposition (``mpirun -n P mlpot md input.yaml``; see md_engine.domain).
+
+    ``mpi``: None = detect an MPI launch from the environment; ``grid``: ranks along the three lattice
+    vectors (product = number of ranks), None = automatic."""
+
+    mpi: Optional[bool] = None
+    grid: Optional[list[int]] = Field(default=None, min_length=3, max_length=3)
+
+
 class MDConfig(_Strict):
     structure: str
     format: Optional[str] = None
@@ -87,6 +97,7 @@ class MDConfig(_Strict):
     min_distance: float = Field(default=0.3, ge=0, description="Å")
     lost_margin: Optional[float] = Field(default=None, gt=0, description="Å")
     progress: bool = True
+    parallel: ParallelConfig = ParallelConfig()
 
     @model_validator(mode="after")
     def _needs(self) -> "MDConfig":

@@ -68,7 +68,7 @@ class ThermoReporter(Reporter):
         self.rows: list[dict[str, float]] = []
 
     def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
-        if self.path is None:
+        if self.path is None or sim.comm.rank != 0:  # MPI: rank 0 writes
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if restart_step is not None and self.path.exists():
@@ -82,7 +82,9 @@ class ThermoReporter(Reporter):
             self._fh.flush()
 
     def report(self, sim: "Simulation") -> None:
-        row = sim.thermo()
+        row = sim.thermo()  # collective: all ranks
+        if sim.comm.rank != 0:
+            return
         self.rows.append(row)
         if self._writer is not None:
             self._writer.writerow([row["step"]] + [f"{row[c]:.10g}" for c in THERMO_COLUMNS[1:]])
@@ -137,6 +139,8 @@ class ExtxyzReporter(Reporter):
         self._fh: Optional[TextIO] = None
 
     def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
+        if sim.comm.rank != 0:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if restart_step is not None and self.path.exists():
             _truncate_extxyz(self.path, restart_step)
@@ -148,7 +152,9 @@ class ExtxyzReporter(Reporter):
         import ase.io
         from ase.calculators.singlepoint import SinglePointCalculator
 
-        st = sim.state
+        st = sim.gathered_state()  # collective; global arrays on rank 0
+        if st is None:
+            return
         atoms = st.to_atoms()
         if not self.velocities:
             atoms.arrays.pop("momenta", None)
@@ -157,7 +163,7 @@ class ExtxyzReporter(Reporter):
         )
         atoms.info["step"] = st.step
         atoms.info["time_ps"] = st.time_fs / 1000.0
-        ase.io.write(self._fh, atoms, format="extxyz")
+        ase.io.write(self._fh, atoms, format="extxyz", parallel=False)  # rank 0 only: no ASE MPI collectives
         self._fh.flush()  # type: ignore[union-attr]
 
     def close(self) -> None:
@@ -201,8 +207,10 @@ class H5MDReporter(Reporter):
     def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
         import h5py
 
+        st = sim.gathered_state()  # collective (global species)
+        if st is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        st = sim.state
         if restart_step is not None and self.path.exists():
             self._f = h5py.File(self.path, "a")
             _truncate_h5md(self._f, restart_step)
@@ -253,7 +261,10 @@ class H5MDReporter(Reporter):
         g["time"][k] = time_ps
 
     def report(self, sim: "Simulation") -> None:
-        st = sim.state
+        st = sim.gathered_state()  # collective
+        row = sim.thermo()  # collective
+        if st is None:
+            return
         t = st.time_fs / 1000.0
         part = self._f["particles/all"]
         self._append(part["box/edges"], st.cell.detach().cpu().numpy(), st.step, t)
@@ -262,7 +273,6 @@ class H5MDReporter(Reporter):
             self._append(part["velocity"], st.velocities.detach().cpu().numpy(), st.step, t)
         if self.forces:
             self._append(part["force"], st.forces.detach().cpu().numpy(), st.step, t)  # type: ignore[union-attr]
-        row = sim.thermo()
         obs = {"potential_energy": row["potential_eV"], "kinetic_energy": row["kinetic_eV"],
                "total_energy": row["total_eV"], "conserved_energy": row["conserved_eV"],
                "temperature": row["temperature_K"], "pressure": row["pressure_bar"], "volume": row["volume_A3"]}
@@ -325,8 +335,19 @@ class CheckpointReporter(Reporter):
         save_checkpoint(sim, self.path)
 
 
-def checkpoint_dict(sim: "Simulation") -> dict[str, Any]:
-    st = sim.state
+def checkpoint_dict(sim: "Simulation") -> Optional[dict[str, Any]]:
+    """Collective: the restart state as global arrays in global-id order (any rank count restarts
+    it); None on ranks other than 0."""
+    st = sim.gathered_state()
+    if st is None:
+        return None
+    if sim.domain.serial:
+        neighbors = sim.verlet.state_dict()
+    else:
+        neighbors = {"n_builds": sim.verlet.n_builds, "n_updates": sim.verlet.n_updates}
+        if "ref_positions" in st.extra:
+            neighbors["ref_positions"] = st.extra["ref_positions"].cpu()
+            neighbors["ref_cell"] = sim.verlet.ref_cell.cpu()  # type: ignore[union-attr]
     d: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
         "step": int(st.step),
@@ -342,7 +363,8 @@ def checkpoint_dict(sim: "Simulation") -> dict[str, Any]:
         "type_map": list(st.type_map),
         "integrator_class": type(sim.integrator).__name__,
         "integrator": sim.integrator.state_dict(),
-        "neighbors": sim.verlet.state_dict(),
+        "neighbors": neighbors,
+        "n_ranks": int(sim.comm.size),
         "wall_s": float(sim.wall_s),
     }
     return d
@@ -350,8 +372,14 @@ def checkpoint_dict(sim: "Simulation") -> dict[str, Any]:
 
 def save_checkpoint(sim: "Simulation", path: str | Path) -> Path:
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint_dict(sim), tmp)
+    d = checkpoint_dict(sim)
+    if d is not None:  # rank 0
+        with atomic_path(path) as tmp:
+            torch.save(d, tmp)
+    if sim.comm.size > 1:
+        from md_engine.comm import p2p
+
+        p2p(sim.comm).barrier()  # the file exists for every rank when this returns
     return path
 
 

@@ -3,6 +3,11 @@
 Writes to ``output_dir``: ``thermo.csv``, ``traj.h5`` (H5MD) and/or ``traj.xyz``, ``checkpoint.pt``
 (every ``checkpoint_every`` steps and at the end; ``checkpoint.failed.pt`` if the run stops on an
 error). ``restart: true`` (or ``--restart``) continues from ``output_dir/checkpoint.pt``.
+
+MPI: ``mpirun -n P mlpot md input.yaml`` (or ``srun``) runs the same input on P ranks (spatial
+decomposition, :mod:`md_engine.domain`); the launch is detected from the environment, mpi4py is
+imported only then. Each rank uses ``cuda:<local rank>`` when CUDA is available, else the CPU. Rank 0
+writes all outputs (one file each, independent of P); a checkpoint of P ranks restarts on any number.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build(cfg: Any) -> Any:
-    """A ready :class:`md_engine.Simulation` from an :class:`md_engine.config.MDConfig`."""
+def build(cfg: Any, comm: Any = None) -> Any:
+    """A ready :class:`md_engine.Simulation` from an :class:`md_engine.config.MDConfig`; ``comm``:
+    a communicator (default: MPI when launched under MPI or ``parallel.mpi``, else serial)."""
     import torch
+
+    from md_engine.comm import rank_device, world_comm
 
     from md_engine import (
         CSVR, CheckpointReporter, ExtxyzReporter, H5MDReporter, Langevin, LennardJones, MlpotPotential,
@@ -31,7 +39,9 @@ def build(cfg: Any) -> Any:
     )
     from md_engine.state import default_device
 
-    device = default_device() if cfg.device == "auto" else cfg.device
+    comm = comm if comm is not None else world_comm(cfg.parallel.mpi)
+    device = rank_device(comm, None if cfg.device == "auto" else cfg.device) if comm.size > 1 else \
+        (default_device() if cfg.device == "auto" else cfg.device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     if cfg.potential.model is not None:
         potential = MlpotPotential(cfg.potential.model, device=device)
@@ -60,14 +70,14 @@ def build(cfg: Any) -> Any:
         integ = cls(cfg.dt, T, tau=cfg.tau_t, seed=cfg.seed, barostat=baro)
     out = Path(cfg.output_dir)
     reporters: list[Any] = [ThermoReporter(out / "thermo.csv", cfg.thermo_every,
-                                           stream=None if cfg.progress else sys.stdout)]
+                                           stream=None if cfg.progress or comm.rank else sys.stdout)]
     if "h5md" in cfg.traj_formats:
         reporters.append(H5MDReporter(out / "traj.h5", cfg.traj_every))
     if "extxyz" in cfg.traj_formats:
         reporters.append(ExtxyzReporter(out / "traj.xyz", cfg.traj_every))
     reporters.append(CheckpointReporter(cfg.checkpoint_path(), cfg.checkpoint_every))
     return Simulation(state, potential, integ, reporters, skin=cfg.skin, min_distance=cfg.min_distance,
-                      lost_margin=cfg.lost_margin, progress=cfg.progress)
+                      lost_margin=cfg.lost_margin, progress=cfg.progress, comm=comm, grid=cfg.parallel.grid)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +95,30 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         updates["progress"] = False
     cfg = cfg.model_copy(update=updates)
-    sim = build(cfg)
+    from md_engine.comm import world_comm
+
+    comm = world_comm(cfg.parallel.mpi)
+    if comm.size == 1:
+        return _run(cfg, args, comm)
+    from mlpot.errors import SimulationError
+
+    try:
+        return _run(cfg, args, comm)
+    except SimulationError:  # agreed on by all ranks (md_engine.simulation): a clean stop everywhere
+        raise
+    except BaseException as exc:  # one rank only, maybe: never leave the others waiting
+        import traceback
+
+        traceback.print_exc()
+        print(f"mlpot md: rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        comm.abort(2)  # type: ignore[attr-defined]
+        return 2
+
+
+def _run(cfg: Any, args: argparse.Namespace, comm: Any) -> int:
+    from mlpot.errors import ConfigError
+
+    sim = build(cfg, comm)
     remaining = cfg.steps
     restart = cfg.restart_path()
     if restart is not None:
@@ -93,12 +126,16 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.input}: restart: checkpoint {restart} not found")
         sim.load_checkpoint(restart)
         remaining = max(cfg.steps - sim.state.step, 0)
-        print(f"mlpot md: restarting from {restart} at step {sim.state.step}; {remaining} steps to go")
+        if comm.rank == 0:
+            print(f"mlpot md: restarting from {restart} at step {sim.state.step}; {remaining} steps to go")
     sim.run(remaining)
     sim.save_checkpoint(cfg.checkpoint_path())
     row = sim.thermo()
+    if comm.rank:
+        return 0
+    ranks = f", {comm.size} ranks (grid {list(sim.domain.dims)})" if comm.size > 1 else ""
     print(
         f"mlpot md: {sim.state.step} steps, T = {row['temperature_K']:.1f} K, E_pot = {row['potential_eV']:.6f} eV, "
-        f"{sim.n_rebuilds} neighbor-list builds, {sim.wall_s:.1f} s; outputs in {cfg.output_dir}/"
+        f"{sim.n_rebuilds} neighbor-list builds, {sim.wall_s:.1f} s{ranks}; outputs in {cfg.output_dir}/"
     )
     return 0

@@ -140,7 +140,10 @@ class MlpotPotential:
     The Verlet pair list may hold skin pairs beyond ``model.rcut``; the model ignores them. A
     :class:`ModelError` during evaluation (e.g. more neighbours than ``sel``) is re-raised as
     :class:`SimulationError`. Positions and cell are cast to the model's precision; results are
-    returned in the dtype of the positions.
+    returned in the dtype of the positions. With ``n_local`` < N (ghost atoms, :mod:`md_engine.domain`)
+    only pairs with local centers are used: the energy is Σ of the local atomic energies, the forces
+    (on local and ghost atoms) and the virial (−Σ r_ij ⊗ ∂E/∂r_ij over those pairs) are its exact
+    derivatives — an atom's energy depends only on its own neighbors within rcut.
     """
 
     def __init__(self, model: Any, device: Optional[str | torch.device] = None) -> None:
@@ -171,9 +174,11 @@ class MlpotPotential:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from mlpot.model import evaluate
 
-        if n_local is not None and n_local != positions.shape[0]:
-            raise NotImplementedError("MlpotPotential: ghost atoms (n_local < N) come with the domain layer")
         out_dtype = positions.dtype
+        ghosts = n_local is not None and n_local != positions.shape[0]
+        if ghosts:  # only local atoms are centers: ghosts get constant (bias) energies, excluded below
+            keep = torch.nonzero(nl.centers < n_local).reshape(-1)
+            nl = NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
         try:
             out = evaluate(
                 self.model, positions.to(self.dtype), atom_types, cell.to(self.dtype).unsqueeze(0),
@@ -181,7 +186,10 @@ class MlpotPotential:
             )
         except ModelError as exc:
             raise SimulationError(f"model evaluation failed: {exc}") from exc
-        energy = out["energy"].reshape(()).detach().to(out_dtype)
+        if ghosts:  # E of the local atoms; its gradient is the full one (ghost energies are constant)
+            energy = out["atom_energy"][:n_local].sum().detach().to(out_dtype)
+        else:
+            energy = out["energy"].reshape(()).detach().to(out_dtype)
         forces = out["forces"].detach().to(out_dtype)
         w = out["virial"].reshape(3, 3).detach().to(out_dtype) if virial and out.get("virial") is not None \
             else torch.zeros(3, 3, dtype=out_dtype, device=positions.device)

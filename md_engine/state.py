@@ -105,11 +105,15 @@ class State:
     forces: Optional[torch.Tensor] = None
     virial: Optional[torch.Tensor] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # global atom index of each row (int64, (N,)); ``arange(N)`` serially; travels with migrating atoms
+    ids: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         n = self.positions.shape[0]
         if self.n_local is None:
             self.n_local = n
+        if self.ids is None:
+            self.ids = torch.arange(n, dtype=torch.long, device=self.positions.device)
         if self.image is None:
             self.image = torch.zeros(n, 3, dtype=torch.long, device=self.positions.device)
         self.pbc = self.pbc.to(torch.bool)
@@ -152,7 +156,7 @@ class State:
             positions=mv(self.positions), velocities=mv(self.velocities), masses=mv(self.masses),
             types=mv(self.types), cell=mv(self.cell), pbc=mv(self.pbc), type_map=list(self.type_map),
             image=mv(self.image), n_local=self.n_local, bounds=mv(self.bounds), step=self.step,
-            time_fs=self.time_fs,
+            time_fs=self.time_fs, ids=mv(self.ids),
         )
 
     # --- conversion
@@ -237,6 +241,7 @@ class State:
         s = self.to()
         s.positions, s.velocities, s.cell = s.positions.clone(), s.velocities.clone(), s.cell.clone()
         s.image = s.image.clone()
+        s.ids = s.ids.clone()
         return s
 
 
@@ -256,9 +261,9 @@ def read_structure(
     is_lammps = format in ("lammps-data", "lammps") or (format is None and path.suffix in (".lmp", ".data"))
     try:
         if is_lammps:
-            atoms = ase.io.read(path, format="lammps-data", atom_style="atomic", units="metal")
+            atoms = ase.io.read(path, format="lammps-data", atom_style="atomic", units="metal", parallel=False)
         else:
-            atoms = ase.io.read(path, format=format, index=index)
+            atoms = ase.io.read(path, format=format, index=index, parallel=False)
     except Exception as exc:  # ASE raises many types
         raise DataError(f"{path}: cannot read structure ({type(exc).__name__}: {exc})") from exc
     if is_lammps and "type" in atoms.arrays and (lammps_symbols or type_map):

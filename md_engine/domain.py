@@ -1,0 +1,304 @@
+"""Spatial domain decomposition over MPI ranks: ownership, ghost atoms, reverse forces, migration.
+
+The box is split into a Cartesian grid of ``dims = (n_x, n_y, n_z)`` subdomains in *fractional*
+coordinates (so triclinic boxes need nothing special): the rank at grid coordinates ``c`` owns the
+atoms with ``c_k / n_k ≤ s_k < (c_k + 1) / n_k`` (s = fractional coordinates, wrapped into [0, 1)
+along periodic directions). Only periodic directions are split (``n_k = 1`` along non-periodic ones).
+The grid is a ``MPI.Comm.Create_cart`` grid (no reordering); by default :func:`choose_grid` picks
+the factorisation of the rank count that minimises the ghost surface Σ_k n_k / d_k (d_k the spacing
+of the lattice planes k) among those whose subdomains are at least one ghost shell wide; it can be
+given explicitly (``grid=``).
+
+**Ghost atoms.** With R = cutoff + skin and b_k the reciprocal vectors (columns of cell⁻¹), every atom
+within Cartesian distance R of a subdomain lies within the fractional margin m_k = R·|b_k| beyond its
+faces. At each neighbor-list build the atoms within m_k of each face are sent to the neighbor across
+that face, staged along x, then y, then z, each stage forwarding the ghosts received in earlier stages
+(so that edge and corner ghosts arrive in two or three hops). Crossing the periodic boundary adds the
+lattice vector (the ghost is an explicit periodic image); along a direction with one rank the rank
+sends to itself (its own periodic images). Single hops only: every subdomain must be at least R wide
+(m_k ≤ 1/n_k), otherwise :class:`SimulationError` asks for fewer ranks along that direction
+(``parallel.grid``) — no multi-hop exchange.
+
+Between builds only ghost positions are exchanged (same send lists; image shifts use the current
+cell, so NPT cell changes are exact). The pair list holds local centers only (neighbors may be
+ghosts); the potential returns the energy of local atoms and forces on local + ghost atoms; the ghost
+forces are sent back along the stages in reverse order and added to their owners. Energies and
+virials (Σ over local-center pairs of −r_ij ⊗ ∂E/∂r_ij) are then summed over ranks. Every pair term
+of the serial calculation is computed exactly once, so forces, energy and virial equal the serial
+ones up to floating-point summation order.
+
+**Migration.** At each neighbor-list build the owned atoms are wrapped into the box and sent to the
+rank owning their new position (one ``alltoall``), with velocities, masses, types, image counters and
+global ids (``State.ids``).
+
+**One rank.** ``Domain`` with one rank and ``ghosts=False`` (the default for one rank) owns all atoms
+and adds no ghosts: the potential then sees the periodic pair list with lattice shifts
+(:class:`md_engine.neighbors.VerletList`), which also handles boxes smaller than the cutoff. The same
+class with ``ghosts=True`` runs the ghost path on one rank (periodic self-images), which the tests
+compare with the shift path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from mlpot.errors import SimulationError
+from mlpot.neighbors import NeighborList, complete_cell, neighbor_list
+
+from md_engine.comm import p2p
+from md_engine.neighbors import wrap_positions
+from md_engine.state import Comm, State
+
+MIGRATING = ("positions", "velocities", "masses", "types", "image", "ids")
+
+
+def _inv_full(cell: torch.Tensor, pbc: torch.Tensor) -> np.ndarray:
+    full = complete_cell(cell.detach().to(torch.float64).cpu().unsqueeze(0), pbc.cpu().reshape(1, 3))[0]
+    return torch.linalg.inv(full).numpy()
+
+
+def choose_grid(size: int, cell: torch.Tensor, pbc: torch.Tensor, radius: float = 0.0) -> tuple[int, int, int]:
+    """The rank grid (n_x, n_y, n_z), product ``size``, split along periodic directions only,
+    minimising Σ_k n_k/d_k (d_k: lattice-plane spacing, Å) among grids whose subdomains are at least
+    ``radius`` Å wide (all grids if none is)."""
+    periodic = [bool(p) for p in pbc.tolist()]
+    if size > 1 and not any(periodic):
+        raise SimulationError("domain: MPI decomposition needs at least one periodic direction (pbc)")
+    inv = _inv_full(cell, pbc)
+    spacing = 1.0 / np.linalg.norm(inv, axis=0)
+    cands = []
+    for dims in itertools.product(range(1, size + 1), repeat=3):
+        if dims[0] * dims[1] * dims[2] != size or any(n > 1 and not p for n, p in zip(dims, periodic)):
+            continue
+        feasible = all(spacing[k] / dims[k] >= radius for k in range(3) if periodic[k])
+        cands.append((not feasible, float(sum(dims[k] / spacing[k] for k in range(3))), dims))
+    cands.sort()
+    return tuple(int(n) for n in cands[0][2])  # type: ignore[return-value]
+
+
+@dataclass
+class _Stage:
+    dim: int
+    sel: np.ndarray  # (n_send,) int64 rows (local + earlier ghosts) sent
+    shift: np.ndarray  # (3,) float64 lattice shift (in units of cell rows) added to sent positions
+    dest: int
+    source: int
+    offset: int  # first row of the ghosts received in this stage
+    n_recv: int
+
+
+def _subset(state: State, idx: torch.Tensor) -> State:
+    return State(
+        positions=state.positions[idx].clone(), velocities=state.velocities[idx].clone(),
+        masses=state.masses[idx].clone(), types=state.types[idx].clone(), cell=state.cell.clone(),
+        pbc=state.pbc.clone(), type_map=list(state.type_map), image=state.image[idx].clone(),  # type: ignore[index]
+        bounds=state.bounds.clone(), step=state.step, time_fs=state.time_fs,  # type: ignore[union-attr]
+        ids=state.ids[idx].clone(),  # type: ignore[index]
+    )
+
+
+class Domain:
+    """Decomposition of a periodic box over the ranks of ``comm`` (module docstring).
+
+    ``radius``: ghost-shell width cutoff + skin (Å). ``grid``: (n_x, n_y, n_z) or None (automatic).
+    ``ghosts``: use ghost atoms (default: when ``comm.size > 1``). Counters: ``n_migrated`` (atoms
+    sent to another rank, summed over this rank's migrations), ``n_ghosts`` (ghost atoms received per
+    step at the last build), ``n_builds``.
+    """
+
+    def __init__(
+        self,
+        comm: Comm,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        radius: float,
+        grid: Optional[Sequence[int]] = None,
+        ghosts: Optional[bool] = None,
+    ) -> None:
+        self.comm = comm
+        self.x = p2p(comm)
+        self.size, self.rank = int(comm.size), int(comm.rank)
+        self.radius = float(radius)
+        self.pbc = [bool(p) for p in pbc.tolist()]
+        self.ghost_mode = bool(ghosts) if ghosts is not None else self.size > 1
+        if self.size > 1 and not self.ghost_mode:
+            raise SimulationError("domain: more than one rank needs ghost atoms (ghosts=True)")
+        if grid is None:
+            dims = choose_grid(self.size, cell, pbc, self.radius)
+        else:
+            dims = tuple(int(n) for n in grid)
+            if len(dims) != 3 or int(np.prod(dims)) != self.size or min(dims) < 1:
+                raise SimulationError(f"parallel.grid: expected 3 positive ints with product {self.size} "
+                                      f"(the number of ranks), got {list(grid)}")
+            bad = [k for k in range(3) if dims[k] > 1 and not self.pbc[k]]
+            if bad:
+                raise SimulationError(f"parallel.grid: direction(s) {bad} are not periodic and cannot be split, got {list(dims)}")
+        self.dims = dims
+        self.coords, self.neighbors = self.x.cart_neighbors(dims, self.pbc)
+        self.stages: list[_Stage] = []
+        self.n_local = 0
+        self.n_all = 0
+        self.all_types: Optional[torch.Tensor] = None
+        self.n_migrated = 0
+        self.n_builds = 0
+
+    @property
+    def serial(self) -> bool:
+        """True when the shift-based (no ghost) path is used: one rank, ``ghosts=False``."""
+        return not self.ghost_mode
+
+    @property
+    def n_ghosts(self) -> int:
+        return self.n_all - self.n_local
+
+    # --- ownership ----------------------------------------------------------------------------------
+    def owner(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> np.ndarray:
+        """Rank owning each position (N,) (row-major grid rank, as ``Create_cart`` without reordering)."""
+        frac = positions.detach().to(torch.float64).cpu().numpy() @ _inv_full(cell, pbc)
+        d = np.array(self.dims)
+        c = np.clip(np.floor(frac * d).astype(np.int64), 0, d - 1)
+        return (c[:, 0] * d[1] + c[:, 1]) * d[2] + c[:, 2]
+
+    def scatter(self, state: State) -> State:
+        """This rank's part of a global ``state`` (identical on all ranks), wrapped into the box."""
+        if self.serial:
+            return state
+        st = state.clone()
+        wrap_positions(st)
+        mine = np.nonzero(self.owner(st.positions, st.cell, st.pbc) == self.rank)[0]
+        return _subset(st, torch.as_tensor(mine, dtype=torch.long, device=st.device))
+
+    def migrate(self, state: State) -> int:
+        """Wrap and send every owned atom to the rank owning its position, in place; returns the
+        number of atoms this rank sent away."""
+        wrap_positions(state)
+        if self.size == 1:
+            return 0
+        dest = self.owner(state.positions, state.cell, state.pbc)
+        arrays = {name: getattr(state, name).detach().cpu().numpy() for name in MIGRATING}
+        parts = [{k: v[dest == r] for k, v in arrays.items()} for r in range(self.size)]  # loop over ranks
+        received = self.x.alltoall_obj(parts)
+        dev = state.device
+        for name in MIGRATING:
+            setattr(state, name, torch.from_numpy(np.concatenate([p[name] for p in received])).to(dev))
+        state.n_local = state.positions.shape[0]
+        sent = int((dest != self.rank).sum())
+        self.n_migrated += sent
+        return sent
+
+    # --- ghosts ---------------------------------------------------------------------------------------
+    def _margins(self, cell: torch.Tensor, pbc: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        inv = _inv_full(cell, pbc)
+        margin = self.radius * np.linalg.norm(inv, axis=0)
+        for k in range(3):
+            if self.pbc[k] and margin[k] > 1.0 / self.dims[k]:
+                width = 1.0 / (self.dims[k] * np.linalg.norm(inv[:, k]))
+                raise SimulationError(
+                    f"domain: subdomains along lattice vector {k} are {width:.3f} Å wide ({self.dims[k]} ranks "
+                    f"along it), less than the ghost shell cutoff + skin = {self.radius:.3f} Å; use fewer ranks "
+                    f"along it (parallel.grid) or a larger box (multi-hop ghost exchange is not supported)"
+                )
+        return inv, margin
+
+    def build(self, state: State) -> tuple[torch.Tensor, NeighborList]:
+        """Ghost exchange from scratch and the pair list (local centers, radius ``self.radius``).
+
+        Returns positions of local + ghost atoms (n_all, 3) Å and the list (zero shifts). Call after
+        :meth:`migrate` (owned atoms inside the subdomain)."""
+        dev, dt = state.device, state.dtype
+        inv, margin = self._margins(state.cell, state.pbc)
+        cell = state.cell.detach().to(torch.float64).cpu().numpy()
+        n = state.positions.shape[0]
+        pos = state.positions.detach().cpu().numpy()
+        types = state.types.cpu().numpy()
+        ids = state.ids.cpu().numpy()  # type: ignore[union-attr]
+        self.stages = []
+        off = n
+        for k in range(3):
+            if not self.pbc[k]:
+                continue
+            lo, hi = self.coords[k] / self.dims[k], (self.coords[k] + 1) / self.dims[k]
+            frac_k = pos.astype(np.float64) @ inv[:, k]
+            lower, upper = self.neighbors[k]
+            got = []
+            for side in (0, 1):
+                shift = np.zeros(3)
+                if side == 0:  # atoms near my low face go to the lower neighbor
+                    sel = np.nonzero(frac_k < lo + margin[k])[0]
+                    dest, source = lower, upper
+                    shift[k] = 1.0 if self.coords[k] == 0 else 0.0
+                else:
+                    sel = np.nonzero(frac_k >= hi - margin[k])[0]
+                    dest, source = upper, lower
+                    shift[k] = -1.0 if self.coords[k] == self.dims[k] - 1 else 0.0
+                svec = (shift @ cell).astype(pos.dtype)
+                payload = (pos[sel] + svec, types[sel], ids[sel])
+                rp, rt, ri = self.x.sendrecv_obj(payload, dest, source)
+                self.stages.append(_Stage(k, sel.astype(np.int64), shift, dest, source, off, len(rp)))
+                off += len(rp)
+                got.append((rp, rt, ri))
+            pos = np.concatenate([pos] + [g[0] for g in got])
+            types = np.concatenate([types] + [g[1] for g in got])
+            ids = np.concatenate([ids] + [g[2] for g in got])
+        self.n_local, self.n_all = n, off
+        self.all_types = torch.from_numpy(types).to(dev)
+        self.ghost_ids = torch.from_numpy(ids[n:]).to(dev)
+        all_pos = torch.from_numpy(np.ascontiguousarray(pos)).to(device=dev, dtype=dt)
+        zero_cell = torch.zeros(1, 3, 3, dtype=dt, device=dev)
+        nopbc = torch.zeros(1, 3, dtype=torch.bool, device=dev)
+        nl = neighbor_list(all_pos, zero_cell, nopbc, self.radius)
+        keep = torch.nonzero(nl.centers < n).reshape(-1)
+        nl = NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
+        self.n_builds += 1
+        return all_pos, nl
+
+    def forward(self, state: State) -> torch.Tensor:
+        """Positions of local + ghost atoms (n_all, 3) Å for the current owned positions and cell."""
+        cell = state.cell.detach().to(torch.float64).cpu().numpy()
+        local = state.positions.detach().cpu().numpy()
+        buf = np.empty((self.n_all, 3), dtype=local.dtype)
+        buf[: self.n_local] = local
+        for st in self.stages:
+            send = buf[st.sel] + (st.shift @ cell).astype(buf.dtype)
+            self.x.sendrecv_into(send, buf[st.offset : st.offset + st.n_recv], st.dest, st.source)
+        return torch.from_numpy(buf).to(state.device)
+
+    def reverse(self, forces: torch.Tensor) -> torch.Tensor:
+        """Forces on local + ghost atoms (n_all, 3) → forces on local atoms (n_local, 3), the ghost
+        contributions summed into their owners."""
+        dev = forces.device
+        f = forces.detach().cpu().numpy().copy()
+        ft = torch.from_numpy(f)
+        for st in reversed(self.stages):
+            send = np.ascontiguousarray(f[st.offset : st.offset + st.n_recv])
+            recv = np.empty((st.sel.shape[0], 3), dtype=f.dtype)
+            self.x.sendrecv_into(send, recv, st.source, st.dest)
+            ft.index_add_(0, torch.from_numpy(st.sel), torch.from_numpy(recv))
+        return ft[: self.n_local].to(dev)
+
+    # --- output -----------------------------------------------------------------------------------------
+    def gather(self, arrays: dict[str, torch.Tensor], ids: torch.Tensor, root: int = 0) -> Optional[dict[str, torch.Tensor]]:
+        """Per-atom arrays of all ranks on ``root`` in global-id order (None on other ranks)."""
+        if self.size == 1:
+            order = torch.argsort(ids)
+            return {k: v[order] for k, v in arrays.items()}
+        payload = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
+        payload["__ids"] = ids.cpu().numpy()
+        parts = self.x.gather_obj(payload, root=root)
+        self.x.barrier()  # outputs only; keeps the pickled gather separate from later collectives
+        if parts is None:
+            return None
+        order = np.argsort(np.concatenate([p["__ids"] for p in parts]), kind="stable")
+        return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])[order]) for k in arrays}
+
+    def ghost_bytes_per_step(self, itemsize: int = 8) -> int:
+        """Bytes this rank receives per step in the ghost exchange: positions in, forces back."""
+        return 2 * 3 * itemsize * self.n_ghosts
+
+
+__all__ = ["Domain", "choose_grid"]
