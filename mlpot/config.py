@@ -5,7 +5,11 @@ The tree is DeePMD-kit's ``input.json`` for the descriptors mlpot supports (``se
 
 * ``model``: ``type_map``, ``descriptor``, ``fitting_net`` (handed to
   :meth:`mlpot.model.EnergyModel.from_config` as a plain dict, see :meth:`Config.model_dict`);
-* ``learning_rate``: ``type: exp``, ``start_lr``, ``stop_lr``, ``decay_steps`` (optional ``decay_rate``);
+  ``descriptor.sel`` may be ``"auto"`` / ``"auto:R"`` (the default, as in DeePMD-kit 3.x): the trainer
+  resolves it from neighbor statistics of the training data (:func:`auto_sel`) before building the model;
+* ``learning_rate``: ``type: exp``, ``start_lr``, ``stop_lr``, ``decay_steps`` (optional ``decay_rate``,
+  ``smooth``, ``warmup_steps`` or ``warmup_ratio``, ``warmup_start_factor``; DeePMD-kit 3.0/3.1's
+  ``training.warmup_*`` keys are moved here, as DeePMD-kit 3.2 does);
 * ``loss``: ``type: ener``, ``start_pref_{e,f,v}``, ``limit_pref_{e,f,v}``;
 * ``training``: ``training_data``/``validation_data`` (``systems``, ``batch_size``, ``numb_btch``,
   ``auto_prob``, ``sys_probs``), ``numb_steps``, ``seed``, ``disp_file``, ``disp_freq``, ``save_freq``,
@@ -54,6 +58,8 @@ __all__ = [
     "DataConfig",
     "load_config",
     "resolve_batch_size",
+    "parse_auto_sel",
+    "auto_sel",
 ]
 
 #: DeePMD-kit's descriptor names and their aliases -> the name mlpot's model uses
@@ -94,6 +100,38 @@ def _check_precision(v: str) -> str:
     return v
 
 
+# ---------------------------------------------------------------------------------------------- sel: "auto"
+#: DeePMD-kit's default safety factor of ``sel: "auto"`` (``deepmd/utils/update_sel.py``)
+AUTO_SEL_RATIO = 1.1
+
+
+def parse_auto_sel(spec: Any) -> Optional[float]:
+    """The safety factor of ``sel: "auto"`` (1.1) or ``"auto:R"`` (R); ``None`` for an explicit sel.
+
+    Raises ValueError for any other string, or a factor that is not a finite number >= 1."""
+    if not isinstance(spec, str):
+        return None
+    words = spec.split(":")
+    if words[0] == "auto" and len(words) == 1:
+        return AUTO_SEL_RATIO
+    if words[0] == "auto" and len(words) == 2:
+        try:
+            ratio = float(words[1])
+        except ValueError:
+            ratio = float("nan")
+        if ratio >= 1.0 and ratio != float("inf"):
+            return ratio
+    raise ValueError(
+        f"expected a list of neighbor counts, 'auto' or 'auto:R' with a factor R >= 1 (e.g. 'auto:1.2'), found {spec!r}"
+    )
+
+
+def auto_sel(max_nbor: Any, ratio: float = AUTO_SEL_RATIO) -> list[int]:
+    """``sel`` from the largest neighbor count per neighbor type (DeePMD-kit's rule, ``update_sel.py``):
+    ``n · ratio`` truncated to an integer, then rounded up to a multiple of 4 (``4·⌈⌊n·ratio⌋ / 4⌉``)."""
+    return [4 * ((int(int(n) * float(ratio)) + 3) // 4) for n in max_nbor]
+
+
 # ---------------------------------------------------------------------------------------------- model
 class DescriptorConfig(_Strict):
     """``model.descriptor``: the smooth-edition two-body descriptors (``se_e2_a``, ``se_e2_r``)."""
@@ -101,7 +139,11 @@ class DescriptorConfig(_Strict):
     type: str = "se_e2_a"
     rcut: float = Field(6.0, description="cutoff radius, Å")
     rcut_smth: float = Field(0.5, description="where the smooth switching starts, Å (< rcut)")
-    sel: Union[int, list[int]] = Field(..., description="max neighbors per type (list) or in total (int)")
+    sel: Union[int, list[int], str] = Field(
+        "auto",
+        description="max neighbors per type (list; an int only for a one-type model), or 'auto' / 'auto:R' "
+        "(from neighbor statistics of the training data, see resolve_auto_sel)",
+    )
     neuron: list[int] = [10, 20, 40]
     axis_neuron: int = Field(4, alias="axis_neuron")
     type_one_side: bool = False
@@ -149,7 +191,10 @@ class DescriptorConfig(_Strict):
 
     @field_validator("sel")
     @classmethod
-    def _sel(cls, v: Union[int, list[int]]) -> Union[int, list[int]]:
+    def _sel(cls, v: Union[int, list[int], str]) -> Union[int, list[int], str]:
+        if isinstance(v, str):
+            parse_auto_sel(v)  # raises ValueError naming the expected forms
+            return v
         if isinstance(v, int):
             if v <= 0:
                 raise ValueError(f"expected a positive neighbor count, found {v}")
@@ -290,6 +335,14 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _sel_len(self) -> "ModelConfig":
         sel = self.descriptor.sel
+        if isinstance(sel, int) and len(self.type_map) != 1:
+            # DeePMD-kit's se_e2_a/se_e2_r take sel as list[int] or "auto[:R]" only; a single total count
+            # is meaningful only for descriptors that do not split neighbors by type
+            raise ValueError(
+                f"descriptor.sel: expected one neighbor count per type of type_map {self.type_map} "
+                f"(a list of {len(self.type_map)} numbers) or 'auto' / 'auto:R', found a single int {sel} "
+                f"(se_e2_a/se_e2_r split neighbors by type; a single int is only accepted for one type)"
+            )
         if isinstance(sel, list) and len(sel) != len(self.type_map):
             raise ValueError(
                 f"descriptor.sel: expected one neighbor count per type of type_map {self.type_map} "
@@ -300,14 +353,50 @@ class ModelConfig(_Strict):
 
 # ---------------------------------------------------------------------------------------------- lr, loss
 class LearningRateConfig(_Strict):
-    """``learning_rate``: lr(t) = start_lr · decay_rate^(t // decay_steps), never below stop_lr."""
+    """``learning_rate``: lr(t) = start_lr · decay_rate^(t // decay_steps) (``smooth``: t / decay_steps),
+    never below stop_lr; with a linear warm-up from ``warmup_start_factor · start_lr`` over the first
+    ``warmup_steps`` (or ``int(warmup_ratio · numb_steps)``) steps (see :mod:`mlpot.train.schedule`)."""
 
     type: Literal["exp"] = "exp"
     start_lr: float = 1e-3
     stop_lr: float = 1e-8
     decay_steps: int = 5000
     decay_rate: Optional[float] = None
+    smooth: bool = False
+    warmup_steps: int = 0
+    warmup_ratio: Optional[float] = None
+    warmup_start_factor: float = 0.0
     scale_by_worker: Literal["linear", "sqrt", "none"] = "linear"  # TF-only in DeePMD-kit; PyTorch ignores it
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warm(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"expected a non-negative number of steps (0 = no warm-up), found {v}")
+        return v
+
+    @field_validator("warmup_ratio")
+    @classmethod
+    def _warm_ratio(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not (0 <= v < 1):
+            raise ValueError(f"expected a fraction of numb_steps in [0, 1), found {v}")
+        return v
+
+    @field_validator("warmup_start_factor")
+    @classmethod
+    def _warm_factor(cls, v: float) -> float:
+        if not (0 <= v < float("inf")):
+            raise ValueError(f"expected a non-negative factor of start_lr, found {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _warm_exclusive(self) -> "LearningRateConfig":
+        if self.warmup_steps != 0 and self.warmup_ratio is not None:
+            raise ValueError(
+                f"warmup_steps and warmup_ratio: expected at most one of them, found both "
+                f"({self.warmup_steps} and {self.warmup_ratio})"
+            )
+        return self
 
     @field_validator("start_lr")
     @classmethod
@@ -532,7 +621,10 @@ class TrainingConfig(_Strict):
     max_ckpt_keep: int = 5
     gradient_max_norm: float = 0.0
     opt_type: Literal["Adam"] = "Adam"
-    warmup_steps: int = 0
+    # DeePMD-kit 3.0/3.1 put the warm-up keys here; 3.2 moves them to learning_rate (Config does the same)
+    warmup_steps: int = Field(0, exclude=True)
+    warmup_ratio: Optional[float] = Field(None, exclude=True)
+    warmup_start_factor: float = Field(0.0, exclude=True)
     # accepted DeePMD-kit bookkeeping keys that do not change the math
     disp_training: bool = True
     time_training: bool = True
@@ -584,13 +676,6 @@ class TrainingConfig(_Strict):
             raise ValueError(f"expected a non-negative norm (0 = no clipping), found {v}")
         return v
 
-    @field_validator("warmup_steps")
-    @classmethod
-    def _warm(cls, v: int) -> int:
-        if v != 0:
-            raise ValueError(f"expected 0 (learning-rate warm-up is not supported by mlpot), found {v}")
-        return v
-
     @field_validator("change_bias_after_training")
     @classmethod
     def _cbat(cls, v: bool) -> bool:
@@ -636,6 +721,35 @@ class Config(_Strict):
     learning_rate: LearningRateConfig = Field(default_factory=LearningRateConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     training: TrainingConfig
+
+    @model_validator(mode="after")
+    def _move_warmup(self) -> "Config":
+        """Legacy ``training.warmup_*`` keys move to ``learning_rate`` (DeePMD-kit 3.2's
+        ``migrate_training_warmup``); the same key in both places is an error."""
+        keys = ("warmup_steps", "warmup_ratio", "warmup_start_factor")
+        legacy = [k for k in keys if k in self.training.model_fields_set]
+        if not legacy:
+            return self
+        both = [k for k in legacy if k in self.learning_rate.model_fields_set]
+        if both:
+            raise ValueError(
+                "; ".join(f"training.{k} and learning_rate.{k}: expected the warm-up key in one place "
+                          f"(learning_rate), found both" for k in both)
+            )
+        moved = {k: getattr(self.training, k) for k in legacy}
+        try:
+            lr = LearningRateConfig.model_validate(
+                {**self.learning_rate.model_dump(by_alias=True, exclude_unset=True), **moved}
+            )
+        except ValidationError as exc:
+            raise ValueError(
+                f"learning_rate (with {', '.join('training.' + k for k in legacy)} moved into it): {_convert(exc, '')}"
+            ) from None
+        self.learning_rate = lr
+        for k in legacy:
+            setattr(self.training, k, TrainingConfig.model_fields[k].default)
+            self.training.model_fields_set.discard(k)
+        return self
 
     def model_dict(self) -> dict[str, Any]:
         """The ``model`` section as the plain dict :meth:`EnergyModel.from_config` takes: ``type_map``,
@@ -724,7 +838,8 @@ def _convert(exc: ValidationError, source: str) -> ConfigError:
     for err in errors:
         path = _loc_to_path(tuple(err.get("loc", ())))
         seen.setdefault(path, _describe(err))
-    lines = [f"{path}: {what}" for path, what in seen.items()]
+    # a whole-tree check (path "<root>") already names its key paths in its message
+    lines = [what if path == "<root>" else f"{path}: {what}" for path, what in seen.items()]
     head = f"{source}: " if source else ""
     if len(lines) == 1:
         return ConfigError(head + lines[0])

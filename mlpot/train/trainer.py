@@ -2,7 +2,11 @@
 
 One step ``t`` (0-based):
 
-1. ``lr = lr(t)`` (:class:`~mlpot.train.schedule.ExpDecayLR`), set on every Adam parameter group;
+0. (once, before the model is built) ``model.descriptor.sel: "auto[:R]"`` becomes numbers from the
+   neighbor statistics of the training data; the resolved list is logged and stored in the model
+   config that checkpoints and the frozen model record;
+1. ``lr = lr(t)`` (:class:`~mlpot.train.schedule.ExpDecayLR`: stepped or smooth exponential decay,
+   optional linear warm-up), set on every Adam parameter group;
 2. the batch of ``(seed, t, rank)`` (:class:`~mlpot.train.data.BatchSource`), energies/forces/virials
    from :func:`mlpot.model.evaluate` with ``create_graph=True`` so the force loss is differentiable;
 3. the DeePMD loss (:class:`~mlpot.train.loss.EnergyLoss`), backward, optional gradient clipping,
@@ -47,7 +51,7 @@ from mlpot.config import Config, load_config
 from mlpot.errors import ConfigError, ModelError
 from mlpot.train.data import TRAIN_STREAM, VALID_STREAM, Batch, BatchSource
 from mlpot.train.loss import EnergyLoss
-from mlpot.train.schedule import ExpDecayLR
+from mlpot.train.schedule import ExpDecayLR, lr_schedule_from_config
 
 CHECKPOINT_FORMAT = "mlpot-checkpoint"
 
@@ -150,18 +154,26 @@ class Trainer:
         self.seed = int(tr.seed) if tr.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self.numb_steps = int(tr.numb_steps)
 
+        # -- training data (first: sel "auto" is resolved from it before the model is built)
+        type_map = list(cfg.model.type_map)
+        self.train_systems = self._load(tr.training_data.systems, type_map, "training_data")
+        restart_ckpt = read_checkpoint(restart) if restart else None
+        init_state = self._read_init_state(init_model) if (init_model and not restart) else None
+        start_state = restart_ckpt["model"] if restart_ckpt is not None else init_state
+
         # -- model (same init on every rank: seeded before construction)
         from mlpot.model import EnergyModel
 
-        torch.manual_seed(self.seed)
         self.model_cfg = cfg.model_dict()
+        sel = self._resolve_sel(start_state, "restart checkpoint" if restart else "init_model")
+        self.model_cfg["descriptor"]["sel"] = sel
+        cfg.model.descriptor.sel = sel  # checkpoints and the frozen model record numbers, not "auto"
+        torch.manual_seed(self.seed)
         self.model = EnergyModel.from_config(self.model_cfg, device=self.device)
         self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
         self.rcut = float(self.model.rcut)
 
-        # -- data
-        type_map = list(cfg.model.type_map)
-        self.train_systems = self._load(tr.training_data.systems, type_map, "training_data")
+        # -- data batches
         td = tr.training_data
         self.train_src = BatchSource(
             self.train_systems, td.batch_size, self.seed, TRAIN_STREAM, td.auto_prob, td.sys_probs,
@@ -180,7 +192,7 @@ class Trainer:
 
         # -- schedules and loss
         lr = cfg.learning_rate
-        self.lr_schedule = ExpDecayLR(lr.start_lr, lr.stop_lr, lr.decay_steps, self.numb_steps, lr.decay_rate)
+        self.lr_schedule: ExpDecayLR = lr_schedule_from_config(lr, self.numb_steps)
         lc = cfg.loss
         self.loss_fn = EnergyLoss(
             lr.start_lr, lc.start_pref_e, lc.limit_pref_e, lc.start_pref_f, lc.limit_pref_f,
@@ -190,8 +202,8 @@ class Trainer:
         self.start_step = 0
 
         # -- starting point
-        if restart:
-            ckpt = read_checkpoint(restart)
+        if restart_ckpt is not None:
+            ckpt = restart_ckpt
             self._load_state(ckpt["model"], restart)
             try:
                 self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -202,7 +214,8 @@ class Trainer:
                 torch.set_rng_state(ckpt["rng_torch"])
             self.info(f"restarting from {restart} at step {self.start_step}")
         elif init_model:
-            self._init_from(init_model)
+            self._load_state(init_state, init_model)
+            self.info(f"initialised the model from {init_model}")
         else:
             # descriptor statistics from data_stat_nbatch batches' worth of frames per system (DeePMD-kit)
             nfr = cfg.model.data_stat_nbatch * max(self.train_src.batch_sizes)
@@ -237,14 +250,57 @@ class Trainer:
             raise ConfigError(f"training.{what}.systems: expected at least one system, found none in {paths}")
         return systems
 
+    def _resolve_sel(self, start_state: Optional[dict] = None, source: str = "") -> Union[int, list[int]]:
+        """``model.descriptor.sel`` as numbers. ``"auto"`` / ``"auto:R"``: the largest neighbor count of
+        each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
+        times R (1.1), truncated and rounded up to a multiple of 4 (:func:`mlpot.config.auto_sel`,
+        DeePMD-kit's rule). A restart or init_model keeps the sel its weights were trained with
+        (``start_state``: their state dict), since the model must be the same."""
+        from mlpot.config import auto_sel, parse_auto_sel
+
+        spec = self.config.model.descriptor.sel
+        ratio = parse_auto_sel(spec)
+        if ratio is None:
+            return spec
+        ntypes = len(self.config.model.type_map)
+        old = None if start_state is None else start_state.get("descriptor.sel")
+        if isinstance(old, torch.Tensor) and old.dim() == 1 and old.numel() == ntypes:
+            sel = [int(n) for n in old.tolist()]
+            self.info(f"model.descriptor.sel: {spec!r} -> {sel} (as trained, from the {source})")
+            return sel
+        from mlpot.data.neighbor_stat import neighbor_stat
+
+        rcut = float(self.config.model.descriptor.rcut)
+        stat = neighbor_stat(self.train_systems, rcut, device=str(self.device))
+        sel = auto_sel(stat.max_nbor, ratio)
+        if sum(sel) == 0:
+            raise ConfigError(
+                f"model.descriptor.sel: {spec!r} found no neighbor within rcut = {rcut:g} Å in the training data "
+                f"({stat.n_frames} frames); expected a larger model.descriptor.rcut or an explicit sel"
+            )
+        self.info(
+            f"model.descriptor.sel: {spec!r} -> {sel} (max neighbors within rcut = {rcut:g} Å over "
+            f"{stat.n_frames} training frames: {[int(n) for n in stat.max_nbor]}, x {ratio:g}, rounded up "
+            f"to a multiple of 4; min pair distance {stat.min_dist:.4f} Å)"
+        )
+        return sel
+
     def _load_state(self, state: dict, source: Union[str, os.PathLike]) -> None:
         try:
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             msg = " ".join(str(exc).split())[:300]
             raise ModelError(f"'{source}': weights do not fit the model of this config ({msg})") from None
+        desc = self.model.descriptor
+        trained = [int(n) for n in desc.sel.tolist()]
+        if trained != list(desc.sel_list):
+            raise ModelError(
+                f"'{source}': its model was trained with model.descriptor.sel = {trained}, this config has "
+                f"{list(desc.sel_list)}; expected the same sel (or 'auto', which takes the trained one)"
+            )
 
-    def _init_from(self, path: Union[str, os.PathLike]) -> None:
+    def _read_init_state(self, path: Union[str, os.PathLike]) -> dict:
+        """The state dict of a training checkpoint or a frozen mlpot model (init_model)."""
         try:
             ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
@@ -257,8 +313,7 @@ class Trainer:
             state = ckpt["model"]
         else:
             raise ModelError(f"init_model '{path}': expected a training checkpoint or a frozen mlpot model")
-        self._load_state(state, path)
-        self.info(f"initialised the model from {path}")
+        return state
 
     def batch_loss(
         self, batch: Batch, lr: float, module: Optional[torch.nn.Module] = None, create_graph: bool = True
