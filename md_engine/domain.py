@@ -48,10 +48,10 @@ import numpy as np
 import torch
 
 from mlpot.errors import SimulationError
-from mlpot.neighbors import NeighborList, complete_cell, neighbor_list
+from mlpot.neighbors import NeighborList, complete_cell
 
 from md_engine.comm import p2p
-from md_engine.neighbors import wrap_positions
+from md_engine.neighbors import local_pair_list, wrap_positions
 from md_engine.state import Comm, State
 
 MIGRATING = ("positions", "velocities", "masses", "types", "image", "ids")
@@ -249,11 +249,8 @@ class Domain:
         self.all_types = torch.from_numpy(types).to(dev)
         self.ghost_ids = torch.from_numpy(ids[n:]).to(dev)
         all_pos = torch.from_numpy(np.ascontiguousarray(pos)).to(device=dev, dtype=dt)
-        zero_cell = torch.zeros(1, 3, 3, dtype=dt, device=dev)
-        nopbc = torch.zeros(1, 3, dtype=torch.bool, device=dev)
-        nl = neighbor_list(all_pos, zero_cell, nopbc, self.radius)
-        keep = torch.nonzero(nl.centers < n).reshape(-1)
-        nl = NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
+        # local centers only; ghost–ghost pairs are never generated (md_engine.neighbors.local_pair_list)
+        nl = local_pair_list(all_pos, n, self.radius)
         self.n_builds += 1
         return all_pos, nl
 

@@ -37,6 +37,109 @@ def wrap_positions(state: State) -> None:
         state.image += shift.to(torch.long)
 
 
+_CHUNK_PAIRS = 1 << 21  # candidate pairs distance-tested at once (bounds the working memory)
+# the 13 bin offsets lexicographically > 0 of the 3×3×3 stencil, then the own bin (offset 0)
+_HALF_STENCIL = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) > (0, 0, 0)]
+
+
+def local_pair_list(positions: torch.Tensor, n_local: int, cutoff: float) -> NeighborList:
+    """Full pair list of the non-periodic cluster ``positions`` (n_all, 3) Å restricted to the
+    centers ``[:n_local]`` (neighbors may be any atom): every (i, j) with i < n_local, j ≠ i and
+    |r_j − r_i| < ``cutoff``, zero shifts. Pairs of two atoms ≥ n_local (ghost–ghost) are never
+    generated, not even as candidates.
+
+    Cartesian cell list with bins ≥ cutoff (× (1 + 1e-9)) wide, half stencil (13 neighbor bins +
+    own bin), atoms sorted by (bin, ghost) so that each bin holds its local atoms first: a local atom
+    is tested against all atoms of its stencil bins (own bin: the ones after it), a ghost atom only
+    against the *local* atoms of its 13 neighbor bins. Each unordered pair with at least one local
+    atom is thus tested once; it is then emitted as (i, j) for each local end. Whole-tensor ops,
+    O(n_all) work and memory, no gradient.
+    """
+    dev, dtype = positions.device, positions.dtype
+    n_all = positions.shape[0]
+    empty = torch.zeros(0, dtype=torch.long, device=dev)
+    if n_local == 0 or n_all < 2:
+        return NeighborList(empty, empty.clone(), torch.zeros(0, 3, dtype=torch.long, device=dev))
+    with torch.no_grad():
+        pos = positions.detach()
+        pos64 = pos.to(torch.float64)
+        lo = pos64.min(0).values
+        extent = pos64.max(0).values - lo
+        width_min = float(cutoff) * (1.0 + 1e-9)
+        nb = torch.clamp(torch.floor(extent / width_min), 1, 1024).to(torch.long)  # bins per axis
+        cap = 4 * n_all + 64  # sparse clusters (e.g. a far-away atom): coarser bins, O(n_all) memory
+        while int(nb.prod()) > cap:
+            nb = torch.clamp(torch.div(nb, 2, rounding_mode="floor"), min=1)
+        width = torch.maximum(extent / nb.to(torch.float64), torch.full_like(extent, width_min))
+        b3 = torch.minimum(torch.floor((pos64 - lo) / width).to(torch.long), nb - 1)
+        nb_l = nb.tolist()
+        n_bins = nb_l[0] * nb_l[1] * nb_l[2]
+        bid = (b3[:, 0] * nb_l[1] + b3[:, 1]) * nb_l[2] + b3[:, 2]
+        ghost = (torch.arange(n_all, device=dev) >= n_local).to(torch.long)
+        key = 2 * bid + ghost
+        sorted_key, order = torch.sort(key, stable=True)
+        # per bin: first atom, first ghost, end (positions in the sorted order)
+        bounds = torch.searchsorted(sorted_key, torch.arange(2 * n_bins + 1, device=dev))
+        b_start, b_split, b_end = bounds[0:-1:2], bounds[1::2], bounds[2::2]
+        pos_s = pos.index_select(0, order)
+        ghost_s = ghost.index_select(0, order).to(torch.bool)
+        b3_s = b3.index_select(0, order)
+        ar = torch.arange(n_all, device=dev)
+
+        qa, qs, qe = [], [], []  # queries: sorted atom, candidate range [qs, qe)
+        for off in _HALF_STENCIL:
+            c = b3_s + torch.tensor(off, device=dev)
+            ok = ((c >= 0) & (c < nb)).all(dim=1)
+            tb = (c[:, 0] * nb_l[1] + c[:, 1]) * nb_l[2] + c[:, 2]
+            tb = torch.where(ok, tb, torch.zeros_like(tb))
+            s0 = b_start.index_select(0, tb)
+            s1 = torch.where(ghost_s, b_split.index_select(0, tb), b_end.index_select(0, tb))
+            s1 = torch.where(ok, s1, s0)
+            qa.append(ar), qs.append(s0), qe.append(s1)
+        # own bin: local atoms against the atoms after them (later locals, all ghosts); ghosts: none
+        own_b = (b3_s[:, 0] * nb_l[1] + b3_s[:, 1]) * nb_l[2] + b3_s[:, 2]
+        qa.append(ar), qs.append(ar + 1)
+        qe.append(torch.where(ghost_s, ar + 1, b_end.index_select(0, own_b)))
+        qa_t, qs_t = torch.cat(qa), torch.cat(qs)
+        count = torch.clamp(torch.cat(qe) - qs_t, min=0)
+        keep = torch.nonzero(count).reshape(-1)
+        qa_t, qs_t, count = qa_t[keep], qs_t[keep], count[keep]
+        cum = torch.cumsum(count, 0)
+        total = int(cum[-1]) if cum.numel() else 0
+        offset = qs_t - (cum - count)  # sorted j = global candidate number + offset[query]
+        rc2 = float(cutoff) ** 2
+        out_i, out_j = [], []
+        n_chunks = max(1, (total + _CHUNK_PAIRS - 1) // _CHUNK_PAIRS)
+        targets = torch.arange(1, n_chunks, device=dev) * _CHUNK_PAIRS
+        qb = torch.searchsorted(cum, targets, right=True).tolist()
+        qbounds = [0] + qb + [int(keep.numel())]
+        cum0 = torch.cat([cum.new_zeros(1), cum]).tolist() if total else [0]
+        # the hot loop gathers with int32 indices where they fit (half the index memory traffic)
+        it = torch.int32 if max(total, n_all) < 2**31 - 1 else torch.long
+        offset_t, qa_it = offset.to(it), qa_t.to(it)
+        for k in range(len(qbounds) - 1):
+            q0, q1 = qbounds[k], qbounds[k + 1]
+            g0, g1 = (cum0[q0], cum0[q1]) if total else (0, 0)
+            if g1 <= g0:
+                continue
+            qidx = torch.repeat_interleave(torch.arange(q0, q1, device=dev, dtype=it), count[q0:q1], output_size=g1 - g0)
+            js = torch.arange(g0, g1, device=dev, dtype=it) + offset_t.index_select(0, qidx)
+            is_ = qa_it.index_select(0, qidx)
+            v = pos_s.index_select(0, js) - pos_s.index_select(0, is_)
+            sel = torch.nonzero(torch.einsum("pk,pk->p", v, v) < rc2).reshape(-1)
+            out_i.append(order.index_select(0, is_.index_select(0, sel)))
+            out_j.append(order.index_select(0, js.index_select(0, sel)))
+        if not out_i:
+            return NeighborList(empty, empty.clone(), torch.zeros(0, 3, dtype=torch.long, device=dev))
+        i, j = torch.cat(out_i), torch.cat(out_j)
+        # each tested pair once: emit it from each local end
+        jl = torch.nonzero(j < n_local).reshape(-1)
+        il = torch.nonzero(i < n_local).reshape(-1)
+        centers = torch.cat([i.index_select(0, il), j.index_select(0, jl)])
+        neighbors = torch.cat([j.index_select(0, il), i.index_select(0, jl)])
+        return NeighborList(centers, neighbors, torch.zeros(centers.shape[0], 3, dtype=torch.long, device=dev))
+
+
 class VerletList:
     """Pair list of radius ``cutoff + skin`` (Å), rebuilt only when needed (see module docstring).
 
@@ -129,4 +232,4 @@ class VerletList:
         self.n_builds = int(d.get("n_builds", self.n_builds))
 
 
-__all__ = ["VerletList", "wrap_positions", "global_sum"]
+__all__ = ["VerletList", "local_pair_list", "wrap_positions", "global_sum"]

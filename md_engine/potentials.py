@@ -40,8 +40,12 @@ class Potential(Protocol):
 
 
 def pair_vectors(positions: torch.Tensor, cell: torch.Tensor, nl: NeighborList) -> torch.Tensor:
-    """r_ij = r_j − r_i + s·cell for one frame, (P, 3) Å."""
-    return positions[nl.neighbors] - positions[nl.centers] + nl.shifts.to(positions.dtype) @ cell
+    """r_ij = r_j − r_i + s·cell for one frame, (P, 3) Å. The shift term is skipped when the
+    cell is all zeros (the ghost-atom path: explicit images, zero shifts)."""
+    d = positions.index_select(0, nl.neighbors) - positions.index_select(0, nl.centers)
+    if bool(cell.any()):
+        d = torch.addmm(d, nl.shifts.to(positions.dtype), cell.to(positions.dtype))
+    return d
 
 
 class LennardJones:
@@ -117,8 +121,12 @@ class LennardJones:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Energy (eV), forces (N, 3) eV/Å and virial (3, 3) eV from a full pair list."""
         d = pair_vectors(positions, cell, nl)
-        r2 = (d * d).sum(-1)
-        eps, sig = self._params(atom_types[nl.centers], atom_types[nl.neighbors], positions)
+        r2 = torch.einsum("pk,pk->p", d, d)
+        if self.epsilon.ndim == 0 and self.sigma.ndim == 0:  # one species pair: 0-d, broadcast
+            eps = self.epsilon.to(dtype=positions.dtype, device=positions.device)
+            sig = self.sigma.to(dtype=positions.dtype, device=positions.device)
+        else:
+            eps, sig = self._params(atom_types[nl.centers], atom_types[nl.neighbors], positions)
         phi, dphi = self.pair_energy_and_derivative(r2, eps, sig)
         # each pair (i, j) of the full list carries half of φ, attributed to its centre i
         weight = torch.full_like(phi, 0.5)
@@ -129,7 +137,7 @@ class LennardJones:
         forces = torch.zeros_like(positions)
         forces.index_add_(0, nl.centers, g)
         forces.index_add_(0, nl.neighbors, -g)
-        w = -(d[:, :, None] * g[:, None, :]).sum(0) if virial else torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
+        w = -(d.T @ g) if virial else torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
         return energy, forces, w
 
 
@@ -176,20 +184,17 @@ class MlpotPotential:
 
         out_dtype = positions.dtype
         ghosts = n_local is not None and n_local != positions.shape[0]
-        if ghosts:  # only local atoms are centers: ghosts get constant (bias) energies, excluded below
-            keep = torch.nonzero(nl.centers < n_local).reshape(-1)
-            nl = NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
         try:
+            # with ghosts only the local atoms are centers (descriptor + fitting on them only);
+            # pairs centered on ghosts, if any, are ignored by the model
             out = evaluate(
                 self.model, positions.to(self.dtype), atom_types, cell.to(self.dtype).unsqueeze(0),
                 pbc.reshape(1, 3), frame_index=None, nl=nl, forces=True, virial=virial,
+                n_centers=n_local if ghosts else None,
             )
         except ModelError as exc:
             raise SimulationError(f"model evaluation failed: {exc}") from exc
-        if ghosts:  # E of the local atoms; its gradient is the full one (ghost energies are constant)
-            energy = out["atom_energy"][:n_local].sum().detach().to(out_dtype)
-        else:
-            energy = out["energy"].reshape(()).detach().to(out_dtype)
+        energy = out["energy"].reshape(()).detach().to(out_dtype)
         forces = out["forces"].detach().to(out_dtype)
         w = out["virial"].reshape(3, 3).detach().to(out_dtype) if virial and out.get("virial") is not None \
             else torch.zeros(3, 3, dtype=out_dtype, device=positions.device)

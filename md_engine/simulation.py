@@ -202,7 +202,7 @@ class Simulation:
                 d = pair_vectors(state.positions, state.cell, nl)
             else:  # local + ghost positions, no shifts
                 d = self._pair_positions[nl.neighbors] - self._pair_positions[nl.centers]  # type: ignore[index]
-            dmin = (d * d).sum(-1).min().sqrt()
+            dmin = torch.einsum("pk,pk->p", d, d).min().sqrt()
         else:
             dmin = torch.tensor(float("inf"), dtype=state.dtype, device=state.device)
         lost = lost_atom_excess(state)

@@ -219,15 +219,17 @@ class EnergyModel(torch.nn.Module):
         neighbors: torch.Tensor,
         shifts: torch.Tensor,
         n_frames: int,
+        n_centers: Optional[int] = None,
     ) -> dict[str, torch.Tensor]:
         """Energies of a batch of frames from positions (N, 3) Å, types (N,), cells (B, 3, 3) Å,
         frame_index (N,) and a full pair list (pairs beyond rcut allowed, they count as absent).
-        Returns {"energy": (B,) eV, "atom_energy": (N,) eV}; differentiable in positions and cells."""
+        Returns {"energy": (B,) eV, "atom_energy": (N,) eV}; differentiable in positions and cells.
+        ``n_centers``: see :meth:`energy_from_edges`."""
         positions = positions.to(self.dtype)
         cells = cells.to(self.dtype)
         nl = NeighborList(centers, neighbors, shifts)
         rij = edge_vectors(positions, cells, frame_index, nl)
-        return self.energy_from_edges(rij, atom_types, frame_index, centers, neighbors, n_frames)
+        return self.energy_from_edges(rij, atom_types, frame_index, centers, neighbors, n_frames, n_centers)
 
     def energy_from_edges(
         self,
@@ -237,20 +239,33 @@ class EnergyModel(torch.nn.Module):
         centers: torch.Tensor,
         neighbors: torch.Tensor,
         n_frames: int,
+        n_centers: Optional[int] = None,
     ) -> dict[str, torch.Tensor]:
-        """As :meth:`forward`, from the pair vectors rij (P, 3) Å of the pair list directly."""
+        """As :meth:`forward`, from the pair vectors rij (P, 3) Å of the pair list directly.
+
+        ``n_centers``: when given, only the atoms ``[:n_centers]`` get atomic energies (descriptor
+        and fitting run on them only); the other atoms are neighbors only (e.g. the ghost atoms of a
+        domain decomposition) and pairs centered on them are ignored. Then "atom_energy" is
+        (n_centers,) and "energy" sums those atoms. ``None`` (default): every atom is a center."""
         atom_types = atom_types.to(torch.long)
         n_atoms = atom_types.shape[0]
         if n_atoms and (int(atom_types.min()) < 0 or int(atom_types.max()) >= self.ntypes):
             raise ModelError(f"atom_types: indices must lie in [0, {self.ntypes}) for type_map {self.type_map}")
         rij = rij.to(self.dtype)
         keep = torch.linalg.vector_norm(rij.detach(), dim=-1) < self.rcut
+        center_types = atom_types
+        if n_centers is not None and n_centers != n_atoms:
+            if not 0 <= n_centers <= n_atoms:
+                raise ModelError(f"n_centers: expected 0..{n_atoms} (the number of atoms), got {n_centers}")
+            keep = keep & (centers < n_centers)
+            center_types, frame_index = atom_types[:n_centers], frame_index[:n_centers]
+            n_atoms = n_centers
         idx = torch.nonzero(keep).reshape(-1)
         rij_in, c_in = rij[idx], centers[idx]
         ntype_in = atom_types[neighbors[idx]]
         counts = self.descriptor.neighbor_counts(c_in, ntype_in, n_atoms, frame_index, self.type_map)
-        d = self.descriptor(rij_in, c_in, ntype_in, atom_types, counts)
-        atom_energy = self.fitting(d, atom_types).to(self.dtype)
+        d = self.descriptor(rij_in, c_in, ntype_in, center_types, counts)
+        atom_energy = self.fitting(d, center_types).to(self.dtype)
         energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
         energy = energy.index_add(0, frame_index, atom_energy)
         return {"energy": energy, "atom_energy": atom_energy}
@@ -335,6 +350,7 @@ def evaluate(
     virial: bool = True,
     create_graph: bool = False,
     atom_virial: bool = False,
+    n_centers: Optional[int] = None,
 ) -> dict[str, torch.Tensor]:
     """Energy, atomic energies, forces and virial of a batch of frames.
 
@@ -345,6 +361,10 @@ def evaluate(
     = −Σ_pairs r_ij ⊗ ∂E/∂r_ij, and with ``atom_virial`` the per-atom virial (N, 3, 3) eV (each
     pair's −r_ij ⊗ ∂E/∂r_ij split half to i, half to j). ``create_graph=True`` keeps the graph so
     that forces/virial can be differentiated again (force training).
+    ``n_centers``: only atoms ``[:n_centers]`` carry energy (the rest are neighbors only, e.g. ghost
+    atoms; see :meth:`EnergyModel.energy_from_edges`): atom_energy is then (n_centers,), energy their
+    sum, and forces (N, 3) and virial are the derivatives of that energy (forces on the neighbor-only
+    atoms included). Default None: every atom.
     """
     positions, atom_types, cells, pbc, frame_index, n_frames = _as_batch(model, positions, atom_types, cells, pbc, frame_index)
     if nl is None:
@@ -356,7 +376,7 @@ def evaluate(
         rij = edge_vectors(positions, cells, frame_index, nl)
         if need_grad and not rij.requires_grad:
             rij.requires_grad_(True)
-        out = model.energy_from_edges(rij, atom_types, frame_index, nl.centers, nl.neighbors, n_frames)
+        out = model.energy_from_edges(rij, atom_types, frame_index, nl.centers, nl.neighbors, n_frames, n_centers)
         result = {"energy": out["energy"], "atom_energy": out["atom_energy"]}
         if need_grad:
             (g,) = torch.autograd.grad(
