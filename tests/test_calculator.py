@@ -13,15 +13,6 @@ from export_helpers import small_model, small_water_atoms
 from mlpot.errors import ModelError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread while this module runs (many small ops on a shared 2-core machine); restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     return small_model()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms, units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
@@ -28,23 +27,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_velocity_verlet_conserves_energy_trained_water():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = import_deepmd(ROOT / "tests/data/deepmd_water_se_e2_a/model.dp", device="cpu")
-        system = io.read(ROOT / "data/water/data_3")[0]
-        atoms = Atoms(symbols=system.symbols, positions=system.positions[0], cell=system.cells[0], pbc=True)
-        atoms.calc = mlpot.DeepPotCalculator(model=model, device="cpu")
-        with warnings.catch_warnings():  # ASE renames this helper across versions; same distribution
-            warnings.simplefilter("ignore", DeprecationWarning)
-            MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-        Stationary(atoms)
-        dyn = VelocityVerlet(atoms, 0.5 * units.fs)
-        energies: list[float] = []
-        dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
-        dyn.run(1000)
-    finally:
-        torch.set_num_threads(threads)
+    model = import_deepmd(ROOT / "tests/data/deepmd_water_se_e2_a/model.dp", device="cpu")
+    system = io.read(ROOT / "data/water/data_3")[0]
+    atoms = Atoms(symbols=system.symbols, positions=system.positions[0], cell=system.cells[0], pbc=True)
+    atoms.calc = mlpot.DeepPotCalculator(model=model, device="cpu")
+    with warnings.catch_warnings():  # ASE renames this helper across versions; same distribution
+        warnings.simplefilter("ignore", DeprecationWarning)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+    energies: list[float] = []
+    dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
+    dyn.run(1000)
     e = np.asarray(energies) / len(atoms)  # eV/atom
     assert len(e) == 1001
     assert np.all(np.isfinite(e))

@@ -12,17 +12,6 @@ from export_helpers import DATA, small_model, small_water_atoms, water_frames
 from mlpot.errors import ModelError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread while this module runs (many small ops on a shared 2-core machine); restored after."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 MODEL_DEVI_HEADER = (
     "#       step         max_devi_v         min_devi_v         avg_devi_v"
     "         max_devi_f         min_devi_f         avg_devi_f             devi_e"

@@ -17,18 +17,6 @@ from mlpot.errors import ModelError
 from mlpot.export import FORMAT_TAG, load_model, save_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread while this module runs (many small ops on a shared 2-core machine); restored after."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.fixture(scope="module")
 def model():
     return small_model()

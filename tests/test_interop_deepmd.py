@@ -35,14 +35,6 @@ MODELS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _ref_dir(case: str) -> Path:
     return MODELS[case].parent
 

@@ -38,14 +38,6 @@ from mlpot.neighbors import neighbor_list_brute_force
 EPS, SIG, RC, RO = 0.0104, 3.40, 8.0, 6.5  # argon (eV, Å); smooth switch between RO and RC
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on the shared 2-core machine
-    yield
-    torch.set_num_threads(n)
-
-
 def argon(n: int = 2, a: float = 5.8, jitter: float = 0.15, seed: int = 0):
     atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((n, n, n))
     atoms.positions += np.random.default_rng(seed).normal(0.0, jitter, atoms.positions.shape)

@@ -16,14 +16,6 @@ from mlpot.errors import ConfigError, SimulationError
 RCUT = 4.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_model(sel=(30, 60)):
     from mlpot.model import EnergyModel
 

@@ -32,14 +32,6 @@ from md_engine.state import SERIAL  # noqa: E402
 needs_mpi = pytest.mark.skipif(not MPIRUN.exists(), reason=f"no mpirun next to the interpreter ({MPIRUN})")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def mpirun(n: int, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     r = subprocess.run([str(MPIRUN), "-n", str(n), sys.executable, str(WORKER), *args],

@@ -19,14 +19,6 @@ from mlpot.units import EV_PER_A3_TO_BAR, KB_EV_PER_K
 T = 120.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Sampler(Reporter):
     """Kinetic energy, pressure, volume and conserved quantity every step (no files)."""
 

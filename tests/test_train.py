@@ -20,14 +20,6 @@ MOLECULES = ROOT / "data" / "molecules_nopbc"
 WATER = ROOT / "data" / "water"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_config(train, valid=None, steps=10, **training) -> dict:
     """A tiny se_e2_a model (neuron [4, 8], axis_neuron 4, fitting [16, 16], rcut 4 Å) on molecules."""
     cfg = {

@@ -26,14 +26,6 @@ MOL_SYSTEMS = [MOLECULES / n for n in ("C1H4O2", "C3H3O4", "C4H3O1")]
 TYPE_MAP = ["C", "H", "O"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_config(steps: int = 2, sel=None, learning_rate: dict | None = None, **training) -> dict:
     """A tiny se_e2_a model (rcut 4 Å) on the three bundled molecules."""
     desc = {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "neuron": [4, 8], "axis_neuron": 4, "seed": 1}
