@@ -95,6 +95,7 @@ class MDConfig(_Strict):
     seed: int = 0
     skin: float = Field(default=1.0, ge=0, description="Å")
     min_distance: float = Field(default=0.3, ge=0, description="Å")
+    check_every: int = Field(default=10, ge=1, description="steps between safety checks (NaN, close atoms, lost atoms); also before every output")
     lost_margin: Optional[float] = Field(default=None, gt=0, description="Å")
     progress: bool = True
     parallel: ParallelConfig = ParallelConfig()

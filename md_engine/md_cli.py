@@ -76,7 +76,7 @@ def build(cfg: Any, comm: Any = None) -> Any:
     if "extxyz" in cfg.traj_formats:
         reporters.append(ExtxyzReporter(out / "traj.xyz", cfg.traj_every))
     reporters.append(CheckpointReporter(cfg.checkpoint_path(), cfg.checkpoint_every))
-    return Simulation(state, potential, integ, reporters, skin=cfg.skin, min_distance=cfg.min_distance,
+    return Simulation(state, potential, integ, reporters, skin=cfg.skin, min_distance=cfg.min_distance, check_every=cfg.check_every,
                       lost_margin=cfg.lost_margin, progress=cfg.progress, comm=comm, grid=cfg.parallel.grid)
 
 

@@ -61,7 +61,8 @@ class Simulation:
     """An MD run of ``state`` under ``potential`` with ``integrator``.
 
     ``skin`` (Å): Verlet skin; ``rebuild_every``: force neighbor rebuilds every that many steps
-    (None: only when needed). ``min_distance`` (Å), ``lost_margin`` (Å): see module docstring.
+    (None: only when needed). ``min_distance`` (Å), ``lost_margin`` (Å): see module docstring;
+    ``check_every``: steps between those safety checks (also done before every output).
     ``progress``: show a tqdm bar (ns/day, ETA). ``comm``: communicator (serial by default).
     """
 
@@ -80,7 +81,10 @@ class Simulation:
         comm: Optional[Comm] = None,
         grid: Optional[Sequence[int]] = None,
         ghosts: Optional[bool] = None,
+        check_every: int = 10,
     ) -> None:
+        if check_every < 1:
+            raise SimulationError(f"check_every: expected a positive number of steps, got {check_every}")
         self.potential = potential
         _match_type_map(state, potential)
         self.comm: Comm = comm or SERIAL
@@ -92,6 +96,7 @@ class Simulation:
         self.reporters = list(reporters)
         self.verlet = VerletList(potential.cutoff, skin, rebuild_every=rebuild_every)
         self.min_distance = float(min_distance)
+        self.check_every = int(check_every)
         self.lost_margin = float(lost_margin) if lost_margin is not None else 3.0 * potential.cutoff
         if failure_checkpoint is None:
             ck = [r for r in self.reporters if isinstance(r, CheckpointReporter)]
@@ -188,10 +193,12 @@ class Simulation:
         return out
 
     def evaluate(self, state: State, update_neighbors: bool = True) -> None:
-        """Forces at the current positions, stored in ``state``; then the safety checks."""
+        """Forces at the current positions, stored in ``state``; the safety checks for the first one
+        (later ones are checked by :meth:`run` every ``check_every`` steps and before every output)."""
         energy, forces, virial = self.compute_forces(state, update_neighbors)
         state.energy, state.forces, state.virial = energy, forces, virial
-        self.check(state)
+        if not self._ready:
+            self.check(state)
 
     def check(self, state: State) -> None:
         nl = self.verlet.nl
@@ -351,9 +358,13 @@ class Simulation:
                 st.step += 1
                 st.time_fs += integ.dt
                 self._steps_timed += 1
-                for r in self.reporters:
-                    if st.step % r.interval == 0:
-                        r.report(self)
+                due = [r for r in self.reporters if st.step % r.interval == 0]
+                # the checks cost a pass over all pairs and a host sync: every check_every steps, and
+                # always before anything is written, so no output ever holds a NaN or collapsed frame
+                if due or st.step % self.check_every == 0:
+                    self.check(st)
+                for r in due:
+                    r.report(self)
                 if bar is not None:
                     bar.update(1)
                     if self._steps_timed % 10 == 0:
