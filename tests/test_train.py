@@ -302,3 +302,38 @@ def test_hdf5_dataset_and_float32(tmp_path):
     assert trainer.dtype == torch.float32 and trainer.train_src.batch(0).positions.dtype == torch.float32
     history = trainer.train()
     assert all(math.isfinite(v) for v in history[-1].values())
+
+
+def test_initial_energy_bias_absorbs_network_offset(tmp_path):
+    """After initialisation the per-type bias is refit to (label − initial model energy): the random
+    fitting nets' mean output (≈ 0.8 eV/atom for a [240, 240, 240] net on water) must not remain.
+    With one composition (64 O + 128 H in every frame) least squares makes the mean residual over the
+    statistics frames exactly zero."""
+    from mlpot.data import stats as stats_mod
+    from mlpot.model import evaluate
+    from mlpot.train.trainer import Trainer
+
+    cfg = tiny_config([WATER / "data_0"], steps=1)
+    cfg["model"]["type_map"] = ["O", "H"]
+    cfg["model"]["descriptor"].update(sel=[20, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [32, 32, 32]
+    cfg["training"]["training_data"]["batch_size"] = 1
+    trainer = Trainer(cfg, output_dir=tmp_path, quiet=True)
+    system = trainer.train_systems[0]
+    nfr = trainer.config.model.data_stat_nbatch * 1  # batch size 1: the frames the trainer used
+    idx = stats_mod.subsample_indices(system.n_frames, nfr, trainer.seed)
+    sub = system.subset(idx)
+    nf, na = sub.n_frames, sub.n_atoms
+    out = evaluate(
+        trainer.model,
+        torch.as_tensor(sub.positions).reshape(-1, 3),
+        torch.as_tensor(sub.atom_types).repeat(nf),
+        torch.as_tensor(sub.cells),
+        torch.ones(nf, 3, dtype=torch.bool),
+        frame_index=torch.arange(nf).repeat_interleave(na),
+        forces=False,
+        virial=False,
+    )
+    residual = (sub.energies - out["energy"].detach().numpy()) / na  # eV/atom
+    assert abs(residual.mean()) < 1e-10
+    assert np.sqrt(np.mean(residual**2)) < 0.02  # only the frame-to-frame scatter of a random net remains

@@ -220,6 +220,7 @@ class Trainer:
             # descriptor statistics from data_stat_nbatch batches' worth of frames per system (DeePMD-kit)
             nfr = cfg.model.data_stat_nbatch * max(self.train_src.batch_sizes)
             self.model.compute_stats(self.train_systems, max_frames=nfr, seed=self.seed)
+            self._absorb_initial_offset(max_frames=nfr)
 
         self.evaluator: torch.nn.Module = _Evaluator(self.model)
         if self.distributed:
@@ -234,6 +235,46 @@ class Trainer:
         self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ helpers
+    def _absorb_initial_offset(self, max_frames: int) -> None:
+        """Refit the per-type energy bias to (label − initial model energy) on the statistics frames.
+
+        The bias from :meth:`EnergyModel.compute_stats` fits the labels alone; the randomly initialised
+        fitting nets add a mean output of order 1 eV/atom on top (measured: +0.80 eV/atom on water), which
+        training then has to remove. Least squares on the residual (DeePMD-kit's "change-by-statistic",
+        used here at initialisation) starts training with no systematic energy offset. Exact and cheap:
+        one energy-only evaluation of the statistics frames.
+        """
+        from mlpot.data import stats as stats_mod
+        from mlpot.model import evaluate
+
+        model = self.model
+        counts_rows, residuals = [], []
+        for system in self.train_systems:
+            if system.energies is None:
+                continue
+            idx = stats_mod.subsample_indices(system.n_frames, max_frames, self.seed)
+            sub = system.subset(idx)
+            dev, dt = model.device, model.dtype
+            nf = sub.n_frames
+            out = evaluate(
+                model,
+                torch.as_tensor(sub.positions, dtype=dt, device=dev).reshape(-1, 3),
+                torch.as_tensor(sub.atom_types, device=dev).repeat(nf),
+                torch.as_tensor(sub.cells, dtype=dt, device=dev),
+                torch.as_tensor(np.broadcast_to(sub.pbc, (nf, 3)).copy(), device=dev),
+                frame_index=torch.arange(nf, device=dev).repeat_interleave(sub.n_atoms),
+                forces=False,
+                virial=False,
+            )
+            residuals.append(np.asarray(sub.energies) - out["energy"].detach().cpu().numpy())
+            counts_rows.append(np.tile(np.bincount(sub.atom_types, minlength=model.ntypes), (nf, 1)))
+        if not residuals:
+            return
+        delta = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(residuals))
+        with torch.no_grad():
+            model.fitting.energy_bias.add_(torch.as_tensor(delta, dtype=model.fitting.energy_bias.dtype,
+                                                           device=model.fitting.energy_bias.device))
+
     def info(self, msg: str) -> None:
         if self.rank == 0 and not self.quiet:
             self._log(msg)
