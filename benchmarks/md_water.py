@@ -34,9 +34,15 @@ def main() -> None:
     ap.add_argument("--compare-ase", action="store_true", help="also time ASE's Langevin + DeepPotCalculator")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
-    atoms = read_structure("data/water/water.lmp", type_map=["O", "H"]).repeat((args.replicate,) * 3)
+    type_map = ["O", "H"]
+    atoms = read_structure("data/water/water.lmp", type_map=type_map).repeat((args.replicate,) * 3)
     if args.lj:
-        pot = LennardJones([[0.0067, 0.0], [0.0, 0.0]], [[3.166, 1.0], [1.0, 1.0]], 6.0, smooth=True)
+        # engine overhead only: fcc argon with about as many atoms as the water box (4 atoms per cell)
+        from ase.build import bulk
+
+        n = max(2, round((len(atoms) / 4) ** (1 / 3)))
+        atoms, type_map = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((n, n, n)), ["Ar"]
+        pot = LennardJones(0.0104, 3.40, 8.5, smooth=True)
     elif args.model:
         pot = MlpotPotential(args.model, device=args.device)
     else:
@@ -60,7 +66,7 @@ def main() -> None:
         return out
 
     pot.compute = timed_compute
-    st = State.from_atoms(atoms, type_map=["O", "H"], device=args.device, dtype=dtype, temperature=300.0, seed=1)
+    st = State.from_atoms(atoms, type_map=type_map, device=args.device, dtype=dtype, temperature=300.0, seed=1)
     sim = Simulation(st, pot, CSVR(0.5, 300.0, tau=100.0, seed=1), skin=args.skin)
     sim.run(10)  # warm-up
     if args.device.startswith("cuda"):
