@@ -70,7 +70,7 @@ def build(cfg: Any, comm: Any = None) -> Any:
         integ = cls(cfg.dt, T, tau=cfg.tau_t, seed=cfg.seed, barostat=baro)
     out = Path(cfg.output_dir)
     reporters: list[Any] = [ThermoReporter(out / "thermo.csv", cfg.thermo_every,
-                                           stream=None if cfg.progress or comm.rank else sys.stdout)]
+                                           stream=_thermo_stream(cfg.progress, comm.rank))]
     if "h5md" in cfg.traj_formats:
         reporters.append(H5MDReporter(out / "traj.h5", cfg.traj_every))
     if "extxyz" in cfg.traj_formats:
@@ -139,3 +139,10 @@ def _run(cfg: Any, args: argparse.Namespace, comm: Any) -> int:
         f"{sim.n_rebuilds} neighbor-list builds, {sim.wall_s:.1f} s{ranks}; outputs in {cfg.output_dir}/"
     )
     return 0
+
+
+def _thermo_stream(progress: bool, rank: int):
+    """Thermo lines go to stdout on rank 0 unless a progress bar shows the run (only on a terminal)."""
+    if rank != 0:
+        return None
+    return None if progress and sys.stderr.isatty() else sys.stdout
