@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from md_engine.state import SERIAL, Comm
+from md_engine.state import SERIAL, Comm, SerialComm
 
 # environment variables set by MPI launchers (MPICH/Hydra, Open MPI, Intel MPI, SLURM srun with PMI/PMIx)
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
@@ -138,23 +138,12 @@ class MPIComm:
         self.mpi.Abort(code)
 
 
-class SelfExchange:
-    """The point-to-point layer of one rank: messages go to oneself (periodic self-images)."""
-
-    rank = 0
-    size = 1
+class SelfExchange(SerialComm):
+    """The point-to-point layer of one rank: messages go to oneself (periodic self-images); the
+    reductions are the serial identities of :class:`SerialComm`."""
 
     def __init__(self, comm: Comm = SERIAL) -> None:
         self.comm = comm
-
-    def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def allreduce_max(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def broadcast(self, x: torch.Tensor, root: int = 0) -> torch.Tensor:
-        return x
 
     def barrier(self) -> None:
         pass
