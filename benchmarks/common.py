@@ -297,3 +297,12 @@ def fmt(x: Any, spec: str = ".1f") -> str:
     if x is None or (isinstance(x, float) and x != x):
         return "-"
     return format(x, spec)
+
+
+def default_device() -> str:
+    """"cuda" when torch sees a GPU, else "cpu" (also when torch is not importable here)."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"

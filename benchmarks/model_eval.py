@@ -176,12 +176,7 @@ def main() -> int:
     args = p.parse_args()
 
     if args.device is None:
-        try:
-            import torch
-
-            args.device = "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            args.device = "cpu"
+        args.device = common.default_device()
     if args.worker == "mlpot":
         worker_mlpot(args.box, args.device)
         return 0
