@@ -7,6 +7,8 @@ Example (``examples/md_water_nvt.yaml``)::
     potential: {model: demo_out/model.pt}   # or {lj: {epsilon: 0.0104, sigma: 3.4, cutoff: 8.5}}
     ensemble: nvt-csvr                   # nve | nvt-langevin | nvt-nh | nvt-csvr | npt-scr
     temperature: 300                     # K
+    # npt-scr also needs pressure: 1.0 (bar); barostat_mode: isotropic (default) | anisotropic
+    # (anisotropic: the three box lengths fluctuate independently, for solids)
     dt: 0.5                              # fs
     steps: 400
     output_dir: md_out
@@ -81,6 +83,12 @@ class MDConfig(_Strict):
     tau_t: float = Field(default=100.0, gt=0, description="fs")
     tau_p: float = Field(default=1000.0, gt=0, description="fs")
     compressibility: float = Field(default=4.5e-5, gt=0, description="1/bar")
+    barostat_mode: Literal["isotropic", "anisotropic"] = Field(
+        default="isotropic",
+        description="npt-scr only. isotropic: the cell is scaled uniformly (shape fixed), driven by the scalar "
+                    "pressure; anisotropic: the three Cartesian box lengths fluctuate independently, each driven by "
+                    "its diagonal pressure-tensor component P_xx, P_yy, P_zz against the target (for solids; a "
+                    "liquid's box shape then drifts freely)")
     nh_chain: int = Field(default=3, ge=1)
 
     thermo_every: int = Field(default=10, ge=1)
@@ -106,6 +114,8 @@ class MDConfig(_Strict):
             raise ValueError(f"temperature: required for ensemble {self.ensemble}")
         if self.ensemble == "npt-scr" and self.pressure is None:
             raise ValueError("pressure: required for ensemble npt-scr (bar)")
+        if self.barostat_mode != "isotropic" and self.ensemble != "npt-scr":
+            raise ValueError(f"barostat_mode: {self.barostat_mode!r} needs ensemble npt-scr (got {self.ensemble})")
         return self
 
     def checkpoint_path(self) -> Path:

@@ -19,6 +19,8 @@ same on all MPI ranks go through ``comm.broadcast``).
   (2020)), ε = ln V, dε = (β_T/τ_p)(P − P₀) dt + √(2 k_B T β_T /(V τ_p)) dW; positions and cell
   scaled by e^{Δε/3}, velocities by e^{−Δε/3}. Attach it to a :class:`CSVR` or :class:`Langevin`
   thermostat (``barostat=``). The pressure is P = (2K + tr W)/(3V), W the virial (eV).
+  ``mode="anisotropic"``: the three Cartesian box lengths fluctuate independently, each driven by
+  its diagonal pressure-tensor component P_αα = (2K_αα + W_αα)/V (see the class docstring).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from mlpot.units import BAR_TO_EV_PER_A3, EV_PER_A3_TO_BAR, FORCE_TO_ACC, KB_EV_PER_K
+from mlpot.units import AMU_A2_PER_FS2_TO_EV, BAR_TO_EV_PER_A3, EV_PER_A3_TO_BAR, FORCE_TO_ACC, KB_EV_PER_K
 
-from md_engine.state import SERIAL, Comm, State, degrees_of_freedom, kinetic_energy, remove_com_velocity
+from md_engine.state import (
+    SERIAL, Comm, State, degrees_of_freedom, global_sum, kinetic_energy, remove_com_velocity,
+)
 
 ComputeFn = Callable[[State], None]
 
@@ -346,37 +350,107 @@ class NoseHooverChain(_Thermostatted):
 # barostat
 
 
+BAROSTAT_MODES = ("isotropic", "anisotropic")
+
+
+def kinetic_diagonal(state: State, comm: Optional[Comm] = None) -> torch.Tensor:
+    """K_αα = Σ ½ m v_α² over owned atoms of all ranks, eV, shape (3,)."""
+    n = state.n_local
+    k = 0.5 * (state.masses[:n, None] * state.velocities[:n] ** 2).sum(0) * AMU_A2_PER_FS2_TO_EV
+    return global_sum(k, comm)
+
+
+def pressure_diagonal(state: State, comm: Optional[Comm] = None) -> torch.Tensor:
+    """Diagonal of the instantaneous pressure tensor, P_αα = (2K_αα + W_αα)/V, eV/Å³, shape (3,)."""
+    return (2 * kinetic_diagonal(state, comm) + torch.diagonal(state.virial)) / state.volume  # type: ignore[arg-type]
+
+
 class StochasticCellRescaling:
-    """Isotropic stochastic cell rescaling (Bernetti & Bussi 2020), for fully periodic systems.
+    """Stochastic cell rescaling (Bernetti & Bussi 2020), for fully periodic systems.
 
     ``pressure`` (bar), ``tau`` (fs, pressure relaxation time), ``compressibility`` β_T (1/bar; only
-    sets the relaxation rate, not the volume distribution). Over one step dt, with P from the state at
-    the start of the step (P = (2K + tr W)/(3V)):
+    sets the relaxation rate, not the volume distribution), ``mode``: ``"isotropic"`` (default) or
+    ``"anisotropic"``.
+
+    **Isotropic.** Over one step dt, with P from the state at the start of the step
+    (P = (2K + tr W)/(3V)):
     Δε = (β_T/τ)(P − P₀) dt + √(2 k_B T β_T dt/(V τ)) R  (Euler–Maruyama in ε = ln V);
     the rescaling is applied after the last position update of the step, before the new forces, so
     forces are never stale. The barostat's energy bookkeeping (for the effective energy
     U + K + P₀V + heat) uses the trapezoid ΔU ≈ −(tr W_before + tr W_after)/6 · Δε for the scaling
     (dU/dε = −tr W/3), which captures the second-order (Itô) term; what remains is O(dt·Δε), zero mean.
+
+    **Anisotropic** (the three Cartesian box lengths fluctuate independently). Strains
+    ε_α = ln(L_α/L_α⁰), α = x, y, z, with independent Wiener processes W_α:
+
+        dε_α = (β_T/(3τ))(P_αα − P₀) dt + √(2 k_B T β_T/(3 V τ)) dW_α,
+        P_αα = (2K_αα + W_αα)/V,  K_αα = Σ_i ½ m_i v_iα²  (global sums over all ranks),
+
+    integrated like the isotropic equation (Euler–Maruyama, P_αα from the start of the step, three
+    random numbers drawn through the thermostat's ``_global_randn`` so all MPI ranks agree). Each step
+    applies the affine deformation F = diag(μ), μ_α = e^{Δε_α}: positions r ← r·diag(μ) (each
+    Cartesian component α scaled by μ_α), cell ← cell @ diag(μ) (the same map on the lattice vectors,
+    the rows), velocities v ← v·diag(μ)⁻¹; V ← V·Π μ_α. For an orthorhombic cell this scales the box
+    length L_α by μ_α. For any other cell it is the same homogeneous deformation along the Cartesian
+    axes: fractional coordinates are unchanged, so it is valid for any cell, but the cell angles change
+    and off-diagonal cell components scale with their column (the deformation family is the three
+    diagonal strains; shear strains are not sampled — there is no full-flexible/triclinic mode).
+
+    Derivation (why there is no explicit k_BT/V term). Write r_iα = s_iα e^{ε_α} and
+    p_iα = π_iα e^{−ε_α} (scaled coordinates and momenta, held fixed by the ε move). The Jacobians
+    e^{NΣε} and e^{−NΣε} cancel, and with the cell measure dL_x dL_y dL_z = V dε_x dε_y dε_z — whose
+    volume marginal is the uniform dV of the isotropic NPT ensemble, the shape part uniform in
+    ln(L_x/L_y), ln(L_y/L_z) — the target density at fixed s, π is
+    ρ(ε) ∝ V exp[−(U + K + P₀V)/k_BT]. With ∂U/∂ε_α = −W_αα, ∂K/∂ε_α = −2K_αα and ∂V/∂ε_α = V:
+    ∂ ln ρ/∂ε_α = 1 + V(P_αα − P₀)/k_BT. The Itô equation dε_α = a_α dt + √(2D) dW_α has ρ as its
+    zero-flux stationary density if a_α = D ∂ ln ρ/∂ε_α + ∂D/∂ε_α; for D = k_BTβ_T/(3Vτ) ∝ 1/V,
+    ∂D/∂ε_α = −D cancels the Jacobian's +D, leaving a_α = (β_T/(3τ))(P_αα − P₀).
+    (The same cancellation removes the k_BT/V term of Bernetti & Bussi's volume equation when it is
+    written for ε = ln V, which gives the isotropic equation above.) Summing over α, ln V obeys exactly
+    the isotropic equation (three independent noises of variance 2k_BTβ_T dt/(3Vτ) add up to
+    2k_BTβ_T dt/(Vτ)), so τ and β_T mean the same in both modes. The traceless part is the diagonal
+    restriction of the anisotropic stochastic cell rescaling of Del Tatto, Raiteri, Bernetti & Bussi
+    (Appl. Sci. 12, 1139 (2022)): drift (β_T/(3τ)) × deviatoric pressure, noise variance
+    2k_BTβ_T/(3Vτ) per unit time (Bernetti & Bussi 2020 formulate the isotropic and semi-isotropic
+    variants). As in the isotropic mode, the three momentum degrees of freedom removed with the centre
+    of mass are not taken out of the Jacobian: an O(1/N) effect. A liquid has no restoring force on the
+    box shape, so there the aspect ratios random-walk (their equilibrium measure is flat): use the
+    anisotropic mode for solids and anisotropic materials.
+
+    Bookkeeping, as in the isotropic mode: heat −= ΔK + P₀ΔV − Σ_α (W_αα,before + W_αα,after)/2 · Δε_α
+    (dU/dε_α = −W_αα, trapezoid completed in :meth:`after_forces`).
     """
 
-    def __init__(self, pressure: float, tau: float = 1000.0, compressibility: float = 4.5e-5, seed: int = 0) -> None:
+    def __init__(self, pressure: float, tau: float = 1000.0, compressibility: float = 4.5e-5, seed: int = 0,
+                 mode: str = "isotropic") -> None:
         if tau <= 0 or compressibility <= 0:
             raise ValueError("StochasticCellRescaling: tau > 0 fs and compressibility > 0 1/bar")
+        if mode not in BAROSTAT_MODES:
+            raise ValueError(f"StochasticCellRescaling: mode must be one of {BAROSTAT_MODES}, got {mode!r}")
         self.pressure = float(pressure)
         self.tau = float(tau)
         self.compressibility = float(compressibility)
+        self.mode = mode
         self.heat = 0.0
         self.thermostat: Optional[_Thermostatted] = None
         self._p = 0.0
         self._tr_w = 0.0
         self._deps = 0.0
+        # anisotropic mode: P_αα (eV/Å³), W_αα (eV) at the start of the step, Δε_α of the last rescaling
+        self._p_diag = [0.0, 0.0, 0.0]
+        self._w_diag = [0.0, 0.0, 0.0]
+        self._deps_diag = [0.0, 0.0, 0.0]
 
     def attach(self, thermostat: _Thermostatted) -> None:
         self.thermostat = thermostat
 
     def measure(self, state: State) -> None:
-        """Record the pressure (eV/Å³) and tr W at the start of the step."""
+        """Record the pressure (eV/Å³) and tr W at the start of the step (anisotropic: P_αα and W_αα)."""
         assert self.thermostat is not None
+        if self.mode == "anisotropic":
+            self._p_diag = [float(x) for x in pressure_diagonal(state, self.thermostat.comm)]
+            self._w_diag = [float(x) for x in torch.diagonal(state.virial)]  # type: ignore[arg-type]
+            return
         self._p = float(pressure(state, self.thermostat.comm))
         self._tr_w = float(torch.trace(state.virial))  # type: ignore[arg-type]
 
@@ -387,6 +461,9 @@ class StochasticCellRescaling:
             from mlpot.errors import SimulationError
 
             raise SimulationError("NPT (stochastic cell rescaling) needs a fully periodic cell (pbc = T T T)")
+        if self.mode == "anisotropic":
+            self._rescale_anisotropic(state, th)
+            return
         dt = th.dt
         v = float(state.volume)
         beta = self.compressibility * EV_PER_A3_TO_BAR  # Å³/eV
@@ -406,8 +483,36 @@ class StochasticCellRescaling:
         self.heat -= (k1 - k0) + p0 * (v1 - v) - self._tr_w / 6 * deps
         self._deps = deps
 
+    def _rescale_anisotropic(self, state: State, th: _Thermostatted) -> None:
+        dt = th.dt
+        v = float(state.volume)
+        beta = self.compressibility * EV_PER_A3_TO_BAR  # Å³/eV
+        p0 = self.pressure * BAR_TO_EV_PER_A3
+        r = [float(x) for x in th._global_randn(3, state)]
+        drift = beta / (3 * self.tau) * dt
+        noise = math.sqrt(2 * th.kt * beta * dt / (3 * v * self.tau))
+        deps = [drift * (p - p0) + noise * ra for p, ra in zip(self._p_diag, r)]
+        mu = [math.exp(d) for d in deps]
+        k0 = [float(x) for x in kinetic_diagonal(state, th.comm)]
+        mu_t = torch.tensor(mu, dtype=state.dtype, device=state.device)
+        n = state.n_local
+        state.positions[:n] *= mu_t  # r @ diag(mu)
+        state.velocities[:n] /= mu_t
+        state.cell.mul_(mu_t)  # cell @ diag(mu): column α of every lattice vector scaled by mu_α
+        dk = sum(k / (m * m) - k for k, m in zip(k0, mu))
+        v1 = v * math.exp(sum(deps))
+        w_work = sum(w * d for w, d in zip(self._w_diag, deps))
+        # kinetic + P0 ΔV now; ΔU ≈ −Σ_α (W_αα before + after)/2 · Δε_α completed in after_forces
+        self.heat -= dk + p0 * (v1 - v) - 0.5 * w_work
+        self._deps_diag = deps
+
     def after_forces(self, state: State) -> None:
         """Complete the potential-energy bookkeeping of the last rescaling with the new virial."""
+        if self.mode == "anisotropic":
+            w = [float(x) for x in torch.diagonal(state.virial)]  # type: ignore[arg-type]
+            self.heat -= -0.5 * sum(wa * d for wa, d in zip(w, self._deps_diag))
+            self._deps_diag = [0.0, 0.0, 0.0]
+            return
         self.heat -= -float(torch.trace(state.virial)) / 6 * self._deps  # type: ignore[arg-type]
         self._deps = 0.0
 
@@ -415,7 +520,14 @@ class StochasticCellRescaling:
         return self.pressure * BAR_TO_EV_PER_A3 * float(state.volume) + self.heat
 
     def state_dict(self) -> dict[str, Any]:
-        return {"heat": self.heat, "pressure": self.pressure, "tau": self.tau, "compressibility": self.compressibility}
+        return {"heat": self.heat, "pressure": self.pressure, "tau": self.tau, "compressibility": self.compressibility,
+                "mode": self.mode}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        mode = d.get("mode", "isotropic")  # checkpoints from before the modes were isotropic
+        if mode != self.mode:
+            from mlpot.errors import SimulationError
+
+            raise SimulationError(f"checkpoint written with barostat mode {mode!r}, restarting with {self.mode!r} "
+                                  "(barostat_mode must match the checkpoint)")
         self.heat = float(d.get("heat", 0.0))

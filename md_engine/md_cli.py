@@ -65,7 +65,8 @@ def build(cfg: Any, comm: Any = None) -> Any:
     elif cfg.ensemble == "nvt-csvr":
         integ = CSVR(cfg.dt, T, tau=cfg.tau_t, seed=cfg.seed)
     else:
-        baro = StochasticCellRescaling(cfg.pressure, tau=cfg.tau_p, compressibility=cfg.compressibility)
+        baro = StochasticCellRescaling(cfg.pressure, tau=cfg.tau_p, compressibility=cfg.compressibility,
+                                       mode=cfg.barostat_mode)
         cls = CSVR if cfg.npt_thermostat == "csvr" else Langevin
         integ = cls(cfg.dt, T, tau=cfg.tau_t, seed=cfg.seed, barostat=baro)
     out = Path(cfg.output_dir)
