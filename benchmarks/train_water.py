@@ -18,13 +18,19 @@ validations and the final checkpoint/freeze cancel out). Wall = the whole comman
 
 Accuracy (``--accuracy-steps N``): both codes train N steps with decay_steps ``--accuracy-decay``,
 then ``dp --pt test`` / ``mlpot test`` on data_3 (all frames); energy RMSE/atom (eV) and force RMSE
-(eV/Å) parsed from their outputs.
+(eV/Å) parsed from their outputs. ``--seeds 1 2 3`` repeats the accuracy run with each seed (set as
+``training.seed``, ``descriptor.seed`` and ``fitting_net.seed`` in both codes' input) and reports
+mean ± sample standard deviation per code: one run per code says little, the seed-to-seed spread of
+the final RMSEs is several per cent. ``--jobs J`` runs J accuracy trainings at once (each with
+``--threads`` threads; use J × threads ≤ cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import statistics
 import os
 import re
 import shutil
@@ -39,8 +45,12 @@ import common  # noqa: E402
 EXAMPLE = Path("/work/shared/data/water/deepmd_input_se_e2_a.json")
 
 
-def make_input(src: Path, steps: int, decay_steps: int, disp_freq: int) -> dict:
+def make_input(src: Path, steps: int, decay_steps: int, disp_freq: int, seed: int | None = None) -> dict:
     cfg = json.loads(src.read_text())
+    if seed is not None:
+        cfg["model"]["descriptor"]["seed"] = int(seed)
+        cfg["model"]["fitting_net"]["seed"] = int(seed)
+        cfg["training"]["seed"] = int(seed)
     cfg["model"]["descriptor"]["precision"] = "float64"
     cfg["model"]["fitting_net"]["precision"] = "float64"
     cfg["learning_rate"]["decay_steps"] = int(decay_steps)
@@ -123,6 +133,9 @@ def main() -> int:
     p.add_argument("--short", type=int, default=10, help="short speed run (steps), subtracted")
     p.add_argument("--accuracy-steps", type=int, default=0, help="also train this many steps and test on data_3")
     p.add_argument("--accuracy-decay", type=int, default=100, help="decay_steps of the accuracy run")
+    p.add_argument("--seeds", type=int, nargs="*", default=None,
+                   help="accuracy run once per seed (default: the input's seeds, one run)")
+    p.add_argument("--jobs", type=int, default=1, help="accuracy trainings run at once")
     p.add_argument("--skip-speed", action="store_true", help="only the accuracy run")
     p.add_argument("--test-speed-models", action="store_true",
                    help="run dp test / mlpot test on the models of the long speed run (pipeline check)")
@@ -171,14 +184,31 @@ def main() -> int:
             print(f"{code:>7} E RMSE/atom {res['rmse_e_per_atom']:.3e} eV  F RMSE {res['rmse_f']:.3e} eV/Å")
     if args.accuracy_steps > 0:
         n = args.accuracy_steps
-        print(f"# accuracy: {n} steps, decay_steps {args.accuracy_decay}, test on data_3 (all frames)")
-        for code in codes:
-            cfg = make_input(Path(args.input), n, args.accuracy_decay, disp_freq=max(1, n // 10))
-            d = work / f"{code}_acc_{n}"
+        seeds = args.seeds or [None]
+        print(f"# accuracy: {n} steps, decay_steps {args.accuracy_decay}, test on data_3 (all frames), "
+              f"seeds {seeds}, {args.jobs} at once")
+
+        def one(job: tuple[str, int | None]) -> tuple[str, int | None, dict]:
+            code, seed = job
+            cfg = make_input(Path(args.input), n, args.accuracy_decay, disp_freq=max(1, n // 10), seed=seed)
+            d = work / (f"{code}_acc_{n}" + ("" if seed is None else f"_seed{seed}"))
             wall = train_one(code, cfg, d, args, env)
-            res = freeze_and_test(code, d, args, env) | {"wall_s": wall}
-            out["accuracy"][code] = res
-            print(f"{code:>7} E RMSE/atom {res['rmse_e_per_atom']:.3e} eV  F RMSE {res['rmse_f']:.3e} eV/Å  ({wall:.0f} s)")
+            return code, seed, freeze_and_test(code, d, args, env) | {"wall_s": wall, "seed": seed}
+
+        jobs = [(code, seed) for seed in seeds for code in codes]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for code, seed, res in pool.map(one, jobs):
+                out["accuracy"].setdefault(code, {"runs": []})["runs"].append(res)
+                print(f"{code:>7} seed {seed}: E RMSE/atom {res['rmse_e_per_atom']:.3e} eV  "
+                      f"F RMSE {res['rmse_f']:.3e} eV/Å  ({res['wall_s']:.0f} s)", flush=True)
+        for code in codes:
+            rec = out["accuracy"][code]
+            for key in ("rmse_e_per_atom", "rmse_f"):
+                vals = [r[key] for r in rec["runs"]]
+                rec[key] = statistics.fmean(vals)
+                rec[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else float("nan")
+            print(f"{code:>7} mean over {len(rec['runs'])}: E RMSE/atom {rec['rmse_e_per_atom']:.3e} "
+                  f"± {rec['rmse_e_per_atom_std']:.1e} eV  F RMSE {rec['rmse_f']:.3e} ± {rec['rmse_f_std']:.1e} eV/Å")
     print(f"# {common.uptime_line()}")
     if args.json:
         common.write_json(args.json, out)
