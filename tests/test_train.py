@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mlpot.errors import ConfigError
 from mlpot.train.data import BatchSource, system_probabilities
 from mlpot.train.loss import EnergyLoss
 from mlpot.train.schedule import ExpDecayLR, prefactor
@@ -137,6 +138,43 @@ def test_batch_source_sizes_draws_and_determinism():
     assert torch.equal(b.positions.reshape(len(frames), s.n_atoms, 3), torch.as_tensor(s.positions[frames]))
     assert torch.equal(b.forces.reshape(len(frames), s.n_atoms, 3), torch.as_tensor(s.forces[frames]))
     assert b.frame_index.tolist() == sum(([k] * s.n_atoms for k in range(len(frames))), [])
+
+
+def test_batch_source_shuffled_passes_cover_every_frame_once():
+    """Training batches visit each system's frames in shuffled passes (DeePMD-kit's loaders): every
+    frame exactly once per pass, a new order each pass; stateless across the system-draw blocks."""
+    from mlpot.data.io import load_systems
+    from mlpot.train import data as data_mod
+
+    systems = load_systems([MOLECULES], type_map=["C", "H", "O"])
+    src = BatchSource(systems, "auto", seed=5)
+    assert src.frame_order == "passes"
+    seen: dict[int, list[np.ndarray]] = {0: [], 1: [], 2: []}
+    for t in range(data_mod.SYSTEM_BLOCK + 600):  # crosses a block boundary
+        sys_id, frames = src.indices(t)
+        seen[sys_id].append(frames)
+    sid = 2  # 15 frames, batch 4: passes of 4 batches (4, 4, 4, 3 frames)
+    nb = src.n_batches[sid]
+    batches = seen[sid]
+    assert len(batches) >= 3 * nb
+    orders = []
+    for p in range(len(batches) // nb):
+        one_pass = np.concatenate(batches[p * nb : (p + 1) * nb])
+        assert sorted(one_pass.tolist()) == list(range(systems[sid].n_frames))
+        assert [len(b) for b in batches[p * nb : (p + 1) * nb]] == [4, 4, 4, 3]
+        orders.append(tuple(one_pass.tolist()))
+    assert len(set(orders)) > 1
+    # pure function of (seed, step, rank): a fresh source (a restart) agrees, also past the first block
+    fresh = BatchSource(systems, "auto", seed=5)
+    for t in (data_mod.SYSTEM_BLOCK + 599, 7, data_mod.SYSTEM_BLOCK):
+        a, b = fresh.indices(t), src.indices(t)
+        assert a[0] == b[0] and np.array_equal(a[1], b[1])
+    # system frequencies still follow prob_sys_size; ranks draw different sequences
+    counts = np.bincount([src.indices(t)[0] for t in range(3000)], minlength=3) / 3000
+    assert counts == pytest.approx(src.probs, abs=0.03)
+    assert any(src.indices(t, 0)[0] != src.indices(t, 1)[0] for t in range(10))
+    with pytest.raises(ConfigError, match="frame_order"):
+        BatchSource(systems, "auto", seed=5, frame_order="sequential")
 
 
 # ----------------------------------------------------------------------------- training

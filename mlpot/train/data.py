@@ -10,11 +10,22 @@ system is proportional to its number of batches ``ceil(n_frames / batch_size)``
 ``"prob_sys_size;A:B:p;C:D:q"`` (systems A..B-1 share probability p, ∝ their batch counts inside the
 block) and explicit ``sys_probs`` are supported too.
 
+Frames inside a system (``frame_order``):
+
+* ``"passes"`` (training, as DeePMD-kit's per-system shuffled data loaders): the system's frames are
+  visited in shuffled passes; the c-th batch drawn from a system is chunk ``c mod n_batches`` of
+  pass ``c // n_batches``'s permutation, so within a pass every frame is used exactly once (the last
+  batch of a pass may be smaller, as DeePMD-kit's ``drop_last=False``). Under data parallelism each
+  rank shuffles its own passes.
+* ``"random"`` (validation): ``min(batch_size, n_frames)`` distinct frames drawn uniformly per batch.
+
 The schedule is *stateless*: the batch of step ``t`` on rank ``r`` is a pure function of
-``(seed, stream, r, t)`` (a numpy ``SeedSequence``). Restarting from a checkpoint therefore sees
-exactly the batches an uninterrupted run would, and a single process can rebuild the batches of
-every rank of a data-parallel run (see :class:`mlpot.train.trainer.Trainer`, ``emulate_world_size``).
-Inside a system a batch is ``min(batch_size, n_frames)`` distinct frames drawn uniformly.
+``(seed, stream, r, t)`` (numpy ``SeedSequence``s). For ``"passes"`` the systems of all steps are drawn
+in blocks of :data:`SYSTEM_BLOCK` steps, so how often a system was drawn before step ``t`` is a sum of
+block counts (cached; a restart at step t recomputes t / SYSTEM_BLOCK vectorised draws). Restarting
+from a checkpoint therefore sees exactly the batches an uninterrupted run would, and a single process
+can rebuild the batches of every rank of a data-parallel run (see
+:class:`mlpot.train.trainer.Trainer`, ``emulate_world_size``).
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from mlpot.errors import ConfigError
 #: RNG streams: independent random sequences from one seed
 TRAIN_STREAM = 0
 VALID_STREAM = 1
+#: steps per block of system draws (``frame_order="passes"``)
+SYSTEM_BLOCK = 4096
 
 
 def system_probabilities(
@@ -135,7 +148,11 @@ class BatchSource:
         device: Union[str, torch.device] = "cpu",
         dtype: torch.dtype = torch.float64,
         what: str = "training_data",
+        frame_order: str = "passes",
     ):
+        if frame_order not in ("passes", "random"):
+            raise ConfigError(f"frame_order: expected 'passes' or 'random', found {frame_order!r}")
+        self.frame_order = frame_order
         if not systems:
             raise ConfigError(f"training.{what}.systems: expected at least one system, found none")
         if isinstance(batch_size, list) and len(batch_size) != len(systems):
@@ -157,14 +174,38 @@ class BatchSource:
         self.device = torch.device(device)
         self.dtype = dtype
         self._tensors: dict[int, _SystemTensors] = {}
+        # passes: (rank, k) -> [system draws of block b], [draw counts per system before block b]
+        self._blocks: dict[tuple[int, int], tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
     def indices(self, step: int, rank: int = 0, k: int = 0) -> tuple[int, np.ndarray]:
         """(system index, frame indices) of batch ``k`` at ``step`` on ``rank``: a pure function."""
+        if self.frame_order == "passes":
+            return self._indices_passes(int(step), int(rank), int(k))
         rng = np.random.default_rng([self.seed, self.stream, int(rank), int(step), int(k)])
         sys_id = int(rng.choice(len(self.systems), p=self.probs))
         nf = self.systems[sys_id].n_frames
         frames = rng.choice(nf, size=min(self.batch_sizes[sys_id], nf), replace=False)
         return sys_id, np.sort(frames)
+
+    def _system_draws(self, rank: int, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """System of every step of ``block`` and the per-system draw counts before the block."""
+        draws, before = self._blocks.setdefault((rank, k), ([], [np.zeros(len(self.systems), dtype=np.int64)]))
+        while len(draws) <= block:
+            b = len(draws)
+            rng = np.random.default_rng([self.seed, self.stream, rank, k, b, 1])
+            draws.append(rng.choice(len(self.systems), size=SYSTEM_BLOCK, p=self.probs))
+            before.append(before[-1] + np.bincount(draws[-1], minlength=len(self.systems)))
+        return draws[block], before[block]
+
+    def _indices_passes(self, step: int, rank: int, k: int) -> tuple[int, np.ndarray]:
+        block, offset = divmod(step, SYSTEM_BLOCK)
+        draws, before = self._system_draws(rank, k, block)
+        sys_id = int(draws[offset])
+        count = int(before[sys_id]) + int(np.count_nonzero(draws[:offset] == sys_id))
+        n_pass, chunk = divmod(count, self.n_batches[sys_id])
+        nf, bs = self.systems[sys_id].n_frames, self.batch_sizes[sys_id]
+        perm = np.random.default_rng([self.seed, self.stream, rank, k, sys_id, n_pass, 2]).permutation(nf)
+        return sys_id, np.sort(perm[chunk * bs : (chunk + 1) * bs])
 
     def batch(self, step: int, rank: int = 0, k: int = 0) -> Batch:
         sys_id, frames = self.indices(step, rank, k)

@@ -186,7 +186,7 @@ class Trainer:
             vsys = self._load(vd.systems, type_map, "validation_data")
             self.valid_src = BatchSource(
                 vsys, vd.batch_size, self.seed, VALID_STREAM, vd.auto_prob, vd.sys_probs,
-                self.device, self.dtype, "validation_data",
+                self.device, self.dtype, "validation_data", frame_order="random",
             )
             self.valid_numb_btch = int(vd.numb_btch)
 
