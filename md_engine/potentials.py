@@ -170,6 +170,16 @@ class MlpotPotential:
         except StopIteration:
             self.dtype = torch.float64
 
+    def _within_cutoff(self, positions: torch.Tensor, cell: torch.Tensor, nl: NeighborList) -> NeighborList:
+        """The pairs of the Verlet list (rcut + skin) with |r_ij| < rcut. The model would skip the skin
+        pairs itself, but its chunked evaluation sizes chunks by pair count: with the ~1.6x skin pairs
+        (1 Å skin at 6 Å) left in, chunks hold fewer real pairs and every chunk re-filters them."""
+        rij = positions[nl.neighbors] - positions[nl.centers] + nl.shifts.to(positions.dtype) @ cell
+        keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < self.cutoff).reshape(-1)
+        if keep.shape[0] == nl.centers.shape[0]:
+            return nl
+        return NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
+
     def compute(
         self,
         positions: torch.Tensor,
@@ -184,6 +194,7 @@ class MlpotPotential:
 
         out_dtype = positions.dtype
         ghosts = n_local is not None and n_local != positions.shape[0]
+        nl = self._within_cutoff(positions, cell, nl)
         try:
             # with ghosts only the local atoms are centers (descriptor + fitting on them only);
             # pairs centered on ghosts, if any, are ignored by the model
