@@ -15,9 +15,12 @@ faces. At each neighbor-list build the atoms within m_k of each face are sent to
 that face, staged along x, then y, then z, each stage forwarding the ghosts received in earlier stages
 (so that edge and corner ghosts arrive in two or three hops). Crossing the periodic boundary adds the
 lattice vector (the ghost is an explicit periodic image); along a direction with one rank the rank
-sends to itself (its own periodic images). Single hops only: every subdomain must be at least R wide
-(m_k ≤ 1/n_k), otherwise :class:`SimulationError` asks for fewer ranks along that direction
-(``parallel.grid``) — no multi-hop exchange.
+sends to itself (its own periodic images). **Thin subdomains** (narrower than R, m_k > 1/n_k — many
+ranks on a small box, a thin slab, or one rank whose box is thinner than R in ghost mode) take
+H_k = ⌈m_k·n_k⌉ hops per direction and side: hop 1 sends the atoms held so far that lie within m_k
+of the face, hop h > 1 passes on, in the same direction, the ghosts received at hop h − 1 that still
+lie within m_k of the face (each hop adds the lattice vector when it crosses the periodic boundary,
+so several images of one atom can arrive). :func:`choose_grid` still prefers grids that need one hop.
 
 Between builds only ghost positions are exchanged (same send lists; image shifts use the current
 cell, so NPT cell changes are exact). The pair list holds local centers only (neighbors may be
@@ -141,6 +144,7 @@ class Domain:
         self.dims = dims
         self.coords, self.neighbors = self.x.cart_neighbors(dims, self.pbc)
         self.stages: list[_Stage] = []
+        self.hops = [1, 1, 1]  # ghost-exchange hops per direction at the last build
         self.n_local = 0
         self.n_all = 0
         self.all_types: Optional[torch.Tensor] = None
@@ -192,18 +196,13 @@ class Domain:
         return sent
 
     # --- ghosts ---------------------------------------------------------------------------------------
-    def _margins(self, cell: torch.Tensor, pbc: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _margins(self, cell: torch.Tensor, pbc: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """cell⁻¹ (with non-periodic directions completed), the fractional ghost margins m_k and the
+        hops per direction H_k = ⌈m_k·n_k⌉ (1 when subdomains are at least R wide)."""
         inv = _inv_full(cell, pbc)
         margin = self.radius * np.linalg.norm(inv, axis=0)
-        for k in range(3):
-            if self.pbc[k] and margin[k] > 1.0 / self.dims[k]:
-                width = 1.0 / (self.dims[k] * np.linalg.norm(inv[:, k]))
-                raise SimulationError(
-                    f"domain: subdomains along lattice vector {k} are {width:.3f} Å wide ({self.dims[k]} ranks "
-                    f"along it), less than the ghost shell cutoff + skin = {self.radius:.3f} Å; use fewer ranks "
-                    f"along it (parallel.grid) or a larger box (multi-hop ghost exchange is not supported)"
-                )
-        return inv, margin
+        hops = [max(1, int(np.ceil(margin[k] * self.dims[k] - 1e-12))) if self.pbc[k] else 0 for k in range(3)]
+        return inv, margin, hops
 
     def build(self, state: State) -> tuple[torch.Tensor, NeighborList]:
         """Ghost exchange from scratch and the pair list (local centers, radius ``self.radius``).
@@ -211,40 +210,48 @@ class Domain:
         Returns positions of local + ghost atoms (n_all, 3) Å and the list (zero shifts). Call after
         :meth:`migrate` (owned atoms inside the subdomain)."""
         dev, dt = state.device, state.dtype
-        inv, margin = self._margins(state.cell, state.pbc)
+        inv, margin, hops = self._margins(state.cell, state.pbc)
         cell = state.cell.detach().to(torch.float64).cpu().numpy()
         n = state.positions.shape[0]
         pos = state.positions.detach().cpu().numpy()
         types = state.types.cpu().numpy()
         ids = state.ids.cpu().numpy()  # type: ignore[union-attr]
         self.stages = []
+        self.hops = hops
         off = n
         for k in range(3):
             if not self.pbc[k]:
                 continue
             lo, hi = self.coords[k] / self.dims[k], (self.coords[k] + 1) / self.dims[k]
-            frac_k = pos.astype(np.float64) @ inv[:, k]
             lower, upper = self.neighbors[k]
-            got = []
-            for side in (0, 1):
-                shift = np.zeros(3)
-                if side == 0:  # atoms near my low face go to the lower neighbor
-                    sel = np.nonzero(frac_k < lo + margin[k])[0]
-                    dest, source = lower, upper
-                    shift[k] = 1.0 if self.coords[k] == 0 else 0.0
-                else:
-                    sel = np.nonzero(frac_k >= hi - margin[k])[0]
-                    dest, source = upper, lower
-                    shift[k] = -1.0 if self.coords[k] == self.dims[k] - 1 else 0.0
-                svec = (shift @ cell).astype(pos.dtype)
-                payload = (pos[sel] + svec, types[sel], ids[sel])
-                rp, rt, ri = self.x.sendrecv_obj(payload, dest, source)
-                self.stages.append(_Stage(k, sel.astype(np.int64), shift, dest, source, off, len(rp)))
-                off += len(rp)
-                got.append((rp, rt, ri))
-            pos = np.concatenate([pos] + [g[0] for g in got])
-            types = np.concatenate([types] + [g[1] for g in got])
-            ids = np.concatenate([ids] + [g[2] for g in got])
+            # rows a side may send at the next hop: hop 1 all rows held so far; later hops only the
+            # rows received at the previous hop travelling the same way
+            movable = [np.arange(pos.shape[0]), np.arange(pos.shape[0])]
+            for _hop in range(hops[k]):
+                frac_k = pos.astype(np.float64) @ inv[:, k]
+                got, received = [], []
+                for side in (0, 1):
+                    shift = np.zeros(3)
+                    cand = movable[side]
+                    if side == 0:  # atoms near my low face go to the lower neighbor
+                        sel = cand[frac_k[cand] < lo + margin[k]]
+                        dest, source = lower, upper
+                        shift[k] = 1.0 if self.coords[k] == 0 else 0.0
+                    else:
+                        sel = cand[frac_k[cand] >= hi - margin[k]]
+                        dest, source = upper, lower
+                        shift[k] = -1.0 if self.coords[k] == self.dims[k] - 1 else 0.0
+                    svec = (shift @ cell).astype(pos.dtype)
+                    payload = (pos[sel] + svec, types[sel], ids[sel])
+                    rp, rt, ri = self.x.sendrecv_obj(payload, dest, source)
+                    self.stages.append(_Stage(k, sel.astype(np.int64), shift, dest, source, off, len(rp)))
+                    received.append(np.arange(off, off + len(rp)))
+                    off += len(rp)
+                    got.append((rp, rt, ri))
+                pos = np.concatenate([pos] + [g[0] for g in got])
+                types = np.concatenate([types] + [g[1] for g in got])
+                ids = np.concatenate([ids] + [g[2] for g in got])
+                movable = received
         self.n_local, self.n_all = n, off
         self.all_types = torch.from_numpy(types).to(dev)
         self.ghost_ids = torch.from_numpy(ids[n:]).to(dev)

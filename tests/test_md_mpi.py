@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from mlpot.errors import SimulationError
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_scripts" / "md_worker.py"
@@ -26,8 +25,7 @@ sys.path.insert(0, str(WORKER.parent))
 import md_worker as w  # noqa: E402
 
 from md_engine import CSVR, H5MDReporter, Simulation, VelocityVerlet, read_h5md  # noqa: E402
-from md_engine.domain import Domain, choose_grid  # noqa: E402
-from md_engine.state import SERIAL  # noqa: E402
+from md_engine.domain import choose_grid  # noqa: E402
 
 needs_mpi = pytest.mark.skipif(not MPIRUN.exists(), reason=f"no mpirun next to the interpreter ({MPIRUN})")
 
@@ -106,6 +104,20 @@ def test_nve_two_ranks_matches_serial_trajectory_with_migration(tmp_path):
     assert np.allclose(t2["observables"]["potential_energy"], t1["observables"]["potential_energy"], rtol=1e-10, atol=0)
 
 
+@needs_mpi
+def test_nve_thin_subdomains_multi_hop_with_migration(tmp_path):
+    """200 NVE steps on 4 ranks stacked along one lattice vector (subdomains ~4 Å, shell 5.5 Å: two
+    hops) equal the serial trajectory; atoms migrate between the thin subdomains."""
+    out = tmp_path / "n4.npz"
+    mpirun(4, "nve", str(out), str(tmp_path / "traj4.h5"), "4,1,1")
+    d = np.load(out)
+    sim = Simulation(w.lj_state(), w.lj_potential(), VelocityVerlet(2.0), skin=w.LJ_SKIN)
+    sim.run(200)
+    assert np.abs(d["positions"] - w.unwrapped(sim.state)).max() < 1e-8
+    assert np.abs(d["velocities"] - sim.state.velocities.numpy()).max() < 1e-10
+    assert int(d["migrated"]) > 0
+
+
 @pytest.fixture(scope="module")
 def csvr_reference(tmp_path_factory):
     """Serial CSVR run: 200 uninterrupted steps, and a checkpoint at step 100."""
@@ -155,11 +167,38 @@ def test_failure_on_one_rank_stops_all_ranks_with_its_message(tmp_path):
     assert torch.load(failed, weights_only=True)["positions"].shape == (72, 3)  # the global state
 
 
-def test_grid_choice_and_too_thin_subdomains():
+def test_grid_choice_and_shell_thicker_than_the_box():
     st = w.lj_state()
     # 4 ranks: split the two longer directions, each subdomain at least one shell wide
     assert choose_grid(4, st.cell, st.pbc, w.LJ_RC + w.LJ_SKIN) == (2, 2, 1)
     assert choose_grid(2, st.cell, st.pbc, 0.0)[2] == 1
-    dom = Domain(SERIAL, st.cell, st.pbc, 11.0, ghosts=True)  # 11 Å shell in a ~10 Å thick box
-    with pytest.raises(SimulationError, match="less than the ghost shell"):
-        dom.build(st)
+    # an 11.5 Å shell in a box ~10 Å thick along z: the one-rank ghost path needs two hops along z
+    # (several images of an atom) and must still equal the shift-based pair list
+    from md_engine import LennardJones
+
+    pot = LennardJones(w.LJ_EPS, w.LJ_SIG, 11.0, smooth=True, ro=9.0)
+    out = {}
+    for ghosts in (False, True):
+        sim = Simulation(w.lj_state(), pot, VelocityVerlet(1.0), skin=0.5, ghosts=ghosts)
+        sim.setup()
+        g = sim.gathered_state()
+        out[ghosts] = (float(g.energy), g.forces.numpy(), g.virial.numpy())
+        if ghosts:
+            assert sim.domain.hops[2] == 2 and sim.domain.n_ghosts > 3 * 72
+    (e0, f0, v0), (e1, f1, v1) = out[False], out[True]
+    assert abs(e1 - e0) <= 1e-10 * abs(e0) and rel(f1, f0) < 1e-10 and rel(v1, v0) < 1e-10
+
+
+@needs_mpi
+def test_thin_subdomains_multi_hop_exchange(serial_ref, tmp_path):
+    """4 ranks along one lattice vector: subdomains ~3-4 Å wide, thinner than the ghost shell
+    (LJ 5.5 Å, model 4.5 Å), so ghosts travel two hops; results equal the serial ones."""
+    out = tmp_path / "thin.npz"
+    mpirun(4, "forces", str(out), "4,1,1")
+    d = np.load(out)
+    for name in ("lj", "model"):
+        e0, f0, v0, _ = serial_ref[name][False]
+        assert d[f"{name}_grid"].tolist() == [4, 1, 1] and int(d[f"{name}_hops"][0]) >= 2, name
+        assert abs(float(d[f"{name}_energy"]) - e0) <= 1e-10 * abs(e0), name
+        assert rel(d[f"{name}_forces"], f0) < 1e-10, name
+        assert rel(d[f"{name}_virial"], v0) < 1e-10, name

@@ -104,9 +104,10 @@ def main() -> int:
     comm = comm_for_run()
     res: dict = {"size": comm.size}
     if mode == "forces":
+        grid = [int(v) for v in args[0].split(",")] if args else None  # e.g. "4,1,1": thin subdomains
         for name, st, pot, skin in (("lj", lj_state(), lj_potential(), LJ_SKIN),
                                     ("model", model_state(), model_potential(), MODEL_SKIN)):
-            sim = Simulation(st, pot, VelocityVerlet(1.0), skin=skin, comm=comm)
+            sim = Simulation(st, pot, VelocityVerlet(1.0), skin=skin, comm=comm, grid=grid)
             sim.setup()
             g = sim.gathered_state()
             if g is not None:
@@ -114,9 +115,11 @@ def main() -> int:
                 res[f"{name}_forces"] = g.forces.numpy()
                 res[f"{name}_virial"] = g.virial.numpy()
                 res[f"{name}_grid"] = np.array(sim.domain.dims)
+                res[f"{name}_hops"] = np.array(sim.domain.hops)
     elif mode == "nve":
+        grid = [int(v) for v in args[1].split(",")] if len(args) > 1 else None
         sim = Simulation(lj_state(), lj_potential(), VelocityVerlet(2.0), [H5MDReporter(args[0], 50)],
-                         skin=LJ_SKIN, comm=comm)
+                         skin=LJ_SKIN, comm=comm, grid=grid)
         sim.run(200)
         migrated = int(comm.allreduce_sum(torch.tensor(float(sim.domain.n_migrated))))
         g = sim.gathered_state()
