@@ -173,26 +173,68 @@ class Langevin(_Thermostatted):
     O step: v ← c₁ v + √((1 − c₁²) k_B T/m) R, c₁ = e^{−γ dt}. With ``fixed_com`` (default) the
     centre-of-mass velocity is projected out after the O step, so the total momentum stays zero and
     the kinetic energy samples the canonical distribution of 3N − 3 degrees of freedom.
+
+    The noise R of an atom depends only on its global id and the step, not on which rank owns it:
+    every rank draws the (N_total, 3) block from one generator seeded alike on all ranks and keeps
+    the rows of its atoms. A run on P ranks therefore follows the same trajectory as on 1 rank (up to
+    floating-point summation order), and a checkpoint written on P ranks continues identically on Q.
+    The price is N_total·3 normal draws per step on every rank: negligible next to an ML potential or
+    on a GPU; ``per_rank_noise=True`` draws only the owned atoms' noise (rank-dependent streams) for
+    very large CPU runs with cheap potentials.
     """
 
     stochastic = True
 
     def __init__(self, dt: float, temperature: float, tau: float = 100.0, seed: int = 0, fixed_com: bool = True,
-                 barostat: Optional["StochasticCellRescaling"] = None) -> None:
+                 barostat: Optional["StochasticCellRescaling"] = None, per_rank_noise: bool = False) -> None:
         super().__init__(dt, temperature, tau, seed)
         self.fixed_com = fixed_com
         self.barostat = barostat
+        self.per_rank_noise = bool(per_rank_noise)
+        self.atom_generator: Optional[torch.Generator] = None
+        self._pending_atom_state: Optional[torch.Tensor] = None
+        self.n_total = 0
 
     def setup(self, state: State, comm: Optional[Comm] = None) -> None:
         super().setup(state, comm)
         self.dof = degrees_of_freedom(state, self.comm, fixed_com=self.fixed_com)
+        n_local = torch.tensor(float(state.n_local), dtype=torch.float64, device=state.device)
+        self.n_total = int(round(float(self.comm.allreduce_sum(n_local))))
+        if self.atom_generator is None or self.atom_generator.device != state.device:
+            self.atom_generator = torch.Generator(device=state.device)
+            self.atom_generator.manual_seed(self.seed + 104729)  # the same on every rank
+        if self._pending_atom_state is not None:
+            self.atom_generator.set_state(self._pending_atom_state)
+            self._pending_atom_state = None
+
+    def _atom_noise(self, state: State) -> torch.Tensor:
+        """Standard normal noise (n_local, 3) for the owned atoms, by global id (see class docstring)."""
+        n = state.n_local
+        if self.per_rank_noise or state.ids is None:
+            return self._randn(n, 3, state=state)
+        full = torch.randn(self.n_total, 3, generator=self.atom_generator, dtype=state.dtype, device=state.device)
+        return full[state.ids[:n]]
+
+    def state_dict(self) -> dict[str, Any]:
+        d = super().state_dict()
+        if self.atom_generator is not None:
+            d["atom_rng_state"] = _to_cpu_state(self.atom_generator)
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        super().load_state_dict(d)
+        if "atom_rng_state" in d:
+            if self.atom_generator is None:
+                self._pending_atom_state = d["atom_rng_state"]  # applied in setup, on the state's device
+            else:
+                self.atom_generator.set_state(d["atom_rng_state"])
 
     def _o_step(self, state: State) -> None:
         n = state.n_local
         c1 = math.exp(-self.dt / self.tau)
         k0 = kinetic_energy(state, self.comm)
         sigma = torch.sqrt((1 - c1 * c1) * self.kt * FORCE_TO_ACC / state.masses[:n])
-        state.velocities[:n] = c1 * state.velocities[:n] + sigma[:, None] * self._randn(n, 3, state=state)
+        state.velocities[:n] = c1 * state.velocities[:n] + sigma[:, None] * self._atom_noise(state)
         if self.fixed_com:
             remove_com_velocity(state, self.comm)
         self.heat -= float(kinetic_energy(state, self.comm) - k0)

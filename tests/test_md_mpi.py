@@ -156,6 +156,35 @@ def test_checkpoint_one_rank_restarts_on_two(csvr_reference, tmp_path):
     assert np.abs(r["positions"] - pos_ref).max() < 1e-8 and np.abs(r["velocities"] - vel_ref).max() < 1e-10
 
 
+@pytest.fixture(scope="module")
+def langevin_reference(tmp_path_factory):
+    """Serial Langevin run: 200 uninterrupted steps, and a checkpoint at step 100."""
+    d = tmp_path_factory.mktemp("lv")
+    sim = Simulation(w.lj_state(), w.lj_potential(), w.thermostat_for("langevin"), skin=w.LJ_SKIN)
+    sim.run(100)
+    sim.save_checkpoint(d / "serial100.pt")
+    sim.run(100)
+    return d, w.unwrapped(sim.state), sim.state.velocities.numpy().copy()
+
+
+@needs_mpi
+def test_langevin_noise_is_decomposition_independent(langevin_reference, tmp_path):
+    """Per-atom Langevin noise is drawn by global id: 100 steps on 2 ranks + 100 restarted on 1, and
+    100 on 1 + 100 restarted on 2, both equal 200 uninterrupted serial steps."""
+    d, pos_ref, vel_ref = langevin_reference
+    ck = tmp_path / "lv2.pt"
+    mpirun(2, "write", str(tmp_path / "w.npz"), str(ck), "100", "langevin")
+    sim = Simulation(w.lj_state(), w.lj_potential(), w.thermostat_for("langevin"), skin=w.LJ_SKIN)
+    sim.load_checkpoint(ck)
+    sim.run(100)
+    assert np.abs(w.unwrapped(sim.state) - pos_ref).max() < 1e-8
+    assert np.abs(sim.state.velocities.numpy() - vel_ref).max() < 1e-10
+    out = tmp_path / "r.npz"
+    mpirun(2, "restart", str(out), str(d / "serial100.pt"), "200", "langevin")
+    r = np.load(out)
+    assert np.abs(r["positions"] - pos_ref).max() < 1e-8 and np.abs(r["velocities"] - vel_ref).max() < 1e-10
+
+
 @needs_mpi
 def test_failure_on_one_rank_stops_all_ranks_with_its_message(tmp_path):
     out, ck = tmp_path / "fail.npz", tmp_path / "run.pt"

@@ -77,6 +77,15 @@ def model_potential():
     return MlpotPotential(EnergyModel.from_config(cfg, device="cpu"), device="cpu")
 
 
+def thermostat_for(name: str):
+    """The thermostat of the checkpoint/restart tests: CSVR (global noise) or Langevin (per-atom noise)."""
+    from md_engine import CSVR, Langevin
+
+    if name == "langevin":
+        return Langevin(2.0, 300.0, tau=50.0, seed=13)
+    return CSVR(2.0, 300.0, tau=50.0, seed=11)
+
+
 def npt_aniso_integrator():
     """CSVR + anisotropic stochastic cell rescaling (no per-atom noise: rank-count independent)."""
     from md_engine import CSVR, StochasticCellRescaling
@@ -128,7 +137,8 @@ def main() -> int:
                        builds=sim.n_rebuilds)
     elif mode in ("write", "restart"):
         ckpt, nsteps = args[0], int(args[1])
-        sim = Simulation(lj_state(), lj_potential(), CSVR(2.0, 300.0, tau=50.0, seed=11), skin=LJ_SKIN, comm=comm)
+        thermostat = args[2] if len(args) > 2 else "csvr"
+        sim = Simulation(lj_state(), lj_potential(), thermostat_for(thermostat), skin=LJ_SKIN, comm=comm)
         if mode == "write":
             sim.run(nsteps)
             sim.save_checkpoint(ckpt)
