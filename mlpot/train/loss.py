@@ -20,7 +20,13 @@ from typing import Optional
 
 import torch
 
+from mlpot.config import LossConfig
 from mlpot.train.schedule import prefactor
+
+
+def _default(name: str) -> float:
+    # the prefactor defaults live in one place, the config tree (mlpot.config.LossConfig)
+    return float(LossConfig.model_fields[name].default)
 
 
 @dataclass(frozen=True)
@@ -28,12 +34,12 @@ class EnergyLoss:
     """The ``loss`` section as a callable (prefactors in the units of the module docstring)."""
 
     start_lr: float
-    start_pref_e: float = 0.02
-    limit_pref_e: float = 1.0
-    start_pref_f: float = 1000.0
-    limit_pref_f: float = 1.0
-    start_pref_v: float = 0.0
-    limit_pref_v: float = 0.0
+    start_pref_e: float = _default("start_pref_e")
+    limit_pref_e: float = _default("limit_pref_e")
+    start_pref_f: float = _default("start_pref_f")
+    limit_pref_f: float = _default("limit_pref_f")
+    start_pref_v: float = _default("start_pref_v")
+    limit_pref_v: float = _default("limit_pref_v")
 
     @property
     def has_e(self) -> bool:
