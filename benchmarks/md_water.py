@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--device", default=default_device())
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--skin", type=float, default=1.0)
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (md_engine; ASE uses min(2, warmup))")
     ap.add_argument("--compare-ase", action="store_true", help="also time ASE's Langevin + DeepPotCalculator")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
@@ -68,7 +69,7 @@ def main() -> None:
     pot.compute = timed_compute
     st = State.from_atoms(atoms, type_map=type_map, device=args.device, dtype=dtype, temperature=300.0, seed=1)
     sim = Simulation(st, pot, CSVR(0.5, 300.0, tau=100.0, seed=1), skin=args.skin)
-    sim.run(10)  # warm-up
+    sim.run(args.warmup)  # warm-up
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     force_time[0] = 0.0
@@ -97,7 +98,7 @@ def _ase_langevin(atoms, model, args) -> None:
     atoms = atoms.copy()
     atoms.calc = mlpot.DeepPotCalculator(model=model, device=args.device)
     dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300.0, friction=0.01 / units.fs, fixcm=False)
-    dyn.run(2)
+    dyn.run(min(2, args.warmup))
     t0 = time.perf_counter()
     dyn.run(args.steps)
     el = time.perf_counter() - t0
