@@ -174,8 +174,7 @@ class MlpotPotential:
         """The pairs of the Verlet list (rcut + skin) with |r_ij| < rcut. The model would skip the skin
         pairs itself, but its chunked evaluation sizes chunks by pair count: with the ~1.6x skin pairs
         (1 Å skin at 6 Å) left in, chunks hold fewer real pairs and every chunk re-filters them."""
-        rij = positions[nl.neighbors] - positions[nl.centers] + nl.shifts.to(positions.dtype) @ cell
-        keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < self.cutoff).reshape(-1)
+        keep = torch.nonzero(torch.linalg.vector_norm(pair_vectors(positions, cell, nl), dim=-1) < self.cutoff).reshape(-1)
         if keep.shape[0] == nl.centers.shape[0]:
             return nl
         return NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
