@@ -33,7 +33,7 @@ import torch
 from mlpot.units import AMU_A2_PER_FS2_TO_EV, BAR_TO_EV_PER_A3, EV_PER_A3_TO_BAR, FORCE_TO_ACC, KB_EV_PER_K
 
 from md_engine.state import (
-    SERIAL, Comm, State, degrees_of_freedom, global_sum, kinetic_energy, remove_com_velocity,
+    SERIAL, Comm, State, degrees_of_freedom, global_n_atoms, global_sum, kinetic_energy, remove_com_velocity,
 )
 
 ComputeFn = Callable[[State], None]
@@ -147,6 +147,15 @@ class _Thermostatted(Integrator):
         if self.barostat is not None:
             self.barostat.attach(self)
 
+    def _rescale_and_compute(self, state: State, compute: ComputeFn) -> None:
+        """The barostat's cell rescaling (if any) after the last position update, then the new forces
+        and the barostat's bookkeeping with the new virial."""
+        if self.barostat is not None:
+            self.barostat.rescale(state)
+        compute(state)
+        if self.barostat is not None:
+            self.barostat.after_forces(state)
+
     def conserved_extra(self, state: State) -> float:
         extra = self.heat
         if self.barostat is not None:
@@ -198,8 +207,7 @@ class Langevin(_Thermostatted):
     def setup(self, state: State, comm: Optional[Comm] = None) -> None:
         super().setup(state, comm)
         self.dof = degrees_of_freedom(state, self.comm, fixed_com=self.fixed_com)
-        n_local = torch.tensor(float(state.n_local), dtype=torch.float64, device=state.device)
-        self.n_total = int(round(float(self.comm.allreduce_sum(n_local))))
+        self.n_total = global_n_atoms(state, self.comm)
         if self.atom_generator is None or self.atom_generator.device != state.device:
             self.atom_generator = torch.Generator(device=state.device)
             self.atom_generator.manual_seed(self.seed + 104729)  # the same on every rank
@@ -246,11 +254,7 @@ class Langevin(_Thermostatted):
         drift(state, 0.5 * self.dt)
         self._o_step(state)
         drift(state, 0.5 * self.dt)
-        if self.barostat is not None:
-            self.barostat.rescale(state)
-        compute(state)
-        if self.barostat is not None:
-            self.barostat.after_forces(state)
+        self._rescale_and_compute(state, compute)
         kick(state, 0.5 * self.dt)
 
 
@@ -293,11 +297,7 @@ class CSVR(_Thermostatted):
         self._resample(state, 0.5 * self.dt)
         kick(state, 0.5 * self.dt)
         drift(state, self.dt)
-        if self.barostat is not None:
-            self.barostat.rescale(state)
-        compute(state)
-        if self.barostat is not None:
-            self.barostat.after_forces(state)
+        self._rescale_and_compute(state, compute)
         kick(state, 0.5 * self.dt)
         self._resample(state, 0.5 * self.dt)
 
