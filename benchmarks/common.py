@@ -227,6 +227,13 @@ def host_info() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- subprocesses
+
+def print_header(device: str, threads: int) -> dict:
+    """Host info plus device and threads; prints the one-line run header. Returns the info dict."""
+    info = host_info() | {"device": device, "threads": threads}
+    print(f"# {info['cpu']} ({info['cores']} cores), device {device}, {threads} threads, mlpot {info['mlpot_git']}")
+    return info
+
 def run_worker(
     argv: list[str], env: dict[str, str], timeout_s: float, mem_limit_gib: float, cwd: Optional[str] = None
 ) -> dict[str, Any]:

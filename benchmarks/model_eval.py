@@ -184,8 +184,7 @@ def main() -> int:
         worker_deepmd(args.box, args.device, args.dp_model)
         return 0
 
-    info = common.host_info() | {"device": args.device, "threads": args.threads}
-    print(f"# {info['cpu']} ({info['cores']} cores), device {args.device}, {args.threads} threads, mlpot {info['mlpot_git']}")
+    info = common.print_header(args.device, args.threads)
     print(f"# {info['uptime']}")
     dp_model = None
     if "deepmd" not in args.skip:

@@ -154,8 +154,7 @@ def main() -> int:
     codes = [c for c in ("deepmd", "mlpot") if c not in args.skip]
     env = common.thread_env(args.threads)
     work = Path(args.workdir) / "train"
-    info = common.host_info() | {"device": args.device, "threads": args.threads}
-    print(f"# {info['cpu']} ({info['cores']} cores), device {args.device}, {args.threads} threads, mlpot {info['mlpot_git']}")
+    info = common.print_header(args.device, args.threads)
     out: dict = {"info": info, "speed": {}, "accuracy": {}}
     decay = scaled_decay(args.steps)
     print(f"# speed: {args.short} and {args.steps} steps, decay_steps {decay}, batch 1, float64")
