@@ -6,6 +6,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class MlpotError(Exception):
     """Base class of all user-facing mlpot errors."""
@@ -25,3 +27,14 @@ class ModelError(MlpotError):
 
 class SimulationError(MlpotError):
     """An MD run that cannot go on (NaN forces, atoms too close, lost atoms, neighbor overflow)."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``" (did you mean `dt`?)"`` for the closest candidate to a mistyped ``word``, or ``""``.
+
+    Used by every "unknown key / unknown name" message so that ``mlpot train`` and ``mlpot md`` word
+    the same mistake the same way."""
+    import difflib
+
+    match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean `{match[0]}`?)" if match else ""
