@@ -22,31 +22,10 @@ _TITLES = {"rmse": "total loss", "rmse_e": "energy RMSE", "rmse_f": "force RMSE"
 
 
 def read_lcurve(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
-    """Columns of an lcurve file by header name (``step``, ``rmse_e_val``, ..., ``lr``); (n_rows,) each."""
-    p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read the learning curve ({exc.strerror or exc})") from None
-    header = next((ln for ln in lines if ln.startswith("#")), None)
-    if header is None:
-        raise DataError(f"{p}: expected a header line '# step ... lr', found none")
-    names = header.lstrip("#").split()
-    if not names or names[0] != "step":
-        raise DataError(f"{p}: expected the header to start with 'step', found {names[:1]}")
-    rows = []
-    for k, ln in enumerate(lines):
-        if not ln.strip() or ln.startswith("#"):
-            continue
-        parts = ln.split()
-        if len(parts) != len(names):
-            raise DataError(f"{p}: line {k + 1}: expected {len(names)} columns, found {len(parts)}")
-        try:
-            rows.append([float(x) for x in parts])
-        except ValueError:
-            raise DataError(f"{p}: line {k + 1}: expected numbers, found {ln.strip()!r}") from None
-    data = np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
-    return {name: data[:, i] for i, name in enumerate(names)}
+    """Columns of an lcurve file by header name: :func:`mlpot.train.lcurve.read`."""
+    from mlpot.train import lcurve
+
+    return lcurve.read(path)
 
 
 def plot_lcurve(path: Union[str, os.PathLike], output: Union[str, os.PathLike], dpi: int = 120) -> Path:

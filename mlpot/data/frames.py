@@ -91,18 +91,6 @@ class LabeledFrames:
     def symbols(self) -> list[str]:
         return [self.type_map[t] for t in self.atom_types]
 
-    @property
-    def has_energies(self) -> bool:
-        return self.energies is not None
-
-    @property
-    def has_forces(self) -> bool:
-        return self.forces is not None
-
-    @property
-    def has_virials(self) -> bool:
-        return self.virials is not None
-
     # ------------------------------------------------------------------ validation
     def validate(self) -> "LabeledFrames":
         """Check shapes, finiteness, type indices and cell volumes; raise :class:`DataError`."""
@@ -147,6 +135,15 @@ class LabeledFrames:
         if self.weights is not None and np.any(self.weights < 0):
             fail("weights", "non-negative per-frame weights", f"minimum {self.weights.min()}")
         return self
+
+    # ------------------------------------------------------------------ Dataset protocol
+    def read(self, frames: Sequence[int] | np.ndarray | slice | None = None) -> "LabeledFrames":
+        """Frames ``frames`` (None: all, returned as is) — :class:`mlpot.data.dataset.Dataset`."""
+        return self if frames is None else self.subset(frames)
+
+    def read_energies(self) -> Optional[np.ndarray]:
+        """The (n_frames,) energies in eV, or None — :class:`mlpot.data.dataset.Dataset`."""
+        return self.energies
 
     # ------------------------------------------------------------------ helpers
     def subset(self, index: Sequence[int] | np.ndarray | slice) -> "LabeledFrames":
