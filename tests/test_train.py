@@ -377,3 +377,45 @@ def test_initial_energy_bias_absorbs_network_offset(tmp_path):
     residual = (sub.energies - out["energy"].detach().numpy()) / na  # eV/atom
     assert abs(residual.mean()) < 1e-10
     assert np.sqrt(np.mean(residual**2)) < 0.02  # only the frame-to-frame scatter of a random net remains
+
+
+def test_training_on_hdf5_reads_only_the_batches(tmp_path, monkeypatch):
+    """Training on an HDF5 store reads frames lazily: SystemView.read is only ever asked for a batch's
+    frames or the statistics' subsample, never for all frames of a system (nothing caches whole
+    systems), and the losses and weights equal training on the same data loaded in memory."""
+    from mlpot.data.io import load_systems
+    from mlpot.data.store import SystemView, write_hdf5
+    from mlpot.train.trainer import Trainer
+
+    big = [MOLECULES / "C1H4O2", MOLECULES / "C3H3O4"]  # 1562 and 485 frames
+    write_hdf5(tmp_path / "train.h5", load_systems(big, type_map=["C", "H", "O"]))
+    write_hdf5(tmp_path / "valid.h5", load_systems([MOLECULES / "C3H3O4"], type_map=["C", "H", "O"]))
+    mem = Trainer(tiny_config(big, [MOLECULES / "C3H3O4"], steps=6), output_dir=tmp_path / "mem", quiet=True)
+    ref = mem.train()
+
+    requests: list[tuple[str, int, int]] = []
+    real_read = SystemView.read
+
+    def spy(self, frames=None):
+        n = self.n_frames if frames is None else np.arange(self.n_frames)[frames].size
+        requests.append((self.name, n, self.n_frames))
+        assert n < self.n_frames, f"{self.name}: read {n} of {self.n_frames} frames at once"
+        return real_read(self, frames)
+
+    monkeypatch.setattr(SystemView, "read", spy)
+    cfg = tiny_config([tmp_path / "train.h5"], [tmp_path / "valid.h5"], steps=6)
+    lazy = Trainer(cfg, output_dir=tmp_path / "lazy", quiet=True)
+    assert all(isinstance(s, SystemView) for s in lazy.train_systems + lazy.valid_src.systems)
+    got = lazy.train()
+    assert lazy.train_src._tensors == {} and lazy.valid_src._tensors == {}  # no whole-system cache
+    # statistics: one subsample per system (data_stat_nbatch x batch size = 50 frames), then batches
+    assert [r[1] for r in requests[:2]] == [50, 50]
+    assert max(r[1] for r in requests[2:]) <= max(lazy.train_src.batch_sizes + lazy.valid_src.batch_sizes)
+    assert len(requests) >= 2 + 6
+    assert len(got) == len(ref) == 6
+    for a, b in zip(ref, got):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-12, abs=1e-14), (a["step"], k)
+    for k, v in mem.model.state_dict().items():
+        assert torch.allclose(lazy.model.state_dict()[k], v, rtol=1e-12, atol=1e-14), k
