@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mlpot.data.types import check_elements
 from mlpot.errors import DataError
 
 
@@ -165,9 +166,7 @@ class LabeledFrames:
     def with_type_map(self, type_map: Sequence[str]) -> "LabeledFrames":
         """The same frames with ``atom_types`` re-indexed into ``type_map`` (a superset of ours)."""
         type_map = [str(t) for t in type_map]
-        missing = [t for t in self.type_map if t not in type_map]
-        if missing:
-            raise DataError(f"{self.source}: elements {missing} are not in the type_map {type_map}")
+        check_elements(self.type_map, type_map, where=str(self.source), owner="the")
         remap = np.array([type_map.index(t) for t in self.type_map], dtype=np.int64)
         return replace(self, type_map=type_map, atom_types=remap[self.atom_types])
 

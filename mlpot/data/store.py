@@ -40,6 +40,7 @@ import numpy as np
 
 from mlpot.atomic_io import atomic_path
 from mlpot.data.frames import LabeledFrames
+from mlpot.data.types import check_elements
 from mlpot.errors import DataError
 
 FORMAT_NAME = "mlpot-hdf5"
@@ -163,9 +164,7 @@ class SystemView:
         type_map = [str(t) for t in type_map]
         if type_map == self.type_map:
             return self
-        missing = [t for t in self.type_map if t not in type_map]
-        if missing:
-            raise DataError(f"{self.source}: elements {missing} are not in the type_map {type_map}")
+        check_elements(self.type_map, type_map, where=str(self.source), owner="the")
         view = copy.copy(self)
         view.atom_types = np.array([type_map.index(t) for t in self.type_map], dtype=np.int64)[self.atom_types]
         view.type_map = type_map
