@@ -51,10 +51,6 @@ from mlpot.train.data import TRAIN_STREAM, VALID_STREAM, Batch, BatchSource
 from mlpot.train.loss import EnergyLoss
 from mlpot.train.schedule import ExpDecayLR, lr_schedule_from_config
 
-#: the checkpoint format tag (:data:`mlpot.train.checkpoint.FORMAT`)
-CHECKPOINT_FORMAT = ckpt_io.FORMAT
-
-
 class _Evaluator(torch.nn.Module):
     """``forward(batch) -> evaluate(model, ...)``: the module DDP wraps, so that its forward (and the
     gradient all-reduce it arms) runs once per step around :func:`mlpot.model.evaluate`."""
