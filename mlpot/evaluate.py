@@ -5,7 +5,7 @@
   MAE/RMSE as DeePMD-kit's ``dp test`` reports them (total and per atom; several systems averaged
   with weights = number of labeled values, i.e. frames for energies, 3·atoms·frames for forces).
 * :func:`detail_blocks`: ``dp test --detail-file`` style per-frame / per-atom prediction files.
-* :func:`parity_plot`: predicted vs reference energy per atom and force components (matplotlib, Agg).
+* parity plots of the predictions: :class:`mlpot.plot.ParityData`, :func:`mlpot.plot.parity_plot`.
 * :func:`model_deviation` / :func:`write_model_devi`: DP-GEN / DeePMD-kit ``model_devi.out``.
 
 Formulas (model deviation, as in DeePMD-kit and DP-GEN; σ is the population standard deviation over
@@ -20,13 +20,12 @@ the M models, ⟨·⟩ the mean over models):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
-from mlpot.errors import DataError, ModelError
+from mlpot.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -35,34 +34,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------- predict
-def _model_dtype(model: "torch.nn.Module") -> "torch.dtype":
-    import torch
-
-    for p in list(model.parameters()) + list(model.buffers()):
-        if p.is_floating_point():
-            return p.dtype
-    return torch.get_default_dtype()
-
-
-def _model_device(model: "torch.nn.Module") -> "torch.device":
-    import torch
-
-    for p in list(model.parameters()) + list(model.buffers()):
-        return p.device
-    return torch.device("cpu")
-
-
 def map_types(system: "LabeledFrames", type_map: Sequence[str]) -> np.ndarray:
-    """``system.atom_types`` re-indexed into the model's ``type_map``; :class:`ModelError` naming the
-    element when the model does not know it."""
-    type_map = [str(t) for t in type_map]
-    missing = sorted({system.type_map[t] for t in np.unique(system.atom_types)} - set(type_map))
-    if missing:
-        raise ModelError(
-            f"{system.source}: element(s) {missing} not in the model's type_map {type_map}"
-        )
-    remap = np.array([type_map.index(t) if t in type_map else -1 for t in system.type_map], dtype=np.int64)
-    return remap[system.atom_types]
+    """``system.atom_types`` re-indexed into the model's ``type_map``
+    (:func:`mlpot.data.types.remap_types`: an element the model does not know is an
+    :class:`~mlpot.data.types.UnknownElementError`, a ModelError)."""
+    from mlpot.data.types import remap_types
+
+    return remap_types(system.atom_types, system.type_map, type_map, where=str(system.source))
 
 
 def predict(
@@ -80,28 +58,25 @@ def predict(
     """
     import torch
 
+    from mlpot.data.batch import to_batch
     from mlpot.model import evaluate
 
     types = map_types(system, model.type_map)  # type: ignore[arg-type]
-    device, dtype = _model_device(model), _model_dtype(model)
+    device, dtype = model.device, model.dtype
     n_frames, n_atoms = system.n_frames, system.n_atoms
     per_batch = max(1, int(batch_atoms) // max(1, n_atoms))
-    types_t = torch.as_tensor(types, device=device)
-    pbc_row = torch.as_tensor(np.asarray(system.pbc, dtype=bool), device=device)
     out: dict[str, list[np.ndarray]] = {"energy": [], "atom_energy": [], "forces": [], "virial": []}
     for start in range(0, n_frames, per_batch):
         stop = min(n_frames, start + per_batch)
         b = stop - start
-        pos = torch.as_tensor(system.positions[start:stop], dtype=dtype, device=device).reshape(b * n_atoms, 3)
-        cells = torch.as_tensor(system.cells[start:stop], dtype=dtype, device=device)
-        frame_index = torch.arange(b, device=device).repeat_interleave(n_atoms)
+        batch = to_batch(system, slice(start, stop), device=device, dtype=dtype, atom_types=types, labels=False)
         res = evaluate(
             model,
-            pos,
-            types_t.repeat(b),
-            cells,
-            pbc_row.expand(b, 3),
-            frame_index=frame_index,
+            batch.positions,
+            batch.atom_types,
+            batch.cells,
+            batch.pbc,
+            frame_index=batch.frame_index,
             forces=forces,
             virial=virial,
         )
@@ -223,79 +198,6 @@ def detail_blocks(name: str, pred: dict[str, np.ndarray], system: "LabeledFrames
 def detail_path(prefix: str | os.PathLike, suffix: str) -> Path:
     """``prefix`` with ``suffix`` (e.g. ``.e.out``) in place of its extension, as ``dp test`` names them."""
     return Path(prefix).with_suffix(suffix)
-
-
-# ---------------------------------------------------------------------------------------------- plot
-@dataclass
-class ParityData:
-    """Reference and predicted values collected over systems for :func:`parity_plot`."""
-
-    e_ref: list[np.ndarray]
-    e_pred: list[np.ndarray]
-    f_ref: list[np.ndarray]
-    f_pred: list[np.ndarray]
-    v_ref: list[np.ndarray]
-    v_pred: list[np.ndarray]
-
-    @classmethod
-    def empty(cls) -> "ParityData":
-        return cls([], [], [], [], [], [])
-
-    def add(self, pred: dict[str, np.ndarray], system: "LabeledFrames") -> None:
-        n, na = len(pred["energy"]), system.n_atoms
-        if system.energies is not None:
-            self.e_ref.append(system.energies[:n] / na)
-            self.e_pred.append(pred["energy"] / na)
-        if system.forces is not None and "forces" in pred:
-            self.f_ref.append(system.forces[:n].reshape(-1))
-            self.f_pred.append(pred["forces"].reshape(-1))
-        if system.virials is not None and "virial" in pred and bool(np.all(system.pbc)):
-            self.v_ref.append(system.virials[:n].reshape(-1) / na)
-            self.v_pred.append(pred["virial"].reshape(-1) / na)
-
-
-def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] = None) -> Path:
-    """Parity plots (predicted vs reference): energy per atom (eV/atom), force components (eV/Å) and,
-    when labeled, virial per atom (eV/atom), with RMSE in each panel. Written atomically (PNG/PDF/SVG
-    by extension) with matplotlib's Agg canvas; no global backend is changed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from mlpot.atomic_io import atomic_path
-
-    panels = []
-    for label, unit, ref, prd in (
-        ("Energy per atom", "eV/atom", data.e_ref, data.e_pred),
-        ("Force components", "eV/Å", data.f_ref, data.f_pred),
-        ("Virial per atom", "eV/atom", data.v_ref, data.v_pred),
-    ):
-        if ref:
-            panels.append((label, unit, np.concatenate(ref), np.concatenate(prd)))
-    if not panels:
-        raise DataError(f"{path}: no labels (energies, forces or virials) to draw a parity plot of")
-    fig = Figure(figsize=(4.2 * len(panels), 4.2))
-    FigureCanvasAgg(fig)
-    for k, (label, unit, ref, prd) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        lo, hi = float(min(ref.min(), prd.min())), float(max(ref.max(), prd.max()))
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=0)
-        ax.scatter(ref, prd, s=4, alpha=0.5, edgecolors="none")
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(lo - pad, hi + pad)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"reference ({unit})")
-        ax.set_ylabel(f"predicted ({unit})")
-        ax.set_title(label)
-        ax.text(0.04, 0.92, f"RMSE {rmse(prd - ref):.3e} {unit}", transform=ax.transAxes, fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=120)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- model deviation

@@ -26,33 +26,25 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import torch
 
 from mlpot.atomic_io import atomic_path
+from mlpot.device import resolve_device
 from mlpot.errors import ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlpot.train.checkpoint import Checkpoint
 
 #: the format tag stored in every model file
 FORMAT_TAG = "mlpot-model"
 #: the newest file format version this code writes and reads
 FORMAT_VERSION = 1
 
-#: metadata keys computed from the model itself; user metadata cannot override them
-_RESERVED = ("type_map", "rcut", "precision", "model_config", "mlpot_version", "format")
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def model_precision(model: torch.nn.Module) -> str:
-    """``"float64"`` or ``"float32"``: the dtype of the model's floating-point parameters."""
-    for p in list(model.parameters()) + list(model.buffers()):
-        if p.is_floating_point():
-            return str(p.dtype).replace("torch.", "")
-    return str(torch.get_default_dtype()).replace("torch.", "")
+    """``"float64"`` or ``"float32"``: the model's precision (``model.dtype``)."""
+    return str(model.dtype).replace("torch.", "")
 
 
 def tensors_digest(tensors: Mapping[str, torch.Tensor], metadata: str, format_version: int = FORMAT_VERSION) -> str:
@@ -199,8 +191,8 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def load_model(path: str | os.PathLike, device: Optional[str | torch.device] = None) -> torch.nn.Module:
     """Load a model file written by :func:`save_model` (``mlpot freeze``).
 
-    Returns an :class:`mlpot.model.EnergyModel` in eval mode on ``device`` (default CUDA when
-    available, else CPU) with ``model.metadata`` (dict: type_map, rcut, precision, model_config,
+    Returns an :class:`mlpot.model.EnergyModel` in eval mode on ``device`` (default
+    :func:`mlpot.device.resolve_device`: CUDA when available, else CPU) with ``model.metadata`` (dict: type_map, rcut, precision, model_config,
     training_config, mlpot_version, created, ...). Raises :class:`ModelError` for a bad file.
     """
     from mlpot.errors import MlpotError
@@ -225,7 +217,31 @@ def load_model(path: str | os.PathLike, device: Optional[str | torch.device] = N
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"{where}: tensors do not fit the model config ({' '.join(str(exc).split())[:300]})") from None
-    model = model.to(device if device is not None else default_device())
+    model = model.to(resolve_device(device))
     model.eval()
     model.metadata = meta  # type: ignore[assignment]
     return model
+
+
+def freeze(checkpoint: "Union[str, os.PathLike, Checkpoint]", path: str | os.PathLike) -> Path:
+    """The one freeze: build the model from a training checkpoint's config, load its weights and write
+    the model file ``path`` (:func:`save_model`) with the checkpoint's training config and step.
+
+    ``checkpoint``: a checkpoint file, a training output directory (its newest checkpoint) or a
+    :class:`mlpot.train.checkpoint.Checkpoint` (e.g. the trainer's, in memory). Returns the path.
+    """
+    from mlpot.errors import MlpotError
+    from mlpot.model import EnergyModel
+    from mlpot.train import checkpoint as ckpt_mod
+
+    ckpt = checkpoint if isinstance(checkpoint, ckpt_mod.Checkpoint) else ckpt_mod.read(checkpoint)
+    where = f"checkpoint '{ckpt.path}'" if ckpt.path is not None else "checkpoint"
+    try:
+        model = EnergyModel.from_config(ckpt.config["model"], device="cpu")
+    except MlpotError as exc:
+        raise ModelError(f"{where}: its model config cannot be built: {exc}") from None
+    try:
+        model.load_state_dict(ckpt.model, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{where}: weights do not fit the model config ({' '.join(str(exc).split())[:300]})") from None
+    return save_model(model, path, metadata=ckpt.metadata())

@@ -1,4 +1,5 @@
-"""Learning-curve plots from ``lcurve.out`` (DeePMD-kit's column layout).
+"""Plots: learning curves from ``lcurve.out`` (DeePMD-kit's column layout) and parity plots of a
+model's predictions against labels (``mlpot test --plot``).
 
 ``lcurve.out`` starts with a header ``# step rmse_val rmse_trn rmse_e_val rmse_e_trn ... lr`` and holds
 one row per reported step. :func:`read_lcurve` returns the columns by name; :func:`plot_lcurve`
@@ -9,44 +10,27 @@ training and validation curves, plus the learning rate.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
 from mlpot.atomic_io import atomic_path
 from mlpot.errors import DataError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from mlpot.data.frames import LabeledFrames
+
 _UNITS = {"rmse": "sqrt(loss)", "rmse_e": "eV/atom", "rmse_f": "eV/Å", "rmse_v": "eV/atom"}
 _TITLES = {"rmse": "total loss", "rmse_e": "energy RMSE", "rmse_f": "force RMSE", "rmse_v": "virial RMSE"}
 
 
 def read_lcurve(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
-    """Columns of an lcurve file by header name (``step``, ``rmse_e_val``, ..., ``lr``); (n_rows,) each."""
-    p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read the learning curve ({exc.strerror or exc})") from None
-    header = next((ln for ln in lines if ln.startswith("#")), None)
-    if header is None:
-        raise DataError(f"{p}: expected a header line '# step ... lr', found none")
-    names = header.lstrip("#").split()
-    if not names or names[0] != "step":
-        raise DataError(f"{p}: expected the header to start with 'step', found {names[:1]}")
-    rows = []
-    for k, ln in enumerate(lines):
-        if not ln.strip() or ln.startswith("#"):
-            continue
-        parts = ln.split()
-        if len(parts) != len(names):
-            raise DataError(f"{p}: line {k + 1}: expected {len(names)} columns, found {len(parts)}")
-        try:
-            rows.append([float(x) for x in parts])
-        except ValueError:
-            raise DataError(f"{p}: line {k + 1}: expected numbers, found {ln.strip()!r}") from None
-    data = np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
-    return {name: data[:, i] for i, name in enumerate(names)}
+    """Columns of an lcurve file by header name: :func:`mlpot.train.lcurve.read`."""
+    from mlpot.train import lcurve
+
+    return lcurve.read(path)
 
 
 def plot_lcurve(path: Union[str, os.PathLike], output: Union[str, os.PathLike], dpi: int = 120) -> Path:
@@ -90,3 +74,76 @@ def plot_lcurve(path: Union[str, os.PathLike], output: Union[str, os.PathLike], 
         fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- parity plots
+@dataclass
+class ParityData:
+    """Reference and predicted values collected over systems for :func:`parity_plot`."""
+
+    e_ref: list[np.ndarray]
+    e_pred: list[np.ndarray]
+    f_ref: list[np.ndarray]
+    f_pred: list[np.ndarray]
+    v_ref: list[np.ndarray]
+    v_pred: list[np.ndarray]
+
+    @classmethod
+    def empty(cls) -> "ParityData":
+        return cls([], [], [], [], [], [])
+
+    def add(self, pred: dict[str, np.ndarray], system: "LabeledFrames") -> None:
+        n, na = len(pred["energy"]), system.n_atoms
+        if system.energies is not None:
+            self.e_ref.append(system.energies[:n] / na)
+            self.e_pred.append(pred["energy"] / na)
+        if system.forces is not None and "forces" in pred:
+            self.f_ref.append(system.forces[:n].reshape(-1))
+            self.f_pred.append(pred["forces"].reshape(-1))
+        if system.virials is not None and "virial" in pred and bool(np.all(system.pbc)):
+            self.v_ref.append(system.virials[:n].reshape(-1) / na)
+            self.v_pred.append(pred["virial"].reshape(-1) / na)
+
+
+def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] = None) -> Path:
+    """Parity plots (predicted vs reference): energy per atom (eV/atom), force components (eV/Å) and,
+    when labeled, virial per atom (eV/atom), with RMSE in each panel. Written atomically (PNG/PDF/SVG
+    by extension) with matplotlib's Agg canvas; no global backend is changed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from mlpot.evaluate import rmse
+
+    panels = []
+    for label, unit, ref, prd in (
+        ("Energy per atom", "eV/atom", data.e_ref, data.e_pred),
+        ("Force components", "eV/Å", data.f_ref, data.f_pred),
+        ("Virial per atom", "eV/atom", data.v_ref, data.v_pred),
+    ):
+        if ref:
+            panels.append((label, unit, np.concatenate(ref), np.concatenate(prd)))
+    if not panels:
+        raise DataError(f"{path}: no labels (energies, forces or virials) to draw a parity plot of")
+    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+    FigureCanvasAgg(fig)
+    for k, (label, unit, ref, prd) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        lo, hi = float(min(ref.min(), prd.min())), float(max(ref.max(), prd.max()))
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=0)
+        ax.scatter(ref, prd, s=4, alpha=0.5, edgecolors="none")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"reference ({unit})")
+        ax.set_ylabel(f"predicted ({unit})")
+        ax.set_title(label)
+        ax.text(0.04, 0.92, f"RMSE {rmse(prd - ref):.3e} {unit}", transform=ax.transAxes, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=120)
+    return path

@@ -33,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from mlpot.atomic_io import atomic_path
     from mlpot.data import io as dio
     from mlpot.errors import DataError
-    from mlpot.evaluate import (
-        ParityData, detail_blocks, detail_path, error_metrics, format_metrics, parity_plot, predict,
-        weighted_average,
-    )
+    from mlpot.evaluate import detail_blocks, detail_path, error_metrics, format_metrics, predict, weighted_average
+    from mlpot.plot import ParityData, parity_plot
     from mlpot.export import load_model
 
     if args.numb_test < 0:

@@ -16,3 +16,5 @@ BAR_TO_EV_PER_A3: float = 1.0 / EV_PER_A3_TO_BAR
 AMU_A2_PER_FS2_TO_EV: float = 1.66053906660e-27 * 1e-20 / 1e-30 / 1.602176634e-19
 #: acceleration from force: a [Å/fs²] = F [eV/Å] / m [amu] * FORCE_TO_ACC.
 FORCE_TO_ACC: float = 1.0 / AMU_A2_PER_FS2_TO_EV
+#: 1 kBar in eV/Å³ (1 kBar = 0.1 GPa = 1000 bar); VASP prints stresses in kBar.
+KBAR_TO_EV_PER_A3: float = 1e3 * BAR_TO_EV_PER_A3

@@ -141,28 +141,43 @@ def test_nonperiodic_and_mixed_pbc(model):
 
 
 def test_caching_between_calls(model):
+    """One calculator reused across moves, element changes and pbc changes gives what a fresh
+    calculator gives each time (the cached type tensor follows the elements and pbc)."""
     from mlpot import DeepPotCalculator
 
     calc = DeepPotCalculator(model)
     atoms = small_water_atoms(2)
     atoms.calc = calc
     e0 = atoms.get_potential_energy()
-    types = calc._types
     atoms.positions[0] += 0.05
     e1 = atoms.get_potential_energy()
     assert e1 != e0
-    assert calc._types is types  # same elements: the type tensor is reused, not rebuilt
+    assert e1 == pytest.approx(float(_direct(model, atoms)["energy"][0]), abs=1e-12)
     atoms.positions[0] -= 0.05
     assert atoms.get_potential_energy() == pytest.approx(e0, abs=1e-12)
-    assert calc._types is types
+    # same atom count, other elements: swap an O and an H
+    symbols = atoms.get_chemical_symbols()
+    i_o, i_h = symbols.index("O"), symbols.index("H")
+    symbols[i_o], symbols[i_h] = "H", "O"
+    atoms.set_chemical_symbols(symbols)
+    e_swapped = atoms.get_potential_energy()
+    assert e_swapped != pytest.approx(e0, abs=1e-6)
+    assert e_swapped == pytest.approx(float(_direct(model, atoms)["energy"][0]), abs=1e-12)
+    # same elements, other pbc: a slab
+    atoms.pbc = [True, True, False]
+    e_slab = atoms.get_potential_energy()
+    assert e_slab == pytest.approx(float(_direct(model, atoms)["energy"][0]), abs=1e-12)
+    assert e_slab != pytest.approx(e_swapped, abs=1e-8)
 
 
 def test_ensemble_mean_and_model_deviation(model):
     from mlpot import DeepPotCalculator
+    from mlpot.calculator import EnsembleCalculator
 
     models = [model, small_model(seed=2), small_model(seed=3)]
     atoms = small_water_atoms(2, seed=7)
     atoms.calc = DeepPotCalculator(models)
+    assert isinstance(atoms.calc, EnsembleCalculator)  # the list shortcut gives the ensemble calculator
     refs = [_direct(m, atoms) for m in models]
     assert atoms.get_potential_energy() == pytest.approx(np.mean([float(r["energy"][0]) for r in refs]), abs=1e-12)
     np.testing.assert_allclose(atoms.get_forces(), np.mean([r["forces"] for r in refs], axis=0), atol=1e-12)
@@ -181,6 +196,10 @@ def test_ensemble_mean_and_model_deviation(model):
     em = sum(e) / 3
     assert res["model_devi_e"] == pytest.approx(np.sqrt(sum((x - em) ** 2 for x in e) / 3), rel=1e-10)
     assert res["model_devi_f_max"] > 0
+    direct = EnsembleCalculator(models)
+    atoms.calc = direct
+    assert atoms.get_potential_energy() == pytest.approx(np.mean([float(r["energy"][0]) for r in refs]), abs=1e-12)
+    assert direct.results["model_devi_f_max"] == pytest.approx(max(devi), rel=1e-10)
 
 
 def _nve_energy_error(model, dt_fs, n_steps):
@@ -255,6 +274,8 @@ def test_clear_errors(model, tmp_path):
         DeepPotCalculator(tmp_path / "no_such_model.pt")
     with pytest.raises(ModelError, match="type_map"):
         DeepPotCalculator([model, small_model(type_map=("H", "O"))])
+    with pytest.raises(TypeError):
+        DeepPotCalculator()  # the model is required: no default file in the working directory
     bad = Atoms("OH", positions=[[0, 0, 0], [0, 0, 1.0]], pbc=True)  # periodic but no cell
     bad.calc = calc
     with pytest.raises(ModelError, match="zero lattice vector"):

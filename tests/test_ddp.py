@@ -3,7 +3,7 @@ the ranks' batches.
 
 Why the reference is exact: with DDP every rank r draws its own batch B_r (a pure function of
 (seed, step, r)), computes its DeePMD loss L_r(θ) on it, and DDP replaces each gradient by the mean
-over ranks, (1/W) Σ_r ∇L_r. The single-process reference (``Trainer(emulate_world_size=W)``) builds
+over ranks, (1/W) Σ_r ∇L_r. The single-process reference (``Trainer.from_config(emulate_world_size=W)``) builds
 the same W batches and back-propagates (1/W) Σ_r L_r, whose gradient is that same mean; the loss
 normalisation stays per batch (1/N of its own system), so batches of systems with different sizes
 are weighted exactly as under DDP. Same model init (seeded), same lr schedule and Adam → the same
@@ -31,7 +31,7 @@ from mlpot.train.train_cli import _init_distributed
 from mlpot.train.trainer import Trainer
 assert _init_distributed("cpu")
 rank = torch.distributed.get_rank()
-t = Trainer(sys.argv[1], output_dir=sys.argv[2], device="cpu", quiet=True)
+t = Trainer.from_config(sys.argv[1], output_dir=sys.argv[2], device="cpu", quiet=True)
 assert t.distributed and t.world_size == 2 and t.virtual_ranks == [rank]
 t.train()
 torch.save({k: v.detach().clone() for k, v in t.model.state_dict().items()}, os.path.join(sys.argv[2], f"rank{rank}.pt"))
@@ -77,9 +77,9 @@ def test_ddp_two_ranks_equal_single_process_on_union_of_batches(tmp_path):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ref = Trainer(tmp_path / "in.json", output_dir=tmp_path / "ref", quiet=True, emulate_world_size=2)
+        ref = Trainer.from_config(tmp_path / "in.json", output_dir=tmp_path / "ref", quiet=True, emulate_world_size=2)
         ref.train()
-        single = Trainer(tmp_path / "in.json", output_dir=tmp_path / "single", quiet=True)
+        single = Trainer.from_config(tmp_path / "in.json", output_dir=tmp_path / "single", quiet=True)
         single.train()
     finally:
         torch.set_num_threads(n)

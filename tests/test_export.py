@@ -77,11 +77,21 @@ def test_float32_precision_recorded(tmp_path):
     assert torch.equal(a["forces"], b["forces"])
 
 
-def test_mlpot_load_model_is_the_one_loader():
+def test_mlpot_load_model_loads_a_saved_model(model, tmp_path):
+    """``mlpot.load_model`` (the top-level export) reads what save_model wrote: the same weights and
+    outputs, in eval mode, with the metadata, and refuses a foreign file with ModelError."""
     import mlpot
-    import mlpot.export
 
-    assert mlpot.load_model is mlpot.export.load_model
+    path = save_model(model, tmp_path / "top.pt", metadata={"step": 3})
+    loaded = mlpot.load_model(path, device="cpu")
+    assert not loaded.training and loaded.metadata["step"] == 3
+    sa, sb = model.state_dict(), loaded.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    atoms = small_water_atoms(2)
+    assert torch.equal(_eval(model, atoms)["forces"], _eval(loaded, atoms)["forces"])
+    (tmp_path / "junk.pt").write_text("junk")
+    with pytest.raises(ModelError, match="junk.pt"):
+        mlpot.load_model(tmp_path / "junk.pt")
 
 
 def test_import_mlpot_stays_light():

@@ -198,7 +198,7 @@ def test_training_lowers_force_rmse_on_water(tmp_path, water_subset):
     cfg["learning_rate"] = {"start_lr": 0.02, "stop_lr": 2e-3, "decay_steps": 20}
     cfg["training"]["training_data"]["batch_size"] = 1
     cfg["training"]["validation_data"]["batch_size"] = 2
-    trainer = Trainer(cfg, output_dir=tmp_path, quiet=True)
+    trainer = Trainer.from_config(cfg, output_dir=tmp_path, quiet=True)
     before = trainer.validate(0, trainer.lr_schedule.value(0))  # after the statistics, before any step
     history = trainer.train()
     after = history[-1]
@@ -214,11 +214,11 @@ def test_restart_continues_exactly(tmp_path):
     from mlpot.train.trainer import Trainer
 
     cfg = tiny_config(MOL_SYSTEMS, [MOLECULES / "C3H3O4"], steps=20)
-    full = Trainer(cfg, output_dir=tmp_path / "full", quiet=True).train()
-    first = Trainer(cfg, output_dir=tmp_path / "split", quiet=True)
+    full = Trainer.from_config(cfg, output_dir=tmp_path / "full", quiet=True).train()
+    first = Trainer.from_config(cfg, output_dir=tmp_path / "split", quiet=True)
     first.train(stop_at=10)
     ckpt = tmp_path / "split" / "model.ckpt.pt"
-    second = Trainer(cfg, output_dir=tmp_path / "split", quiet=True, restart=ckpt)
+    second = Trainer.from_config(cfg, output_dir=tmp_path / "split", quiet=True, restart=ckpt)
     assert second.start_step == 10
     rest = second.train()
     assert len(full) == 20 and [r["step"] for r in rest] == list(range(11, 21))
@@ -228,7 +228,7 @@ def test_restart_continues_exactly(tmp_path):
             assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-14), (a["step"], k)
     assert (tmp_path / "full" / "lcurve.out").read_text() == (tmp_path / "split" / "lcurve.out").read_text()
     # restarting from an older numbered checkpoint rewinds the learning curve to that step
-    again = Trainer(cfg, output_dir=tmp_path / "split", quiet=True, restart=tmp_path / "split" / "model.ckpt-15.pt")
+    again = Trainer.from_config(cfg, output_dir=tmp_path / "split", quiet=True, restart=tmp_path / "split" / "model.ckpt-15.pt")
     again.train()
     assert (tmp_path / "full" / "lcurve.out").read_text() == (tmp_path / "split" / "lcurve.out").read_text()
     assert again.history[-1]["rmse_val"] == pytest.approx(full[-1]["rmse_val"], rel=1e-12)
@@ -238,7 +238,7 @@ def test_checkpoints(tmp_path):
     from mlpot.train.trainer import Trainer
 
     cfg = tiny_config(MOL_SYSTEMS, steps=7, save_freq=2, max_ckpt_keep=2)
-    trainer = Trainer(cfg, output_dir=tmp_path, quiet=True)
+    trainer = Trainer.from_config(cfg, output_dir=tmp_path, quiet=True)
     trainer.train()
     names = sorted(p.name for p in tmp_path.glob("model.ckpt*.pt"))
     assert names == ["model.ckpt-6.pt", "model.ckpt-7.pt", "model.ckpt.pt"]  # last 2 numbered + latest
@@ -259,15 +259,15 @@ def test_init_model_from_frozen_model(tmp_path):
     from mlpot.export import save_model
     from mlpot.train.trainer import Trainer
 
-    base = Trainer(tiny_config(MOL_SYSTEMS, steps=3), output_dir=tmp_path / "a", quiet=True)
+    base = Trainer.from_config(tiny_config(MOL_SYSTEMS, steps=3), output_dir=tmp_path / "a", quiet=True)
     base.train()
     save_model(base.model, tmp_path / "base.pt")
     cfg = tiny_config(MOL_SYSTEMS, steps=3, seed=99)
-    fine = Trainer(cfg, output_dir=tmp_path / "b", quiet=True, init_model=tmp_path / "base.pt")
+    fine = Trainer.from_config(cfg, output_dir=tmp_path / "b", quiet=True, init_model=tmp_path / "base.pt")
     assert fine.start_step == 0
     for k, v in base.model.state_dict().items():
         assert torch.equal(fine.model.state_dict()[k], v), k
-    fresh = Trainer(cfg, output_dir=tmp_path / "c", quiet=True)
+    fresh = Trainer.from_config(cfg, output_dir=tmp_path / "c", quiet=True)
     assert any(not torch.equal(fresh.model.state_dict()[k], v) for k, v in base.model.state_dict().items())
 
 
@@ -276,7 +276,7 @@ def test_virial_column_without_virial_data(tmp_path):
 
     cfg = tiny_config([MOLECULES / "C4H3O1"], [MOLECULES / "C4H3O1"], steps=1)
     cfg["loss"].update(start_pref_v=1, limit_pref_v=1)
-    Trainer(cfg, output_dir=tmp_path, quiet=True).train()
+    Trainer.from_config(cfg, output_dir=tmp_path, quiet=True).train()
     lines = (tmp_path / "lcurve.out").read_text().splitlines()
     assert lines[0].split() == ["#", "step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val",
                                 "rmse_f_trn", "rmse_v_val", "rmse_v_trn", "lr"]
@@ -337,7 +337,7 @@ def test_hdf5_dataset_and_float32(tmp_path):
     systems = load_systems(MOL_SYSTEMS, type_map=["C", "H", "O"])
     write_hdf5(tmp_path / "mol.h5", systems)
     cfg = tiny_config([tmp_path / "mol.h5"], steps=2, precision="float32")
-    trainer = Trainer(cfg, output_dir=tmp_path, quiet=True)
+    trainer = Trainer.from_config(cfg, output_dir=tmp_path, quiet=True)
     assert [s.n_frames for s in trainer.train_systems] == [s.n_frames for s in systems]
     assert trainer.dtype == torch.float32 and trainer.train_src.batch(0).positions.dtype == torch.float32
     history = trainer.train()
@@ -358,7 +358,7 @@ def test_initial_energy_bias_absorbs_network_offset(tmp_path):
     cfg["model"]["descriptor"].update(sel=[20, 40], neuron=[4, 8])
     cfg["model"]["fitting_net"]["neuron"] = [32, 32, 32]
     cfg["training"]["training_data"]["batch_size"] = 1
-    trainer = Trainer(cfg, output_dir=tmp_path, quiet=True)
+    trainer = Trainer.from_config(cfg, output_dir=tmp_path, quiet=True)
     system = trainer.train_systems[0]
     nfr = trainer.config.model.data_stat_nbatch * 1  # batch size 1: the frames the trainer used
     idx = stats_mod.subsample_indices(system.n_frames, nfr, trainer.seed)
@@ -377,3 +377,45 @@ def test_initial_energy_bias_absorbs_network_offset(tmp_path):
     residual = (sub.energies - out["energy"].detach().numpy()) / na  # eV/atom
     assert abs(residual.mean()) < 1e-10
     assert np.sqrt(np.mean(residual**2)) < 0.02  # only the frame-to-frame scatter of a random net remains
+
+
+def test_training_on_hdf5_reads_only_the_batches(tmp_path, monkeypatch):
+    """Training on an HDF5 store reads frames lazily: SystemView.read is only ever asked for a batch's
+    frames or the statistics' subsample, never for all frames of a system (nothing caches whole
+    systems), and the losses and weights equal training on the same data loaded in memory."""
+    from mlpot.data.io import load_systems
+    from mlpot.data.store import SystemView, write_hdf5
+    from mlpot.train.trainer import Trainer
+
+    big = [MOLECULES / "C1H4O2", MOLECULES / "C3H3O4"]  # 1562 and 485 frames
+    write_hdf5(tmp_path / "train.h5", load_systems(big, type_map=["C", "H", "O"]))
+    write_hdf5(tmp_path / "valid.h5", load_systems([MOLECULES / "C3H3O4"], type_map=["C", "H", "O"]))
+    mem = Trainer.from_config(tiny_config(big, [MOLECULES / "C3H3O4"], steps=6), output_dir=tmp_path / "mem", quiet=True)
+    ref = mem.train()
+
+    requests: list[tuple[str, int, int]] = []
+    real_read = SystemView.read
+
+    def spy(self, frames=None):
+        n = self.n_frames if frames is None else np.arange(self.n_frames)[frames].size
+        requests.append((self.name, n, self.n_frames))
+        assert n < self.n_frames, f"{self.name}: read {n} of {self.n_frames} frames at once"
+        return real_read(self, frames)
+
+    monkeypatch.setattr(SystemView, "read", spy)
+    cfg = tiny_config([tmp_path / "train.h5"], [tmp_path / "valid.h5"], steps=6)
+    lazy = Trainer.from_config(cfg, output_dir=tmp_path / "lazy", quiet=True)
+    assert all(isinstance(s, SystemView) for s in lazy.train_systems + lazy.valid_src.systems)
+    got = lazy.train()
+    assert lazy.train_src._tensors == {} and lazy.valid_src._tensors == {}  # no whole-system cache
+    # statistics: one subsample per system (data_stat_nbatch x batch size = 50 frames), then batches
+    assert [r[1] for r in requests[:2]] == [50, 50]
+    assert max(r[1] for r in requests[2:]) <= max(lazy.train_src.batch_sizes + lazy.valid_src.batch_sizes)
+    assert len(requests) >= 2 + 6
+    assert len(got) == len(ref) == 6
+    for a, b in zip(ref, got):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-12, abs=1e-14), (a["step"], k)
+    for k, v in mem.model.state_dict().items():
+        assert torch.allclose(lazy.model.state_dict()[k], v, rtol=1e-12, atol=1e-14), k

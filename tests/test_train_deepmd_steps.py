@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from mlpot.interop.deepmd import import_deepmd
+from mlpot.train.data import BatchSource
 from mlpot.train.trainer import Trainer
 
 REF = Path(__file__).resolve().parent / "data" / "deepmd_train_steps"
@@ -41,17 +42,33 @@ def _deepmd_lcurve() -> np.ndarray:
     return np.loadtxt(REF / "lcurve.out", comments="#")
 
 
+class _DeePMDFrames(BatchSource):
+    """The batches DeePMD-kit drew (system, frames per step) instead of mlpot's own schedule."""
+
+    def __init__(self, src: BatchSource, batches: list[tuple[int, np.ndarray]]):
+        super().__init__(src.systems, src.batch_sizes, src.seed, src.stream, device=src.device, dtype=src.dtype)
+        self.drawn = batches
+
+    def indices(self, step: int, rank: int = 0, k: int = 0) -> tuple[int, np.ndarray]:
+        return self.drawn[step]
+
+
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory):
     cfg = json.loads((REF / "input.json").read_text().replace("DATA", str(WATER)))
     out = tmp_path_factory.mktemp("replay")
-    tr = Trainer(cfg, output_dir=out, device="cpu", quiet=True)
+    built = Trainer.from_config(cfg, output_dir=out, device="cpu", quiet=True)
     init = import_deepmd(REF / "init.pt").state_dict()
-    assert sorted(init) == sorted(tr.model.state_dict())
-    tr.model.load_state_dict(init)
+    assert sorted(init) == sorted(built.model.state_dict())
+    built.model.load_state_dict(init)
     batches = _batches()
-    assert len(batches) == tr.numb_steps
-    tr.train_src.indices = lambda step, rank=0, k=0: batches[step]  # DeePMD-kit's frames
+    assert len(batches) == built.numb_steps
+    # the same parts, with DeePMD-kit's frames as the training batches
+    tr = Trainer(
+        built.config, built.model, _DeePMDFrames(built.train_src, batches), built.valid_src, built.loss_fn,
+        built.lr_schedule, built.optimizer, output_dir=out, seed=built.seed, model_config=built.model_cfg,
+        valid_numb_btch=built.valid_numb_btch, quiet=True,
+    )
     history = tr.train()
     return tr, init, history
 

@@ -109,7 +109,7 @@ def test_trainer_resolves_auto_sel_and_records_it(tmp_path):
     ratio = 2.5  # [3, 4, 4] -> [7.5, 10, 10] -> [7, 10, 10] -> [8, 12, 12]
     expected = [4 * math.ceil(math.floor(n * ratio) / 4) for n in brute_force_max_neighbors(MOL_SYSTEMS, TYPE_MAP, 4.0)]
     logs: list[str] = []
-    trainer = Trainer(small_config(steps=2, sel=f"auto:{ratio}"), output_dir=tmp_path / "a", log=logs.append)
+    trainer = Trainer.from_config(small_config(steps=2, sel=f"auto:{ratio}"), output_dir=tmp_path / "a", log=logs.append)
     assert trainer.model.descriptor.sel_list == expected
     assert trainer.model_cfg["descriptor"]["sel"] == expected and trainer.config.model.descriptor.sel == expected
     assert any(f"'auto:{ratio}' -> {expected}" in line for line in logs), logs
@@ -125,17 +125,17 @@ def test_trainer_resolves_auto_sel_and_records_it(tmp_path):
     assert again.model.descriptor.sel == expected
     # a restart keeps the sel its checkpoint was trained with, whatever "auto:R" now says
     logs.clear()
-    restarted = Trainer(small_config(steps=3, sel="auto:3.0"), output_dir=tmp_path / "a",
+    restarted = Trainer.from_config(small_config(steps=3, sel="auto:3.0"), output_dir=tmp_path / "a",
                         restart=tmp_path / "a" / "model.ckpt.pt", log=logs.append)
     assert restarted.model.descriptor.sel_list == expected and restarted.start_step == 2
     assert any("from the restart checkpoint" in line for line in logs)
     # so does init_model (a frozen model here); an explicit sel that differs from the trained one is refused
-    fine = Trainer(small_config(steps=1, sel="auto"), output_dir=tmp_path / "b", init_model=tmp_path / "a" / "model.pt",
+    fine = Trainer.from_config(small_config(steps=1, sel="auto"), output_dir=tmp_path / "b", init_model=tmp_path / "a" / "model.pt",
                    quiet=True)
     assert fine.model.descriptor.sel_list == expected
     other = [n + 4 for n in expected]
     with pytest.raises(ModelError, match=rf"trained with model\.descriptor\.sel = \{expected}.*\{other}"):
-        Trainer(small_config(steps=1, sel=other), output_dir=tmp_path / "c", init_model=tmp_path / "a" / "model.pt",
+        Trainer.from_config(small_config(steps=1, sel=other), output_dir=tmp_path / "c", init_model=tmp_path / "a" / "model.pt",
                 quiet=True)
 
 
@@ -145,7 +145,7 @@ def test_auto_sel_with_nothing_in_range_is_a_config_error(tmp_path):
     cfg = small_config(sel="auto")
     cfg["model"]["descriptor"].update(rcut=0.3, rcut_smth=0.1)  # shortest pair in the data is 0.515 Å
     with pytest.raises(ConfigError, match=r"model\.descriptor\.sel.*no neighbor within rcut = 0\.3"):
-        Trainer(cfg, output_dir=tmp_path, quiet=True)
+        Trainer.from_config(cfg, output_dir=tmp_path, quiet=True)
 
 
 # ----------------------------------------------------------------------------- learning rate
@@ -212,7 +212,7 @@ def test_trainer_uses_warmup_and_smooth_decay(tmp_path):
     lr0, stop = 0.005, 1e-4
     cfg = small_config(steps=6, sel=[4, 4, 4], learning_rate={"decay_steps": 2, "smooth": True},
                        warmup_steps=2, warmup_start_factor=0.5)  # the legacy place, moved to learning_rate
-    trainer = Trainer(cfg, output_dir=tmp_path, quiet=True)
+    trainer = Trainer.from_config(cfg, output_dir=tmp_path, quiet=True)
     history = trainer.train()
     rate = (stop / lr0) ** (2 / 4)
     want = [0.5 * lr0, 0.75 * lr0, lr0, lr0 * rate**0.5, lr0 * rate, lr0 * rate**1.5]

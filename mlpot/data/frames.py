@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mlpot.data.types import check_elements
 from mlpot.errors import DataError
 
 
@@ -91,18 +92,6 @@ class LabeledFrames:
     def symbols(self) -> list[str]:
         return [self.type_map[t] for t in self.atom_types]
 
-    @property
-    def has_energies(self) -> bool:
-        return self.energies is not None
-
-    @property
-    def has_forces(self) -> bool:
-        return self.forces is not None
-
-    @property
-    def has_virials(self) -> bool:
-        return self.virials is not None
-
     # ------------------------------------------------------------------ validation
     def validate(self) -> "LabeledFrames":
         """Check shapes, finiteness, type indices and cell volumes; raise :class:`DataError`."""
@@ -148,6 +137,15 @@ class LabeledFrames:
             fail("weights", "non-negative per-frame weights", f"minimum {self.weights.min()}")
         return self
 
+    # ------------------------------------------------------------------ Dataset protocol
+    def read(self, frames: Sequence[int] | np.ndarray | slice | None = None) -> "LabeledFrames":
+        """Frames ``frames`` (None: all, returned as is) — :class:`mlpot.data.dataset.Dataset`."""
+        return self if frames is None else self.subset(frames)
+
+    def read_energies(self) -> Optional[np.ndarray]:
+        """The (n_frames,) energies in eV, or None — :class:`mlpot.data.dataset.Dataset`."""
+        return self.energies
+
     # ------------------------------------------------------------------ helpers
     def subset(self, index: Sequence[int] | np.ndarray | slice) -> "LabeledFrames":
         """Frames ``index`` (any numpy index over the frame axis) as a new system."""
@@ -168,9 +166,7 @@ class LabeledFrames:
     def with_type_map(self, type_map: Sequence[str]) -> "LabeledFrames":
         """The same frames with ``atom_types`` re-indexed into ``type_map`` (a superset of ours)."""
         type_map = [str(t) for t in type_map]
-        missing = [t for t in self.type_map if t not in type_map]
-        if missing:
-            raise DataError(f"{self.source}: elements {missing} are not in the type_map {type_map}")
+        check_elements(self.type_map, type_map, where=str(self.source), owner="the")
         remap = np.array([type_map.index(t) for t in self.type_map], dtype=np.int64)
         return replace(self, type_map=type_map, atom_types=remap[self.atom_types])
 

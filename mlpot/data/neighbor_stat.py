@@ -51,13 +51,17 @@ def neighbor_stat(
     systems: Sequence, rcut: float, device: Optional[str] = None, max_atoms_per_batch: int = 4096,
     max_frames: Optional[int] = None,
 ) -> NeighborStat:
-    """Neighbor statistics of ``systems`` (LabeledFrames sharing one type_map) within ``rcut`` Å.
+    """Neighbor statistics of ``systems`` (:class:`~mlpot.data.dataset.Dataset` s sharing one type_map:
+    LabeledFrames, or HDF5 views read batch by batch) within ``rcut`` Å.
 
     Frames are processed in batches of at most ``max_atoms_per_batch`` atoms; ``max_frames`` (optional)
     limits each system to its first frames.
     """
     import torch
 
+    from mlpot.data.batch import to_batch
+    from mlpot.data.frames import LabeledFrames
+    from mlpot.device import resolve_device
     from mlpot.errors import DataError
     from mlpot.neighbors import edge_vectors, neighbor_list
 
@@ -69,7 +73,7 @@ def neighbor_stat(
     for s in systems[1:]:
         if list(s.type_map) != type_map:
             raise DataError(f"{s.source}: field 'type_map': expected {type_map} (as the first system), found {s.type_map}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     nt = len(type_map)
     table = torch.zeros(nt, nt, dtype=torch.long, device=dev)
     min_dist = torch.tensor(float("inf"), dtype=torch.float64, device=dev)
@@ -77,25 +81,22 @@ def neighbor_stat(
     for s in systems:
         nf = s.n_frames if max_frames is None else min(s.n_frames, max_frames)
         n = s.n_atoms
-        batch = max(1, max_atoms_per_batch // n)
-        types = torch.as_tensor(s.atom_types, device=dev)
-        pbc = torch.as_tensor(np.asarray(s.pbc, dtype=bool), device=dev)
-        for start in range(0, nf, batch):
-            stop = min(nf, start + batch)
-            b = stop - start
-            pos = torch.as_tensor(s.positions[start:stop], dtype=torch.float64, device=dev).reshape(-1, 3)
-            cells = torch.as_tensor(s.cells[start:stop], dtype=torch.float64, device=dev)
-            fidx = torch.arange(b, device=dev).repeat_interleave(n)
-            nl = neighbor_list(pos, cells, pbc.expand(b, 3), rcut, fidx)
-            d = edge_vectors(pos, cells, fidx, nl).norm(dim=-1)
+        per_batch = max(1, max_atoms_per_batch // n)
+        for start in range(0, nf, per_batch):
+            stop = min(nf, start + per_batch)
+            # a Dataset reads only these frames (an HDF5 store lazily); labels are not needed
+            part = s if isinstance(s, LabeledFrames) else s.read(slice(start, stop))
+            b = to_batch(part, slice(start, stop) if part is s else None, device=dev, dtype=torch.float64, labels=False)
+            nl = neighbor_list(b.positions, b.cells, b.pbc, rcut, b.frame_index)
+            d = edge_vectors(b.positions, b.cells, b.frame_index, nl).norm(dim=-1)
             keep = d < rcut  # a list with a skin may hold longer pairs
             ci, nj = nl.centers[keep], nl.neighbors[keep]
             if d[keep].numel():
                 min_dist = torch.minimum(min_dist, d[keep].min())
-            all_types = types.repeat(b)
-            counts = torch.bincount(ci * nt + all_types[nj], minlength=b * n * nt).reshape(b * n, nt)
+            all_types = b.atom_types
+            counts = torch.bincount(ci * nt + all_types[nj], minlength=b.n_frames * n * nt).reshape(b.n_frames * n, nt)
             table = table.scatter_reduce(0, all_types[:, None].expand(-1, nt), counts, "amax")
-            n_seen += b
+            n_seen += b.n_frames
     table_np = table.cpu().numpy()
     return NeighborStat(type_map, float(rcut), float(min_dist), table_np.max(axis=0), table_np, n_seen)
 
@@ -110,9 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlpot.data.io import load_systems
+    from mlpot.data.io import open_datasets
 
-    systems = load_systems(args.systems, type_map=args.type_map)
+    systems = open_datasets(args.systems, type_map=args.type_map)
     stat = neighbor_stat(systems, args.rcut, device=args.device, max_frames=args.max_frames)
     print(stat.format())
     return 0

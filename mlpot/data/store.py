@@ -29,6 +29,7 @@ Ctrl-C never corrupts the original.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ import numpy as np
 
 from mlpot.atomic_io import atomic_path
 from mlpot.data.frames import LabeledFrames
+from mlpot.data.types import check_elements
 from mlpot.errors import DataError
 
 FORMAT_NAME = "mlpot-hdf5"
@@ -134,7 +136,10 @@ def write_hdf5(
 
 
 class SystemView:
-    """Lazy access to one system of an open :class:`HDF5Store`; reads only the frames asked for."""
+    """Lazy access to one system of an open :class:`HDF5Store`; reads only the frames asked for.
+
+    Implements :class:`mlpot.data.dataset.Dataset`: training on an HDF5 store reads each batch's
+    frames from disk (:meth:`read`), the energy bias only the energies (:meth:`read_energies`)."""
 
     def __init__(self, store: "HDF5Store", name: str):
         self._store = store
@@ -142,7 +147,9 @@ class SystemView:
         g = store._group(name)
         self.type_map = [x.decode() if isinstance(x, bytes) else str(x) for x in g.attrs["type_map"]]
         self.pbc = np.asarray(g.attrs["pbc"], dtype=bool)
-        self.source = str(g.attrs.get("source", f"{store.path}:{name}"))
+        #: where the frames are read from (``store.h5:name``); ``origin``: where they were written from
+        self.source = f"{store.path}:{name}"
+        self.origin = str(g.attrs.get("source", self.source))
         self.atom_types = np.asarray(g["atom_types"][()], dtype=np.int64)
         self.n_frames = int(g["positions"].shape[0])
         self.n_atoms = int(self.atom_types.shape[0])
@@ -150,6 +157,27 @@ class SystemView:
 
     def __len__(self) -> int:
         return self.n_frames
+
+    def with_type_map(self, type_map: Sequence[str]) -> "SystemView":
+        """The same view with ``atom_types`` re-indexed into ``type_map`` (a superset of ours); frames
+        read through it carry that type_map."""
+        type_map = [str(t) for t in type_map]
+        if type_map == self.type_map:
+            return self
+        check_elements(self.type_map, type_map, where=str(self.source), owner="the")
+        view = copy.copy(self)
+        view.atom_types = np.array([type_map.index(t) for t in self.type_map], dtype=np.int64)[self.atom_types]
+        view.type_map = type_map
+        return view
+
+    def read_energies(self) -> Optional[np.ndarray]:
+        """The (n_frames,) energies (eV) alone, or None when the system has none."""
+        if "energies" not in self.fields:
+            return None
+        ds = self._store._group(self.name)["energies"]
+        if ds.shape[0] != self.n_frames:
+            raise DataError(f"{self._store.path}:/systems/{self.name}/energies: expected {self.n_frames} frames (as positions), found {ds.shape[0]}")
+        return np.asarray(ds[()], dtype=np.float64).reshape(-1)
 
     def read(self, frames: Optional[Sequence[int] | np.ndarray | slice] = None) -> LabeledFrames:
         """Frames ``frames`` (indices, any order, repeats allowed; a slice; None = all) as LabeledFrames."""
@@ -174,7 +202,7 @@ class SystemView:
             a = ds[sel] if not (isinstance(sel, np.ndarray) and sel.size == 0) else np.zeros((0,) + ds.shape[1:])
             data[name] = a if inverse is None else a[inverse]
         return LabeledFrames(
-            type_map=self.type_map, atom_types=self.atom_types, pbc=self.pbc, source=f"{self._store.path}:{self.name}", **data
+            type_map=self.type_map, atom_types=self.atom_types, pbc=self.pbc, source=self.source, **data
         )
 
 

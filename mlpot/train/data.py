@@ -30,13 +30,14 @@ can rebuild the batches of every rank of a data-parallel run (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from mlpot.config import BatchSize, resolve_batch_size
+from mlpot.data.batch import Batch, SystemTensors, to_batch
+from mlpot.data.dataset import Dataset
 from mlpot.data.frames import LabeledFrames
 from mlpot.errors import ConfigError
 
@@ -77,69 +78,19 @@ def system_probabilities(
     return p / p.sum()
 
 
-@dataclass
-class Batch:
-    """One batch on the device (layout in the module docstring)."""
-
-    positions: torch.Tensor
-    atom_types: torch.Tensor
-    cells: torch.Tensor
-    pbc: torch.Tensor
-    frame_index: torch.Tensor
-    energies: Optional[torch.Tensor]
-    forces: Optional[torch.Tensor]
-    virials: Optional[torch.Tensor]
-    n_atoms: int
-    n_frames: int
-    system: int
-    frames: np.ndarray
-
-
-class _SystemTensors:
-    """One system's arrays as tensors on the device, converted once."""
-
-    def __init__(self, s: LabeledFrames, device: torch.device, dtype: torch.dtype):
-        def t(a: Optional[np.ndarray]) -> Optional[torch.Tensor]:
-            return None if a is None else torch.as_tensor(a, dtype=dtype, device=device)
-
-        self.n_atoms = s.n_atoms
-        self.atom_types = torch.as_tensor(s.atom_types, dtype=torch.long, device=device)
-        self.pbc = torch.as_tensor(s.pbc, dtype=torch.bool, device=device)
-        self.positions = t(s.positions)
-        self.cells = t(s.cells)
-        self.energies = t(s.energies)
-        self.forces = t(s.forces)
-        self.virials = t(s.virials)
-
-    def batch(self, frames: np.ndarray, system: int) -> Batch:
-        idx = torch.as_tensor(frames, dtype=torch.long, device=self.positions.device)
-        b, n = int(idx.numel()), self.n_atoms
-        return Batch(
-            positions=self.positions[idx].reshape(b * n, 3),
-            atom_types=self.atom_types.repeat(b),
-            cells=self.cells[idx],
-            pbc=self.pbc.expand(b, 3),
-            frame_index=torch.arange(b, device=idx.device).repeat_interleave(n),
-            energies=None if self.energies is None else self.energies[idx],
-            forces=None if self.forces is None else self.forces[idx].reshape(b * n, 3),
-            virials=None if self.virials is None else self.virials[idx],
-            n_atoms=n,
-            n_frames=b,
-            system=system,
-            frames=np.asarray(frames),
-        )
-
-
 class BatchSource:
     """Deterministic batches from several systems (see module docstring).
 
-    systems: the data; batch_size: int, per-system list, ``"auto"`` or ``"auto:N"``;
+    systems: the data, :class:`~mlpot.data.dataset.Dataset` s: in-memory
+    :class:`~mlpot.data.frames.LabeledFrames` are converted to tensors on the device once and indexed
+    there; any other dataset (an HDF5 :class:`~mlpot.data.store.SystemView`) is read lazily, only the
+    frames of each batch; batch_size: int, per-system list, ``"auto"`` or ``"auto:N"``;
     seed: the training seed; stream: :data:`TRAIN_STREAM` / :data:`VALID_STREAM`.
     """
 
     def __init__(
         self,
-        systems: Sequence[LabeledFrames],
+        systems: Sequence[Dataset],
         batch_size: BatchSize,
         seed: int,
         stream: int = TRAIN_STREAM,
@@ -173,7 +124,7 @@ class BatchSource:
         self.probs = system_probabilities(self.n_batches, auto_prob, sys_probs)
         self.device = torch.device(device)
         self.dtype = dtype
-        self._tensors: dict[int, _SystemTensors] = {}
+        self._tensors: dict[int, SystemTensors] = {}
         # passes: (rank, k) -> [system draws of block b], [draw counts per system before block b]
         self._blocks: dict[tuple[int, int], tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
@@ -208,10 +159,16 @@ class BatchSource:
         return sys_id, np.sort(perm[chunk * bs : (chunk + 1) * bs])
 
     def batch(self, step: int, rank: int = 0, k: int = 0) -> Batch:
+        """The :class:`~mlpot.data.batch.Batch` of :meth:`indices` ``(step, rank, k)`` on the device."""
         sys_id, frames = self.indices(step, rank, k)
-        if sys_id not in self._tensors:
-            self._tensors[sys_id] = _SystemTensors(self.systems[sys_id], self.device, self.dtype)
-        return self._tensors[sys_id].batch(frames, sys_id)
+        system = self.systems[sys_id]
+        if isinstance(system, LabeledFrames):
+            if sys_id not in self._tensors:
+                self._tensors[sys_id] = SystemTensors(system, self.device, self.dtype)
+            return to_batch(self._tensors[sys_id], frames, system=sys_id)
+        batch = to_batch(system.read(frames), device=self.device, dtype=self.dtype, system=sys_id)
+        batch.frames = np.asarray(frames)
+        return batch
 
     def summary(self, name: str) -> str:
         """DeePMD-kit-style table: system, natoms, bch_sz, n_bch, prob, pbc."""

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or cfg.training.device
     started = _init_distributed(device)
     try:
-        trainer = Trainer(
+        trainer = Trainer.from_config(
             cfg, output_dir=args.output_dir, device=args.device, restart=args.restart,
             init_model=args.init_model, quiet=args.quiet,
         )

@@ -24,73 +24,32 @@ model (same seed), draws its own batch (rank-specific RNG stream) and the gradie
 computes the mean of the ``W`` per-rank losses instead, whose gradient is exactly the average of the
 per-rank gradients: the reference the DDP test compares against.
 
-Checkpoint layout (``torch.save``; loadable with ``torch.load(..., weights_only=True)``)::
-
-    {"model": state_dict, "optimizer": Adam state_dict, "step": int (completed steps),
-     "config": JSON string (the training config; its "model" section is what
-               EnergyModel.from_config takes), "rng_torch": uint8 tensor, "mlpot_version": str,
-     "format": "mlpot-checkpoint"}
+Checkpoints: :mod:`mlpot.train.checkpoint`; the learning curve: :mod:`mlpot.train.lcurve`. Data are
+:class:`~mlpot.data.dataset.Dataset` s: an HDF5 store is read lazily (only each batch's frames, the
+statistics' subsample and the energies for the bias), other formats are loaded into memory.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from mlpot.atomic_io import atomic_path
 from mlpot.config import Config, load_config
+from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
+from mlpot.train import checkpoint as ckpt_io
+from mlpot.train import lcurve
+from mlpot.train.checkpoint import Checkpoint
 from mlpot.train.data import TRAIN_STREAM, VALID_STREAM, Batch, BatchSource
 from mlpot.train.loss import EnergyLoss
 from mlpot.train.schedule import ExpDecayLR, lr_schedule_from_config
-
-CHECKPOINT_FORMAT = "mlpot-checkpoint"
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_device(device: Optional[str], local_rank: int = 0) -> torch.device:
-    """``None``/``"auto"`` → CUDA when available (``cuda:<local_rank>`` under torchrun), else CPU."""
-    if device in (None, "auto"):
-        device = default_device()
-    if device == "cuda" and torch.distributed.is_available() and torch.distributed.is_initialized():
-        device = f"cuda:{local_rank}"
-    return torch.device(device)
-
-
-def read_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
-    """A trainer checkpoint, loaded weights-only; :class:`ModelError` if it is not one."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"checkpoint '{p}': no such file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise ModelError(f"checkpoint '{p}': not a weights-only torch checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise ModelError(f"checkpoint '{p}': expected a trainer checkpoint dict with key 'model'")
-    return ckpt
-
-
-def _truncate_lcurve(path: Path, last_step: int) -> None:
-    """Keep the header and the rows of steps <= ``last_step`` (atomic rewrite)."""
-    lines = path.read_text().splitlines(keepends=True)
-    keep = [ln for ln in lines if ln.startswith("#") or not ln.strip() or int(ln.split()[0]) <= last_step]
-    if len(keep) != len(lines):
-        with atomic_path(path) as tmp:
-            tmp.write_text("".join(keep))
-
 
 class _Evaluator(torch.nn.Module):
     """``forward(batch) -> evaluate(model, ...)``: the module DDP wraps, so that its forward (and the
@@ -112,115 +71,197 @@ class _Evaluator(torch.nn.Module):
         )
 
 
-class Trainer:
-    """Train an :class:`mlpot.model.EnergyModel` from a :class:`~mlpot.config.Config`.
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
-    output_dir: where lcurve.out, checkpoints and the frozen model go (default: ``training.output_dir``
-    or the current directory); device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (default: the config's
-    ``training.device``, ``"auto"``); restart: a checkpoint to continue exactly (model, optimizer, step);
-    init_model: a checkpoint or frozen model whose weights start a new training (fine-tuning);
-    quiet: no progress bar and no log lines; emulate_world_size: see module docstring.
+
+def _distributed() -> tuple[bool, int, int]:
+    """(under torch.distributed?, rank, world size)."""
+    on = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return on, (torch.distributed.get_rank() if on else 0), (torch.distributed.get_world_size() if on else 1)
+
+
+def load_datasets(paths: list[str], type_map: list[str], what: str) -> list:
+    """The datasets of ``paths`` in ``type_map`` (HDF5 stores lazily, :func:`mlpot.data.io.open_datasets`);
+    ConfigError naming ``training.<what>.systems``."""
+    from mlpot.data.io import open_datasets
+    from mlpot.errors import DataError
+
+    try:
+        systems = open_datasets(paths, type_map=type_map)
+    except DataError as exc:
+        raise ConfigError(f"training.{what}.systems: {exc}") from None
+    if not systems:
+        raise ConfigError(f"training.{what}.systems: expected at least one system, found none in {paths}")
+    return systems
+
+
+# ---------------------------------------------------------------------------------- sel resolution
+def resolve_sel(
+    config: Config, datasets: Sequence[Any], start_state: Optional[dict], source: str, device: torch.device,
+    info: Callable[[str], None],
+) -> Union[int, list[int]]:
+    """``model.descriptor.sel`` as numbers. ``"auto"`` / ``"auto:R"``: the largest neighbor count of
+    each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
+    times R (1.1), truncated and rounded up to a multiple of 4 (:func:`mlpot.config.auto_sel`,
+    DeePMD-kit's rule). A restart or init_model keeps the sel its weights were trained with
+    (``start_state``: their state dict), since the model must be the same."""
+    from mlpot.config import auto_sel, parse_auto_sel
+
+    spec = config.model.descriptor.sel
+    ratio = parse_auto_sel(spec)
+    if ratio is None:
+        return spec
+    ntypes = len(config.model.type_map)
+    old = None if start_state is None else start_state.get("descriptor.sel")
+    if isinstance(old, torch.Tensor) and old.dim() == 1 and old.numel() == ntypes:
+        sel = [int(n) for n in old.tolist()]
+        info(f"model.descriptor.sel: {spec!r} -> {sel} (as trained, from the {source})")
+        return sel
+    from mlpot.data.neighbor_stat import neighbor_stat
+
+    rcut = float(config.model.descriptor.rcut)
+    stat = neighbor_stat(datasets, rcut, device=str(device))
+    sel = auto_sel(stat.max_nbor, ratio)
+    if sum(sel) == 0:
+        raise ConfigError(
+            f"model.descriptor.sel: {spec!r} found no neighbor within rcut = {rcut:g} Å in the training data "
+            f"({stat.n_frames} frames); expected a larger model.descriptor.rcut or an explicit sel"
+        )
+    info(
+        f"model.descriptor.sel: {spec!r} -> {sel} (max neighbors within rcut = {rcut:g} Å over "
+        f"{stat.n_frames} training frames: {[int(n) for n in stat.max_nbor]}, x {ratio:g}, rounded up "
+        f"to a multiple of 4; min pair distance {stat.min_dist:.4f} Å)"
+    )
+    return sel
+
+
+# ---------------------------------------------------------------------------------- initial state
+def load_weights(model: Any, state: dict, source: Union[str, os.PathLike]) -> None:
+    """Load ``state`` into ``model`` strictly; ModelError naming ``source`` if it does not fit or was
+    trained with another sel."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        msg = " ".join(str(exc).split())[:300]
+        raise ModelError(f"'{source}': weights do not fit the model of this config ({msg})") from None
+    desc = model.descriptor
+    trained = [int(n) for n in desc.sel.tolist()]
+    if trained != list(desc.sel_list):
+        raise ModelError(
+            f"'{source}': its model was trained with model.descriptor.sel = {trained}, this config has "
+            f"{list(desc.sel_list)}; expected the same sel (or 'auto', which takes the trained one)"
+        )
+
+
+def initial_statistics(model: Any, datasets: Sequence[Any], max_frames: int, seed: int) -> None:
+    """Descriptor statistics of ``model`` from up to ``max_frames`` frames per training dataset (the
+    only frames read besides the energies), the per-type energy bias from all energies, then the refit
+    of the bias to the initial model's residual (:func:`absorb_initial_offset`)."""
+    from mlpot.data import stats as stats_mod
+
+    subs = [ds.read(stats_mod.subsample_indices(ds.n_frames, max_frames, seed)) for ds in datasets]
+    # every sample has <= max_frames frames, so compute_stats uses all of them: the same statistics
+    # as on the full systems, without reading them
+    model.compute_stats(subs, max_frames=max_frames, seed=seed, energy_bias=False)
+    counts_rows, energies = [], []
+    for ds in datasets:
+        e = ds.read_energies()
+        if e is not None:
+            counts_rows.append(np.tile(np.bincount(np.asarray(ds.atom_types, dtype=np.int64), minlength=model.ntypes), (ds.n_frames, 1)))
+            energies.append(np.asarray(e, dtype=np.float64))
+    if not energies:
+        raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")
+    bias = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(energies))
+    with torch.no_grad():
+        model.fitting.energy_bias.copy_(torch.as_tensor(bias, dtype=model.fitting.energy_bias.dtype))
+    absorb_initial_offset(model, subs)
+
+def absorb_initial_offset(model: Any, samples: Sequence[Any]) -> None:
+    """Refit ``model``'s per-type energy bias to (label − initial model energy) on the statistics
+    frames ``samples`` (one LabeledFrames per training system).
+
+    The bias from the statistics fits the labels alone; the randomly initialised
+    fitting nets add a mean output of order 1 eV/atom on top (measured: +0.80 eV/atom on water), which
+    training then has to remove. Least squares on the residual (DeePMD-kit's "change-by-statistic",
+    used here at initialisation) starts training with no systematic energy offset. Exact and cheap:
+    one energy-only evaluation of the statistics frames.
+    """
+    from mlpot.data import stats as stats_mod
+    from mlpot.data.batch import to_batch
+    from mlpot.model import evaluate
+
+    counts_rows, residuals = [], []
+    for sub in samples:
+        if sub.energies is None:
+            continue
+        b = to_batch(sub, device=model.device, dtype=model.dtype, labels=False)
+        out = evaluate(
+            model, b.positions, b.atom_types, b.cells, b.pbc, frame_index=b.frame_index, forces=False, virial=False,
+        )
+        residuals.append(np.asarray(sub.energies) - out["energy"].detach().cpu().numpy())
+        counts_rows.append(np.tile(np.bincount(sub.atom_types, minlength=model.ntypes), (sub.n_frames, 1)))
+    if not residuals:
+        return
+    delta = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(residuals))
+    with torch.no_grad():
+        model.fitting.energy_bias.add_(torch.as_tensor(delta, dtype=model.fitting.energy_bias.dtype,
+                                                       device=model.fitting.energy_bias.device))
+
+
+class Trainer:
+    """Train an :class:`mlpot.model.EnergyModel`: the loop, lcurve.out, checkpoints, DDP.
+
+    :meth:`from_config` builds every part from a :class:`~mlpot.config.Config` (data, sel, model,
+    statistics or restart state, batches, loss, schedule, optimizer); the constructor takes the parts,
+    so a caller can swap one (e.g. a :class:`~mlpot.train.data.BatchSource` with other frames).
+
+    config: the validated config (sel resolved); model: on its device; train_src / valid_src: the
+    batches (valid_src None: no validation); loss_fn, lr_schedule, optimizer (over ``model``'s
+    parameters); output_dir: where lcurve.out, checkpoints and the frozen model go; seed: the training
+    seed; model_config: the ``model`` section recorded in checkpoints (default ``config.model_dict()``);
+    valid_numb_btch: validation batches per report; start_step: completed steps; quiet: no progress
+    bar and no log lines; emulate_world_size: see the module docstring; log: where log lines go
+    (default stderr).
     """
 
     def __init__(
         self,
-        config: Union[Config, dict, str, os.PathLike],
-        output_dir: Union[str, os.PathLike, None] = None,
-        device: Optional[str] = None,
-        restart: Union[str, os.PathLike, None] = None,
-        init_model: Union[str, os.PathLike, None] = None,
+        config: Config,
+        model: torch.nn.Module,
+        train_src: BatchSource,
+        valid_src: Optional[BatchSource],
+        loss_fn: EnergyLoss,
+        lr_schedule: ExpDecayLR,
+        optimizer: torch.optim.Optimizer,
+        *,
+        output_dir: Union[str, os.PathLike],
+        seed: int,
+        model_config: Optional[dict[str, Any]] = None,
+        valid_numb_btch: int = 1,
+        start_step: int = 0,
         quiet: bool = False,
         emulate_world_size: int = 1,
         log: Optional[Callable[[str], None]] = None,
     ):
-        self.config = load_config(config)
-        cfg = self.config
-        tr = cfg.training
-        self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        self.rank = torch.distributed.get_rank() if self.distributed else 0
-        self.world_size = torch.distributed.get_world_size() if self.distributed else 1
+        self.config = config
+        self.distributed, self.rank, self.world_size = _distributed()
         if emulate_world_size < 1 or (self.distributed and emulate_world_size != 1):
             raise ConfigError("emulate_world_size: expected 1 under torch.distributed, or >= 1 in one process")
         self.virtual_ranks = list(range(emulate_world_size)) if not self.distributed else [self.rank]
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(device or tr.device, self.local_rank)
-        self.output_dir = Path(output_dir or tr.output_dir or ".")
         self.quiet = quiet
-        self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
-        restart = restart or tr.restart
-        init_model = init_model or tr.init_model
-        if restart and init_model:
-            raise ConfigError("training.restart and training.init_model: expected at most one, found both")
-        self.seed = int(tr.seed) if tr.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
-        self.numb_steps = int(tr.numb_steps)
-
-        # -- training data (first: sel "auto" is resolved from it before the model is built)
-        type_map = list(cfg.model.type_map)
-        self.train_systems = self._load(tr.training_data.systems, type_map, "training_data")
-        restart_ckpt = read_checkpoint(restart) if restart else None
-        init_state = self._read_init_state(init_model) if (init_model and not restart) else None
-        start_state = restart_ckpt["model"] if restart_ckpt is not None else init_state
-
-        # -- model (same init on every rank: seeded before construction)
-        from mlpot.model import EnergyModel
-
-        self.model_cfg = cfg.model_dict()
-        sel = self._resolve_sel(start_state, "restart checkpoint" if restart else "init_model")
-        self.model_cfg["descriptor"]["sel"] = sel
-        cfg.model.descriptor.sel = sel  # checkpoints and the frozen model record numbers, not "auto"
-        torch.manual_seed(self.seed)
-        self.model = EnergyModel.from_config(self.model_cfg, device=self.device)
-        self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
-        self.rcut = float(self.model.rcut)
-
-        # -- data batches
-        td = tr.training_data
-        self.train_src = BatchSource(
-            self.train_systems, td.batch_size, self.seed, TRAIN_STREAM, td.auto_prob, td.sys_probs,
-            self.device, self.dtype, "training_data",
-        )
-        self.valid_src: Optional[BatchSource] = None
-        self.valid_numb_btch = 1
-        if tr.validation_data is not None:
-            vd = tr.validation_data
-            vsys = self._load(vd.systems, type_map, "validation_data")
-            self.valid_src = BatchSource(
-                vsys, vd.batch_size, self.seed, VALID_STREAM, vd.auto_prob, vd.sys_probs,
-                self.device, self.dtype, "validation_data", frame_order="random",
-            )
-            self.valid_numb_btch = int(vd.numb_btch)
-
-        # -- schedules and loss
-        lr = cfg.learning_rate
-        self.lr_schedule: ExpDecayLR = lr_schedule_from_config(lr, self.numb_steps)
-        lc = cfg.loss
-        self.loss_fn = EnergyLoss(
-            lr.start_lr, lc.start_pref_e, lc.limit_pref_e, lc.start_pref_f, lc.limit_pref_f,
-            lc.start_pref_v, lc.limit_pref_v,
-        )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr.start_lr)
-        self.start_step = 0
-
-        # -- starting point
-        if restart_ckpt is not None:
-            ckpt = restart_ckpt
-            self._load_state(ckpt["model"], restart)
-            try:
-                self.optimizer.load_state_dict(ckpt["optimizer"])
-            except (KeyError, ValueError) as exc:
-                raise ModelError(f"checkpoint '{restart}': optimizer state does not fit ({exc})") from None
-            self.start_step = int(ckpt.get("step", 0))
-            if isinstance(ckpt.get("rng_torch"), torch.Tensor):
-                torch.set_rng_state(ckpt["rng_torch"])
-            self.info(f"restarting from {restart} at step {self.start_step}")
-        elif init_model:
-            self._load_state(init_state, init_model)
-            self.info(f"initialised the model from {init_model}")
-        else:
-            # descriptor statistics from data_stat_nbatch batches' worth of frames per system (DeePMD-kit)
-            nfr = cfg.model.data_stat_nbatch * max(self.train_src.batch_sizes)
-            self.model.compute_stats(self.train_systems, max_frames=nfr, seed=self.seed)
-            self._absorb_initial_offset(max_frames=nfr)
+        self._log = log if log is not None else _stderr
+        self.model = model
+        self.device, self.dtype, self.rcut = model.device, model.dtype, float(model.rcut)
+        self.model_cfg = model_config if model_config is not None else config.model_dict()
+        self.train_src, self.valid_src = train_src, valid_src
+        self.train_systems = list(train_src.systems)
+        self.valid_numb_btch = int(valid_numb_btch)
+        self.loss_fn, self.lr_schedule, self.optimizer = loss_fn, lr_schedule, optimizer
+        self.output_dir = Path(output_dir)
+        self.seed = int(seed)
+        self.numb_steps = int(config.training.numb_steps)
+        self.start_step = int(start_step)
 
         self.evaluator: torch.nn.Module = _Evaluator(self.model)
         if self.distributed:
@@ -234,127 +275,122 @@ class Trainer:
         self._plain_evaluator = _Evaluator(self.model)  # validation on rank 0 alone: no DDP collectives
         self.history: list[dict[str, float]] = []
 
-    # ------------------------------------------------------------------ helpers
-    def _absorb_initial_offset(self, max_frames: int) -> None:
-        """Refit the per-type energy bias to (label − initial model energy) on the statistics frames.
+    @classmethod
+    def from_config(
+        cls,
+        config: Union[Config, dict, str, os.PathLike],
+        output_dir: Union[str, os.PathLike, None] = None,
+        device: Optional[str] = None,
+        restart: Union[str, os.PathLike, None] = None,
+        init_model: Union[str, os.PathLike, None] = None,
+        quiet: bool = False,
+        emulate_world_size: int = 1,
+        log: Optional[Callable[[str], None]] = None,
+    ) -> "Trainer":
+        """Build a trainer from a config (a :class:`~mlpot.config.Config`, dict or file).
 
-        The bias from :meth:`EnergyModel.compute_stats` fits the labels alone; the randomly initialised
-        fitting nets add a mean output of order 1 eV/atom on top (measured: +0.80 eV/atom on water), which
-        training then has to remove. Least squares on the residual (DeePMD-kit's "change-by-statistic",
-        used here at initialisation) starts training with no systematic energy offset. Exact and cheap:
-        one energy-only evaluation of the statistics frames.
+        output_dir: default ``training.output_dir`` or the current directory; device: ``"cpu"``,
+        ``"cuda"``, ``"cuda:1"`` (default: the config's ``training.device``, ``"auto"``); restart: a
+        checkpoint to continue exactly (model, optimizer, step, RNG); init_model: a checkpoint or frozen
+        model whose weights start a new training (fine-tuning); the rest as the constructor.
         """
-        from mlpot.data import stats as stats_mod
-        from mlpot.model import evaluate
+        cfg = load_config(config)
+        tr = cfg.training
+        distributed, rank, _ = _distributed()
+        if emulate_world_size < 1 or (distributed and emulate_world_size != 1):
+            raise ConfigError("emulate_world_size: expected 1 under torch.distributed, or >= 1 in one process")
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = resolve_device(device or tr.device, local_rank if distributed else None)
+        sink = log if log is not None else _stderr
 
-        model = self.model
-        counts_rows, residuals = [], []
-        for system in self.train_systems:
-            if system.energies is None:
-                continue
-            idx = stats_mod.subsample_indices(system.n_frames, max_frames, self.seed)
-            sub = system.subset(idx)
-            dev, dt = model.device, model.dtype
-            nf = sub.n_frames
-            out = evaluate(
-                model,
-                torch.as_tensor(sub.positions, dtype=dt, device=dev).reshape(-1, 3),
-                torch.as_tensor(sub.atom_types, device=dev).repeat(nf),
-                torch.as_tensor(sub.cells, dtype=dt, device=dev),
-                torch.as_tensor(np.broadcast_to(sub.pbc, (nf, 3)).copy(), device=dev),
-                frame_index=torch.arange(nf, device=dev).repeat_interleave(sub.n_atoms),
-                forces=False,
-                virial=False,
+        def info(msg: str) -> None:
+            if rank == 0 and not quiet:
+                sink(msg)
+
+        restart = restart or tr.restart
+        init_model = init_model or tr.init_model
+        if restart and init_model:
+            raise ConfigError("training.restart and training.init_model: expected at most one, found both")
+        seed = int(tr.seed) if tr.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+
+        # -- training data (first: sel "auto" is resolved from it before the model is built)
+        type_map = list(cfg.model.type_map)
+        train_systems = load_datasets(tr.training_data.systems, type_map, "training_data")
+        restart_ckpt = ckpt_io.read(restart) if restart else None
+        init_state = ckpt_io.read_weights(init_model) if (init_model and not restart) else None
+        start_state = restart_ckpt.model if restart_ckpt is not None else init_state
+
+        # -- model (same init on every rank: seeded before construction)
+        from mlpot.model import EnergyModel
+
+        model_cfg = cfg.model_dict()
+        sel = resolve_sel(cfg, train_systems, start_state, "restart checkpoint" if restart else "init_model", dev, info)
+        model_cfg["descriptor"]["sel"] = sel
+        cfg.model.descriptor.sel = sel  # checkpoints and the frozen model record numbers, not "auto"
+        torch.manual_seed(seed)
+        model = EnergyModel.from_config(model_cfg, device=dev)
+
+        # -- data batches
+        td = tr.training_data
+        train_src = BatchSource(
+            train_systems, td.batch_size, seed, TRAIN_STREAM, td.auto_prob, td.sys_probs,
+            dev, model.dtype, "training_data",
+        )
+        valid_src: Optional[BatchSource] = None
+        valid_numb_btch = 1
+        if tr.validation_data is not None:
+            vd = tr.validation_data
+            vsys = load_datasets(vd.systems, type_map, "validation_data")
+            valid_src = BatchSource(
+                vsys, vd.batch_size, seed, VALID_STREAM, vd.auto_prob, vd.sys_probs,
+                dev, model.dtype, "validation_data", frame_order="random",
             )
-            residuals.append(np.asarray(sub.energies) - out["energy"].detach().cpu().numpy())
-            counts_rows.append(np.tile(np.bincount(sub.atom_types, minlength=model.ntypes), (nf, 1)))
-        if not residuals:
-            return
-        delta = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(residuals))
-        with torch.no_grad():
-            model.fitting.energy_bias.add_(torch.as_tensor(delta, dtype=model.fitting.energy_bias.dtype,
-                                                           device=model.fitting.energy_bias.device))
+            valid_numb_btch = int(vd.numb_btch)
 
+        # -- schedules and loss
+        lr = cfg.learning_rate
+        lr_schedule = lr_schedule_from_config(lr, int(tr.numb_steps))
+        lc = cfg.loss
+        loss_fn = EnergyLoss(
+            lr.start_lr, lc.start_pref_e, lc.limit_pref_e, lc.start_pref_f, lc.limit_pref_f,
+            lc.start_pref_v, lc.limit_pref_v,
+        )
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr.start_lr)
+        start_step = 0
+
+        # -- starting point
+        if restart_ckpt is not None:
+            ckpt = restart_ckpt
+            load_weights(model, ckpt.model, restart)
+            try:
+                if ckpt.optimizer is None:
+                    raise KeyError("optimizer")
+                optimizer.load_state_dict(ckpt.optimizer)
+            except (KeyError, ValueError) as exc:
+                raise ModelError(f"checkpoint '{restart}': optimizer state does not fit ({exc})") from None
+            start_step = int(ckpt.step or 0)
+            if ckpt.rng_torch is not None:
+                torch.set_rng_state(ckpt.rng_torch)
+            info(f"restarting from {restart} at step {start_step}")
+        elif init_model:
+            load_weights(model, init_state, init_model)
+            info(f"initialised the model from {init_model}")
+        else:
+            # descriptor statistics from data_stat_nbatch batches' worth of frames per system (DeePMD-kit)
+            nfr = cfg.model.data_stat_nbatch * max(train_src.batch_sizes)
+            initial_statistics(model, train_systems, max_frames=nfr, seed=seed)
+
+        return cls(
+            cfg, model, train_src, valid_src, loss_fn, lr_schedule, optimizer,
+            output_dir=output_dir or tr.output_dir or ".", seed=seed, model_config=model_cfg,
+            valid_numb_btch=valid_numb_btch, start_step=start_step, quiet=quiet,
+            emulate_world_size=emulate_world_size, log=log,
+        )
+
+    # ------------------------------------------------------------------ helpers
     def info(self, msg: str) -> None:
         if self.rank == 0 and not self.quiet:
             self._log(msg)
-
-    def _load(self, paths: list[str], type_map: list[str], what: str):
-        from mlpot.data.io import load_systems
-        from mlpot.errors import DataError
-
-        try:
-            systems = load_systems(paths, type_map=type_map)
-        except DataError as exc:
-            raise ConfigError(f"training.{what}.systems: {exc}") from None
-        if not systems:
-            raise ConfigError(f"training.{what}.systems: expected at least one system, found none in {paths}")
-        return systems
-
-    def _resolve_sel(self, start_state: Optional[dict] = None, source: str = "") -> Union[int, list[int]]:
-        """``model.descriptor.sel`` as numbers. ``"auto"`` / ``"auto:R"``: the largest neighbor count of
-        each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
-        times R (1.1), truncated and rounded up to a multiple of 4 (:func:`mlpot.config.auto_sel`,
-        DeePMD-kit's rule). A restart or init_model keeps the sel its weights were trained with
-        (``start_state``: their state dict), since the model must be the same."""
-        from mlpot.config import auto_sel, parse_auto_sel
-
-        spec = self.config.model.descriptor.sel
-        ratio = parse_auto_sel(spec)
-        if ratio is None:
-            return spec
-        ntypes = len(self.config.model.type_map)
-        old = None if start_state is None else start_state.get("descriptor.sel")
-        if isinstance(old, torch.Tensor) and old.dim() == 1 and old.numel() == ntypes:
-            sel = [int(n) for n in old.tolist()]
-            self.info(f"model.descriptor.sel: {spec!r} -> {sel} (as trained, from the {source})")
-            return sel
-        from mlpot.data.neighbor_stat import neighbor_stat
-
-        rcut = float(self.config.model.descriptor.rcut)
-        stat = neighbor_stat(self.train_systems, rcut, device=str(self.device))
-        sel = auto_sel(stat.max_nbor, ratio)
-        if sum(sel) == 0:
-            raise ConfigError(
-                f"model.descriptor.sel: {spec!r} found no neighbor within rcut = {rcut:g} Å in the training data "
-                f"({stat.n_frames} frames); expected a larger model.descriptor.rcut or an explicit sel"
-            )
-        self.info(
-            f"model.descriptor.sel: {spec!r} -> {sel} (max neighbors within rcut = {rcut:g} Å over "
-            f"{stat.n_frames} training frames: {[int(n) for n in stat.max_nbor]}, x {ratio:g}, rounded up "
-            f"to a multiple of 4; min pair distance {stat.min_dist:.4f} Å)"
-        )
-        return sel
-
-    def _load_state(self, state: dict, source: Union[str, os.PathLike]) -> None:
-        try:
-            self.model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            msg = " ".join(str(exc).split())[:300]
-            raise ModelError(f"'{source}': weights do not fit the model of this config ({msg})") from None
-        desc = self.model.descriptor
-        trained = [int(n) for n in desc.sel.tolist()]
-        if trained != list(desc.sel_list):
-            raise ModelError(
-                f"'{source}': its model was trained with model.descriptor.sel = {trained}, this config has "
-                f"{list(desc.sel_list)}; expected the same sel (or 'auto', which takes the trained one)"
-            )
-
-    def _read_init_state(self, path: Union[str, os.PathLike]) -> dict:
-        """The state dict of a training checkpoint or a frozen mlpot model (init_model)."""
-        try:
-            ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"init_model '{path}': cannot be read weights-only ({type(exc).__name__}: {exc})") from None
-        if isinstance(ckpt, dict) and ckpt.get("format") == "mlpot-model":
-            from mlpot.export import load_model
-
-            state = load_model(path, device="cpu").state_dict()
-        elif isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
-            state = ckpt["model"]
-        else:
-            raise ModelError(f"init_model '{path}': expected a training checkpoint or a frozen mlpot model")
-        return state
 
     def batch_loss(
         self, batch: Batch, lr: float, module: Optional[torch.nn.Module] = None, create_graph: bool = True
@@ -363,7 +399,6 @@ class Trainer:
         :class:`_Evaluator` (possibly DDP-wrapped); default the trainer's."""
         want_v = self.loss_fn.has_v and batch.virials is not None
         out = (module or self.evaluator)(batch, self.loss_fn.has_f, want_v, create_graph)
-        want_v = self.loss_fn.has_v and batch.virials is not None
         return self.loss_fn(
             lr, batch.n_atoms, out["energy"], batch.energies,
             out.get("forces") if self.loss_fn.has_f else None, batch.forces,
@@ -385,56 +420,33 @@ class Trainer:
                     weights[key] = weights.get(key, 0.0) + batch.n_atoms
         return {key: (sums[key] / weights[key] if weights.get(key) else float("nan")) for key in self.loss_fn.metric_keys}
 
-    # ------------------------------------------------------------------ lcurve
-    def _lcurve_header(self) -> str:
-        s = "# %5s" % "step"
-        for k in self.loss_fn.metric_keys:
-            s += ("   %11s %11s" % (k + "_val", k + "_trn")) if self.valid_src is not None else ("   %11s" % (k + "_trn"))
-        return s + "   %8s\n" % "lr"
-
-    def _lcurve_line(self, step: int, lr: float, trn: dict, val: dict) -> str:
-        s = "%7d" % step
-        for k in self.loss_fn.metric_keys:
-            s += ("   %11.2e %11.2e" % (val[k], trn[k])) if self.valid_src is not None else ("   %11.2e" % trn[k])
-        return s + "   %8.1e\n" % lr
-
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_dict(self, step: int) -> dict[str, Any]:
-        from mlpot import __version__
-
+    def training_config(self) -> dict[str, Any]:
+        """The training config as checkpoints and frozen models record it: the model section with sel
+        resolved to numbers, the seed actually used."""
         cfg = self.config.to_dict()
         cfg["model"] = self.model_cfg
         cfg["training"]["seed"] = self.seed
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": {k: v.detach().to("cpu").clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "step": int(step),
-            "config": json.dumps(cfg, sort_keys=True),
-            "rng_torch": torch.get_rng_state(),
-            "mlpot_version": __version__,
-        }
+        return cfg
+
+    def checkpoint(self, step: int) -> Checkpoint:
+        """The :class:`~mlpot.train.checkpoint.Checkpoint` of the current state after ``step`` steps."""
+        return Checkpoint(
+            model={k: v.detach().to("cpu").clone() for k, v in self.model.state_dict().items()},
+            config=self.training_config(),
+            step=int(step),
+            optimizer=self.optimizer.state_dict(),
+            rng_torch=torch.get_rng_state(),
+        )
+
+    def checkpoint_dict(self, step: int) -> dict[str, Any]:
+        """The ``torch.save`` payload of :meth:`checkpoint`."""
+        return self.checkpoint(step).to_dict()
 
     def save_checkpoint(self, step: int) -> Path:
         """``{save_ckpt}-{step}.pt`` and the latest copy ``{save_ckpt}.pt``, atomically; prunes old ones."""
-        prefix = self.config.training.save_ckpt
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        numbered = self.output_dir / f"{prefix}-{step}.pt"
-        latest = self.output_dir / f"{prefix}.pt"
-        payload = self.checkpoint_dict(step)
-        with atomic_path(numbered) as tmp:
-            torch.save(payload, tmp)
-        with atomic_path(latest) as tmp:
-            shutil.copyfile(numbered, tmp)
-        keep = self.config.training.max_ckpt_keep
-        olds = []
-        for f in self.output_dir.glob(f"{prefix}-*.pt"):
-            tail = f.name[len(prefix) + 1 : -3]
-            if tail.isdigit():
-                olds.append((int(tail), f))
-        for _, f in sorted(olds)[:-keep]:
-            f.unlink(missing_ok=True)
-        return latest
+        tr = self.config.training
+        return ckpt_io.write(self.checkpoint(step), self.output_dir, tr.save_ckpt, keep=tr.max_ckpt_keep)
 
     # ------------------------------------------------------------------ loop
     def train(self, stop_at: Optional[int] = None) -> list[dict[str, float]]:
@@ -449,11 +461,11 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             path = self.output_dir / tr.disp_file
             if self.start_step > 0 and path.exists():
-                _truncate_lcurve(path, self.start_step)  # a restart from an older checkpoint drops later rows
+                lcurve.truncate(path, self.start_step)  # a restart from an older checkpoint drops later rows
             fresh = self.start_step == 0 or not path.exists() or path.stat().st_size == 0
             fout = open(path, "w" if self.start_step == 0 else "a", buffering=1)
             if fresh:
-                fout.write(self._lcurve_header())
+                fout.write(lcurve.header(self.loss_fn.metric_keys, self.valid_src is not None))
         if rank0 and self.start_step == 0:
             self.info(self.train_src.summary("training"))
             if self.valid_src is not None:
@@ -492,7 +504,7 @@ class Trainer:
                     row.update({f"{k}_trn": trn[k] for k in self.loss_fn.metric_keys})
                     row.update({f"{k}_val": v for k, v in val.items()})
                     self.history.append(row)
-                    fout.write(self._lcurve_line(done, lr, trn, val))
+                    fout.write(lcurve.line(done, lr, trn, val, self.loss_fn.metric_keys, self.valid_src is not None))
                     src = val if val else trn
                     post = {k.replace("rmse_", ""): f"{src[k]:.2e}" for k in self.loss_fn.metric_keys if k != "rmse"}
                     post["lr"] = f"{lr:.1e}"
@@ -521,19 +533,15 @@ class Trainer:
         return self.history
 
     def freeze(self, path: Union[str, os.PathLike, None] = None) -> Optional[Path]:
-        """Write the frozen model (``mlpot.export.save_model``) to ``path`` (default OUTDIR/model.pt);
-        rank 0 only. Returns the path, or None where no export module is available."""
+        """Write the frozen model of the current state (:func:`mlpot.export.freeze`) to ``path``
+        (default OUTDIR/model.pt); rank 0 only (returns None elsewhere). Returns the path."""
         if self.rank != 0:
             return None
-        try:
-            from mlpot.export import save_model
-        except ImportError:
-            return None
-        cfg = self.config.to_dict()
-        cfg["model"] = self.model_cfg
-        cfg["training"]["seed"] = self.seed
+        from mlpot.export import freeze
+
         target = Path(path) if path is not None else self.output_dir / "model.pt"
-        return save_model(self.model, target, metadata={"training_config": cfg, "step": int(self.start_step)})
+        ckpt = Checkpoint(model=self.model.state_dict(), config=self.training_config(), step=int(self.start_step))
+        return freeze(ckpt, target)
 
 
 def _progress_line(done: int, end: int, first: int, elapsed: float, figures: dict[str, str]) -> str:
