@@ -26,123 +26,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from mlpot.data import stats as stats_mod
-from mlpot.descriptors import SeDescriptorBase, build_descriptor
+from mlpot.config.base import validate
+from mlpot.config.model import ModelConfig
+from mlpot.descriptors import DESCRIPTORS, SeDescriptorBase
+from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
+from mlpot.fitting import EnergyFitting
 from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list
-from mlpot.nn import FittingNet, check_activation, precision_name, resolve_precision
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# ---------------------------------------------------------------------------------------- fitting
-_FIT_DEFAULT_ONLY = {
-    "numb_fparam": 0,
-    "numb_aparam": 0,
-    "dim_case_embd": 0,
-    "atom_ener": [],
-    "trainable": True,
-    "exclude_types": [],
-    "use_aparam_as_mask": False,
-    "layer_name": None,
-    "tot_ener_zero": False,
-}
-_FIT_IGNORED = {"_comment", "type", "rcond"}
-_FIT_KEYS = {"neuron", "resnet_dt", "activation_function", "precision", "seed"}
-
-
-class EnergyFitting(torch.nn.Module):
-    """One fitting net per center type plus a per-type energy bias.
-
-    forward(descriptor (N, dim_in), atom_types (N,)) → atomic energies (N,) eV.
-    """
-
-    def __init__(
-        self,
-        ntypes: int,
-        dim_in: int,
-        neuron: Sequence[int] = (120, 120, 120),
-        resnet_dt: bool = True,
-        activation_function: str = "tanh",
-        precision: str = "float64",
-        seed: Optional[int] = None,
-    ) -> None:
-        super().__init__()
-        self.ntypes = int(ntypes)
-        self.dim_in = int(dim_in)
-        self.neuron = [int(n) for n in neuron]
-        if any(n <= 0 for n in self.neuron):
-            raise ConfigError(f"model.fitting_net.neuron: expected positive ints, got {neuron!r}")
-        self.resnet_dt = bool(resnet_dt)
-        self.activation_function = check_activation(activation_function, "model.fitting_net.activation_function")
-        self.dtype = resolve_precision(precision, "model.fitting_net.precision")
-        self.seed = seed
-        g = None
-        if seed is not None:
-            g = torch.Generator()
-            g.manual_seed(int(seed))
-        self.nets = torch.nn.ModuleDict(
-            {
-                str(t): FittingNet(self.dim_in, self.neuron, 1, self.activation_function, self.resnet_dt, self.dtype, g)
-                for t in range(self.ntypes)
-            }
-        )
-        self.register_buffer("energy_bias", torch.zeros(self.ntypes, dtype=self.dtype))
-
-    def get_config(self) -> dict:
-        return {
-            "type": "ener",
-            "neuron": list(self.neuron),
-            "resnet_dt": self.resnet_dt,
-            "activation_function": self.activation_function,
-            "precision": precision_name(self.dtype),
-            "seed": self.seed,
-        }
-
-    def forward(self, descriptor: torch.Tensor, atom_types: torch.Tensor) -> torch.Tensor:
-        x = descriptor.to(self.dtype)
-        out = self.energy_bias[atom_types]
-        for t in range(self.ntypes):
-            idx = torch.nonzero(atom_types == t).reshape(-1)
-            if idx.numel() == 0:
-                continue
-            out = out.index_add(0, idx, self.nets[str(t)](x[idx]).reshape(-1))
-        return out
-
-
-def build_fitting(cfg: dict[str, Any], ntypes: int, dim_in: int) -> EnergyFitting:
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"model.fitting_net: expected a mapping, got {type(cfg).__name__}")
-    ftype = cfg.get("type", "ener")
-    if ftype != "ener":
-        raise ConfigError(f"model.fitting_net.type: only 'ener' is supported, got {ftype!r}")
-    kwargs = {}
-    for key, value in cfg.items():
-        if key in _FIT_IGNORED:
-            continue
-        if key in _FIT_DEFAULT_ONLY:
-            if value != _FIT_DEFAULT_ONLY[key] and not (value is None or (isinstance(value, list) and not value)):
-                raise ConfigError(f"model.fitting_net.{key}: only {_FIT_DEFAULT_ONLY[key]!r} is supported, got {value!r}")
-            continue
-        if key not in _FIT_KEYS:
-            raise ConfigError(f"model.fitting_net.{key}: unknown key (known: {sorted(_FIT_KEYS)})")
-        kwargs[key] = value
-    try:
-        return EnergyFitting(ntypes, dim_in, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model.fitting_net: {exc}") from None
-
-
-# ------------------------------------------------------------------------------------------ model
-_MODEL_IGNORED = {"_comment", "data_stat_nbatch", "data_stat_protect", "type", "type_embedding_ignored"}
-_MODEL_DEFAULT_ONLY = {"pair_exclude_types": [], "atom_exclude_types": [], "use_srtab": None, "spin": None}
+    """CUDA when available, else CPU (:func:`mlpot.device.resolve_device`)."""
+    return resolve_device(None)
 
 
 class EnergyModel(torch.nn.Module):
@@ -159,30 +60,22 @@ class EnergyModel(torch.nn.Module):
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, model_cfg: dict[str, Any], device: Optional[str | torch.device] = None) -> "EnergyModel":
-        """Build from DeePMD-kit's ``model`` section {type_map, descriptor, fitting_net}."""
-        if not isinstance(model_cfg, dict):
-            raise ConfigError(f"model: expected a mapping, got {type(model_cfg).__name__}")
-        for key, value in model_cfg.items():
-            if key in ("type_map", "descriptor", "fitting_net") or key in _MODEL_IGNORED:
-                continue
-            if key in _MODEL_DEFAULT_ONLY:
-                if value not in (None, [], False) and value != _MODEL_DEFAULT_ONLY[key]:
-                    raise ConfigError(f"model.{key}: only {_MODEL_DEFAULT_ONLY[key]!r} is supported, got {value!r}")
-                continue
-            raise ConfigError(f"model.{key}: unknown key (expected type_map, descriptor, fitting_net)")
-        if model_cfg.get("type", "standard") not in ("standard", "ener", None):
-            raise ConfigError(f"model.type: only the standard energy model is supported, got {model_cfg['type']!r}")
-        type_map = model_cfg.get("type_map")
-        if not isinstance(type_map, (list, tuple)) or not type_map:
-            raise ConfigError("model.type_map: required, a list of element names, e.g. ['O', 'H']")
-        ntypes = len(type_map)
-        if "descriptor" not in model_cfg:
-            raise ConfigError("model.descriptor: required")
-        descriptor = build_descriptor(model_cfg["descriptor"], ntypes)
-        fitting = build_fitting(model_cfg.get("fitting_net", {}), ntypes, descriptor.dim_out)
-        model = cls(type_map, descriptor, fitting)
-        return model.to(device if device is not None else default_device())
+    def from_config(
+        cls, model_cfg: ModelConfig | Mapping[str, Any], device: Optional[str | torch.device] = None
+    ) -> "EnergyModel":
+        """Build from the ``model`` section {type_map, descriptor, fitting_net}: a validated
+        :class:`~mlpot.config.model.ModelConfig` or a mapping (validated here, ConfigError naming
+        ``model.<key>``); the descriptor class comes from the registry. ``device``: default CUDA
+        when available (:func:`mlpot.device.resolve_device`)."""
+        if not isinstance(model_cfg, ModelConfig):
+            if not isinstance(model_cfg, Mapping):
+                raise ConfigError(f"model: expected a mapping, got {type(model_cfg).__name__}")
+            model_cfg = validate(ModelConfig, dict(model_cfg), prefix=("model",))
+        ntypes = len(model_cfg.type_map)
+        descriptor = DESCRIPTORS[model_cfg.descriptor.type](model_cfg.descriptor, ntypes)
+        fitting = EnergyFitting(model_cfg.fitting_net, ntypes, descriptor.dim_out)
+        model = cls(model_cfg.type_map, descriptor, fitting)
+        return model.to(resolve_device(device))
 
     def get_config(self) -> dict:
         """JSON-serialisable config; ``from_config(get_config())`` rebuilds the same architecture."""
@@ -573,4 +466,4 @@ def _evaluate_chunked(
     return {key: result[key] for key in ("energy", "atom_energy", "forces", "virial", "atom_virial") if key in result}
 
 
-__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "build_fitting", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]
+__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]

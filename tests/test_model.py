@@ -18,7 +18,7 @@ PBC = [True, True, True]
 
 def model_cfg(kind="se_e2_a", type_map=("O", "H"), sel=(24, 48), rcut=4.0, rcut_smth=1.0, precision="float64", seed=7):
     desc = {"type": kind, "rcut": rcut, "rcut_smth": rcut_smth, "sel": list(sel), "neuron": [4, 8, 16],
-            "resnet_dt": True, "activation_function": "tanh", "precision": precision, "seed": seed}
+            "resnet_dt": True, "activation_function": "tanh", "precision": precision, "seed": seed, "type_one_side": True}
     if kind == "se_e2_a":
         desc["axis_neuron"] = 4
     return {"type_map": list(type_map), "descriptor": desc,

@@ -13,26 +13,42 @@ scatter-added and the empty slots added analytically.
 
 from __future__ import annotations
 
-import torch
+from typing import Literal
 
+import torch
+from pydantic import field_validator
+
+from mlpot.descriptors.base import DESCRIPTORS, SeConfigBase, SeDescriptorBase
 from mlpot.descriptors.env import normalize_rows, padding_rows
-from mlpot.descriptors.se_e2_a import SeDescriptorBase
-from mlpot.errors import ConfigError
 
 #: DeePMD-kit's fixed output rescale of se_e2_r
 RESCALE = 1.0 / 5.0
 
 
+class SeE2RConfig(SeConfigBase):
+    """``model.descriptor`` of ``se_e2_r`` (alias ``se_r``). DeePMD-kit's PyTorch backend always has
+    one embedding net per neighbor type, so ``type_one_side`` is true (its only accepted value)."""
+
+    type: Literal["se_e2_r"] = "se_e2_r"
+    type_one_side: bool = True
+
+    @field_validator("type_one_side")
+    @classmethod
+    def _one_side(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("expected true (se_e2_r supports only type_one_side = true)")
+        return v
+
+
+@DESCRIPTORS.register("se_e2_r", aliases=("se_r",), config=SeE2RConfig)
 class DescriptorSeR(SeDescriptorBase):
     """``se_e2_r``; output (n_atoms, neuron[-1])."""
 
     type_name = "se_e2_r"
     radial_only = True
 
-    def __init__(self, ntypes: int, rcut: float, rcut_smth: float, sel, neuron=(25, 50, 100), **kwargs) -> None:
-        if kwargs.get("type_one_side", True) is False:
-            raise ConfigError("model.descriptor.type_one_side: se_e2_r supports only type_one_side = true")
-        super().__init__(ntypes, rcut, rcut_smth, sel, neuron, **kwargs)
+    def __init__(self, config: SeE2RConfig, ntypes: int) -> None:
+        super().__init__(config, ntypes)
         self.embeddings = self._make_embeddings()
 
     @property

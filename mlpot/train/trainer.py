@@ -164,12 +164,13 @@ class Trainer:
         # -- model (same init on every rank: seeded before construction)
         from mlpot.model import EnergyModel
 
-        self.model_cfg = cfg.model_dict()
         sel = self._resolve_sel(start_state, "restart checkpoint" if restart else "init_model")
-        self.model_cfg["descriptor"]["sel"] = sel
-        cfg.model.descriptor.sel = sel  # checkpoints and the frozen model record numbers, not "auto"
+        # checkpoints and the frozen model record numbers, not "auto" (config trees are frozen: copies)
+        cfg = self.config = cfg.model_copy(update={"model": cfg.model.with_descriptor(sel=sel)})
+        model_cfg = cfg.model.with_precision(tr.precision)
+        self.model_cfg = model_cfg.to_dict()
         torch.manual_seed(self.seed)
-        self.model = EnergyModel.from_config(self.model_cfg, device=self.device)
+        self.model = EnergyModel.from_config(model_cfg, device=self.device)
         self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
         self.rcut = float(self.model.rcut)
 
