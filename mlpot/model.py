@@ -35,6 +35,7 @@ from mlpot.data import stats as stats_mod
 from mlpot.config.base import validate
 from mlpot.config.model import ModelConfig
 from mlpot.descriptors import DESCRIPTORS, SeDescriptorBase
+from mlpot.descriptors.environment import Environment
 from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
 from mlpot.fitting import EnergyFitting
@@ -160,66 +161,25 @@ class EnergyModel(torch.nn.Module):
             if start:
                 keep = keep & (centers >= start)
             center_types, frame_index = atom_types[start:stop], frame_index[start:stop]
-        n_loc = stop - start
         idx = torch.nonzero(keep).reshape(-1)
         rij_in, c_in = rij[idx], centers[idx]
         if start:
             c_in = c_in - start
-        ntype_in = atom_types[neighbors[idx]]
-        try:
-            counts = self.descriptor.neighbor_counts(c_in, ntype_in, n_loc, frame_index, self.type_map)
-        except ModelError:
-            if not start:
-                raise
-            # recount with global atom indices, so that the message names the right frame and atom
-            self.descriptor.neighbor_counts(c_in + start, ntype_in, stop, frame_all, self.type_map)
-            raise
-        d = self.descriptor(rij_in, c_in, ntype_in, center_types, counts)
+        env = Environment(
+            rij_in, c_in, atom_types[neighbors[idx]], center_types, self.ntypes,
+            frame_index=frame_all, center_offset=start, type_map=self.type_map,
+        )
+        d = self.descriptor(env)
         atom_energy = self.fitting(d, center_types).to(self.dtype)
         energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
         energy = energy.index_add(0, frame_index, atom_energy)
         return {"energy": energy, "atom_energy": atom_energy}
 
     # -- statistics --------------------------------------------------------------------------------
-    @torch.no_grad()
     def compute_stats(self, systems: Sequence[Any], max_frames: int = 20, seed: int = 0, energy_bias: bool = True) -> None:
-        """Descriptor mean/std (from up to ``max_frames`` frames per system) and per-type energy bias
-        (least squares of the frame energies on the type counts, all frames) — see
-        :mod:`mlpot.data.stats`. ``systems``: list of :class:`~mlpot.data.frames.LabeledFrames`."""
-        if not systems:
-            raise ModelError("compute_stats: no training systems given")
-        dev, dt = self.device, self.dtype
-        desc = self.descriptor
-        sums = np.zeros((self.ntypes, 2, 3))
-        counts_rows, energies = [], []
-        for system in systems:
-            sys_ = system.with_type_map(self.type_map) if list(system.type_map) != self.type_map else system
-            types_np = np.asarray(sys_.atom_types, dtype=np.int64)
-            sel_idx = stats_mod.subsample_indices(sys_.n_frames, max_frames, seed)
-            nf = len(sel_idx)
-            pos = torch.as_tensor(sys_.positions[sel_idx], dtype=dt, device=dev).reshape(-1, 3)
-            cells = torch.as_tensor(sys_.cells[sel_idx], dtype=dt, device=dev)
-            pbc = torch.as_tensor(np.broadcast_to(sys_.pbc, (nf, 3)).copy(), device=dev)
-            types = torch.as_tensor(types_np, device=dev).repeat(nf)
-            fidx = torch.arange(nf, device=dev).repeat_interleave(sys_.n_atoms)
-            nl = neighbor_list(pos, cells, pbc, self.rcut, fidx)
-            rij = edge_vectors(pos, cells, fidx, nl)
-            keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < self.rcut).reshape(-1)
-            c_in = nl.centers[keep]
-            desc.neighbor_counts(c_in, types[nl.neighbors[keep]], types.shape[0], fidx, self.type_map)
-            rows = desc.env_rows(rij[keep])
-            n_per_type = torch.bincount(types, minlength=self.ntypes)
-            sums += stats_mod.env_stat_sums(rows, types[c_in], n_per_type, desc.nnei, self.ntypes)
-            if energy_bias and sys_.energies is not None:
-                counts_rows.append(np.tile(np.bincount(types_np, minlength=self.ntypes), (sys_.n_frames, 1)))
-                energies.append(np.asarray(sys_.energies, dtype=np.float64))
-        avg, std = stats_mod.env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
-        desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
-        if energy_bias:
-            if not energies:
-                raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")
-            bias = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(energies))
-            self.fitting.energy_bias.copy_(torch.as_tensor(bias, dtype=self.fitting.dtype))
+        """Descriptor mean/std and per-type energy bias from training systems: see
+        :func:`mlpot.data.stats.compute_stats`."""
+        stats_mod.compute_stats(self, systems, max_frames=max_frames, seed=seed, energy_bias=energy_bias)
 
 
 # ------------------------------------------------------------------------------------- evaluate

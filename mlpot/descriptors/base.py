@@ -19,6 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from mlpot.config.model import Activation, DescriptorConfig, Neuron, Precision, parse_auto_sel
 from mlpot.descriptors.env import edge_env_rows
+from mlpot.descriptors.environment import Environment
 from mlpot.errors import ConfigError, ModelError
 from mlpot.nn import EmbeddingNet, precision_name, resolve_precision
 from mlpot.registry import Registry
@@ -204,6 +205,12 @@ class SeDescriptorBase(torch.nn.Module):
             self.dstd.copy_(dstd)
 
     # -- neighbor bookkeeping ----------------------------------------------------------------------
+    def stat_rows(self, env: Environment) -> torch.Tensor:
+        """Un-normalised environment rows of the edges of ``env`` (E, k) for the statistics
+        (:func:`mlpot.data.stats.compute_stats`), after the sel check."""
+        env.check_sel(self.sel, self.rcut)
+        return self.env_rows(env.rij)
+
     def neighbor_counts(
         self,
         centers: torch.Tensor,
@@ -213,24 +220,10 @@ class SeDescriptorBase(torch.nn.Module):
         type_map: Optional[Sequence[str]] = None,
     ) -> torch.Tensor:
         """Neighbors of each type within rcut per atom, (n_atoms, ntypes) int64; raises
-        :class:`ModelError` when a count exceeds ``sel`` (naming frame, atom, type, count, sel)."""
-        flat = centers * self.ntypes + neighbor_types
-        counts = torch.bincount(flat, minlength=n_atoms * self.ntypes).reshape(n_atoms, self.ntypes)
-        over = counts > self.sel.to(counts.device)[None, :]
-        if bool(over.any()):
-            atom, t = (int(v) for v in torch.nonzero(over)[0])
-            n = int(counts[atom, t])
-            frame, local = 0, atom
-            if frame_index is not None:
-                frame = int(frame_index[atom])
-                local = atom - int(torch.searchsorted(frame_index, torch.tensor(frame, device=frame_index.device)))
-            tname = f"'{type_map[t]}' (type {t})" if type_map is not None else f"type {t}"
-            raise ModelError(
-                f"neighbor overflow: frame {frame}, atom {local} has {n} neighbors of {tname} within "
-                f"rcut={self.rcut} Å but model.descriptor.sel[{t}] = {self.sel_list[t]}; "
-                f"raise sel[{t}] to at least {n} (mlpot neighbor-stat gives the maximum)"
-            )
-        return counts
+        :class:`ModelError` when a count exceeds ``sel`` (:meth:`Environment.check_sel`)."""
+        center_types = torch.zeros(int(n_atoms), dtype=torch.long, device=centers.device)
+        env = Environment(torch.empty(0, 3), centers, neighbor_types, center_types, self.ntypes, frame_index, 0, type_map)
+        return env.check_sel(self.sel, self.rcut)
 
 
-__all__ = ["DESCRIPTORS", "SeConfigBase", "SeDescriptorBase", "normalize_sel"]
+__all__ = ["DESCRIPTORS", "SeConfigBase", "SeDescriptorBase", "Environment", "normalize_sel"]

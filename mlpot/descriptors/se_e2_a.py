@@ -28,6 +28,7 @@ import torch
 from pydantic import PositiveInt, model_validator
 
 from mlpot.descriptors.base import DESCRIPTORS, SeConfigBase, SeDescriptorBase
+from mlpot.descriptors.environment import Environment
 from mlpot.descriptors.env import normalize_rows, padding_rows
 
 
@@ -67,20 +68,12 @@ class DescriptorSeA(SeDescriptorBase):
         cfg["axis_neuron"] = self.axis_neuron
         return cfg
 
-    def forward(
-        self,
-        rij: torch.Tensor,
-        centers: torch.Tensor,
-        neighbor_types: torch.Tensor,
-        atom_types: torch.Tensor,
-        counts: torch.Tensor,
-    ) -> torch.Tensor:
-        """Descriptor of every atom.
-
-        rij (E, 3) Å: edges with |r_ij| < rcut only; centers (E,) int64 atom index of i;
-        neighbor_types (E,) type of j; atom_types (N,); counts (N, ntypes) from
-        :meth:`neighbor_counts`. Returns (N, neuron[-1]·axis_neuron) in the model precision.
+    def forward(self, env: Environment) -> torch.Tensor:
+        """Descriptor of every center of ``env`` (edges within rcut; raises ModelError when a
+        neighbor count exceeds ``sel``). Returns (n_centers, neuron[-1]·axis_neuron), model precision.
         """
+        counts = env.check_sel(self.sel, self.rcut)
+        rij, centers, neighbor_types, atom_types = env.rij, env.center, env.neighbor_type, env.center_types
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
         rows = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 4)
@@ -88,12 +81,13 @@ class DescriptorSeA(SeDescriptorBase):
         # real neighbors: scatter-add R̃ ⊗ G per edge into its center, one row component at a time
         # so that no (E, 4, M1) temporary is formed
         acc_k = [torch.zeros(n_atoms, m1, dtype=self.dtype, device=rows.device) for _ in range(4)]
+        groups = env.type_groups()
         for c in ([None] if self.type_one_side else range(self.ntypes)):
             for t in range(self.ntypes):
-                sel_mask = neighbor_types == t
-                if c is not None:
-                    sel_mask = sel_mask & (center_types == c)
-                idx = torch.nonzero(sel_mask).reshape(-1)
+                if c is None:
+                    idx = groups[t]
+                else:
+                    idx = torch.nonzero((neighbor_types == t) & (center_types == c)).reshape(-1)
                 if idx.numel() == 0:
                     continue
                 r_t = rows[idx]  # (E_t, 4)

@@ -20,6 +20,7 @@ from pydantic import field_validator
 
 from mlpot.descriptors.base import DESCRIPTORS, SeConfigBase, SeDescriptorBase
 from mlpot.descriptors.env import normalize_rows, padding_rows
+from mlpot.descriptors.environment import Environment
 
 #: DeePMD-kit's fixed output rescale of se_e2_r
 RESCALE = 1.0 / 5.0
@@ -55,21 +56,15 @@ class DescriptorSeR(SeDescriptorBase):
     def dim_out(self) -> int:
         return self.neuron[-1]
 
-    def forward(
-        self,
-        rij: torch.Tensor,
-        centers: torch.Tensor,
-        neighbor_types: torch.Tensor,
-        atom_types: torch.Tensor,
-        counts: torch.Tensor,
-    ) -> torch.Tensor:
-        """Same inputs as :meth:`DescriptorSeA.forward`; returns (N, neuron[-1])."""
+    def forward(self, env: Environment) -> torch.Tensor:
+        """As :meth:`DescriptorSeA.forward`; returns (n_centers, neuron[-1])."""
+        counts = env.check_sel(self.sel, self.rcut)
+        rij, centers, atom_types = env.rij, env.center, env.center_types
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
         s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
         acc = torch.zeros(n_atoms, m1, dtype=self.dtype, device=s.device)
-        for t in range(self.ntypes):
-            idx = torch.nonzero(neighbor_types == t).reshape(-1)
+        for t, idx in enumerate(env.type_groups()):
             if idx.numel() == 0:
                 continue
             acc = acc.index_add(0, centers[idx], self.embedding(-1, t)(s[idx]))
