@@ -185,14 +185,10 @@ class EnergyModel(torch.nn.Module):
 # ------------------------------------------------------------------------------------- evaluate
 #: Per-chunk pair budget of the chunked evaluation (:func:`evaluate`, ``chunk_atoms=None``): a chunk
 #: holds about this many pairs, i.e. ``budget // (mean pairs per center)`` center atoms. The autograd
-#: graph of se_e2_a keeps ~7 KiB per pair within rcut for neuron [25, 50, 100] in float64 (8 GiB at
-#: 1.1 M pairs, one pass over 12,288 water atoms). CPU: 10,000 pairs ≈ 110 water atoms (89 pairs
-#: each), ~70 MiB of graph, close to the 32 MiB L3. Measured (2 cores, water se_e2_a, quiet
-#: machine, µs/atom at 1,536 | 12,288 atoms): one pass 940-975 | ~2,170; chunks of 64 atoms
-#: 387-393 | 393-407, 128 atoms 376-404 | 471-545, 256 atoms 500-594 | 443-506, 560 atoms 502-604 |
-#: 512-566, 32 atoms 467-501 (per-chunk Python overhead starts to show). CUDA (not measured yet):
-#: 4 M pairs ≈ 45,000 water atoms, ~28 GiB of graph — a GPU needs large chunks to amortise its
-#: kernel launches (several hundred per chunk); about 3x that fits in 80 GB.
+#: graph of se_e2_a keeps ~7 KiB per pair within rcut for neuron [25, 50, 100] in float64, so the CPU
+#: budget (~110 water atoms, ~70 MiB of graph) stays near the L3 cache and the per-atom cost flat in
+#: system size; a GPU needs large chunks to amortise its kernel launches (measurements:
+#: benchmarks/RESULTS.md).
 CHUNK_PAIRS_CPU = 10_000
 CHUNK_PAIRS_CUDA = 4_000_000
 
@@ -241,6 +237,24 @@ def _as_batch(model: EnergyModel, positions, atom_types, cells, pbc, frame_index
     return positions, atom_types, cells, pbc, frame_index, n_frames
 
 
+#: the named outputs of :func:`evaluate` (energy and atom_energy are always computed)
+OUTPUTS = ("energy", "atom_energy", "forces", "virial", "atom_virial")
+DEFAULT_OUTPUTS = ("energy", "forces", "virial")
+
+
+def _resolve_outputs(outputs: Any, legacy: dict[str, Optional[bool]]) -> frozenset[str]:
+    if isinstance(outputs, str):
+        outputs = (outputs,)
+    want = set(outputs)
+    unknown = sorted(want - set(OUTPUTS))
+    if unknown:
+        raise ModelError(f"outputs: unknown {unknown}; expected names among {list(OUTPUTS)}")
+    for name, flag in legacy.items():  # temporary: the forces=/virial=/atom_virial= flags of before
+        if flag is not None:
+            (want.add if flag else want.discard)(name)
+    return frozenset(want | {"energy", "atom_energy"})
+
+
 def evaluate(
     model: EnergyModel,
     positions,
@@ -249,67 +263,51 @@ def evaluate(
     pbc,
     frame_index=None,
     nl: Optional[NeighborList] = None,
-    forces: bool = True,
-    virial: bool = True,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
     create_graph: bool = False,
-    atom_virial: bool = False,
     n_centers: Optional[int] = None,
     chunk_atoms: Optional[int] = None,
+    *,
+    forces: Optional[bool] = None,
+    virial: Optional[bool] = None,
+    atom_virial: Optional[bool] = None,
 ) -> dict[str, torch.Tensor]:
-    """Energy, atomic energies, forces and virial of a batch of frames.
+    """Named outputs of a batch of frames: a dict with the keys of ``outputs`` among
+    energy (B,) eV, atom_energy (N,) eV, forces (N, 3) eV/Å = −∂E/∂r, virial (B, 3, 3) eV
+    = −Σ_pairs r_ij ⊗ ∂E/∂r_ij, atom_virial (N, 3, 3) eV (each pair's −r_ij ⊗ ∂E/∂r_ij split half to
+    i, half to j); energy and atom_energy are always present.
 
     positions (N, 3) Å; atom_types (N,); cells (B, 3, 3) or (3, 3) Å (zeros where not periodic);
     pbc (B, 3) or (3,) bool; frame_index (N,) (default: one frame); nl: a full pair list (computed
-    with cutoff ``model.rcut`` when None; may extend beyond rcut).
-    Returns energy (B,) eV, atom_energy (N,) eV, forces (N, 3) eV/Å = −∂E/∂r, virial (B, 3, 3) eV
-    = −Σ_pairs r_ij ⊗ ∂E/∂r_ij, and with ``atom_virial`` the per-atom virial (N, 3, 3) eV (each
-    pair's −r_ij ⊗ ∂E/∂r_ij split half to i, half to j). ``create_graph=True`` keeps the graph so
-    that forces/virial can be differentiated again (force training).
+    with cutoff ``model.rcut`` when None; may extend beyond rcut). ``create_graph=True`` keeps the
+    graph so that forces/virial can be differentiated again (force training).
     ``n_centers``: only atoms ``[:n_centers]`` carry energy (the rest are neighbors only, e.g. ghost
     atoms; see :meth:`EnergyModel.energy_from_edges`): atom_energy is then (n_centers,), energy their
     sum, and forces (N, 3) and virial are the derivatives of that energy (forces on the neighbor-only
     atoms included). Default None: every atom.
 
-    ``chunk_atoms``: with ``create_graph=False`` the center atoms are processed in chunks of this
-    many consecutive atoms (chunks may cross frame boundaries): per chunk, the atomic energies of its
-    centers from the pairs centered on them, one backward pass to ∂E/∂r_ij of those pairs, then
-    forces, virial and atom_virial are accumulated and the chunk's graph is freed. Memory then
-    scales with the chunk, not the system, and the per-atom cost stays flat with system size.
-    The results equal the one-pass evaluation up to floating-point summation order. Default None:
-    ``CHUNK_PAIRS_CPU`` / ``CHUNK_PAIRS_CUDA`` pairs per chunk divided by the mean number of pairs
-    per center; ``0`` (or ``create_graph=True``): one pass over all atoms. Energies-only calls
-    (no forces/virial) are chunked too; when autograd is on they keep their graph (differentiable
-    energies, as in the one-pass evaluation).
+    The center atoms are processed in chunks of ``chunk_atoms`` consecutive atoms (chunks may cross
+    frame boundaries): per chunk, the atomic energies of its centers from the pairs centered on them,
+    one backward pass to ∂E/∂r_ij of those pairs, then forces, virial and atom_virial are accumulated
+    and the chunk's graph is freed, so memory scales with the chunk, not the system. One pass over
+    all atoms is the single-chunk case (``chunk_atoms=0``, and always with ``create_graph=True``).
+    Results equal the one-pass evaluation up to floating-point summation order. Default None:
+    ``CHUNK_PAIRS_CPU`` / ``CHUNK_PAIRS_CUDA`` pairs per chunk divided by the mean number of pairs per
+    center. Energies-only calls keep their graph when autograd is on (differentiable energies).
+
+    ``forces=``, ``virial=``, ``atom_virial=`` (keyword-only, deprecated): add (True) or remove
+    (False) that output, as the flags of earlier versions did.
     """
+    want = _resolve_outputs(outputs, {"forces": forces, "virial": virial, "atom_virial": atom_virial})
     positions, atom_types, cells, pbc, frame_index, n_frames = _as_batch(model, positions, atom_types, cells, pbc, frame_index)
     if nl is None:
         nl = neighbor_list(positions.detach(), cells.detach(), pbc, model.rcut, frame_index)
     nl = NeighborList(*(t.to(model.device) for t in nl))
-    if not create_graph:
-        bounds = _chunk_bounds(model, nl, positions.shape[0], n_centers, chunk_atoms)
-        if bounds is not None:
-            return _evaluate_chunked(
-                model, positions, atom_types, cells, frame_index, nl, n_frames, bounds, forces, virial, atom_virial
-            )
-    need_grad = forces or virial or atom_virial
-    grad_enabled = torch.is_grad_enabled()
-    with torch.enable_grad() if need_grad else contextlib.nullcontext():
-        rij = edge_vectors(positions, cells, frame_index, nl)
-        if need_grad and not rij.requires_grad:
-            rij.requires_grad_(True)
-        out = model.energy_from_edges(rij, atom_types, frame_index, nl.centers, nl.neighbors, n_frames, n_centers)
-        result = {"energy": out["energy"], "atom_energy": out["atom_energy"]}
-        if need_grad:
-            (g,) = torch.autograd.grad(
-                out["energy"].sum(), rij, create_graph=create_graph, retain_graph=create_graph, allow_unused=True
-            )
-            if g is None:
-                g = torch.zeros_like(rij)
-            rij_v = rij if create_graph else rij.detach()
-            _accumulate_derivatives(result, g, rij_v, nl, frame_index, positions.shape[0], n_frames, forces, virial, atom_virial)
-    if not grad_enabled:
-        result = {k: v.detach() for k, v in result.items()}
-    return result
+    n_atoms = positions.shape[0]
+    bounds = None if create_graph else _chunk_bounds(model, nl, n_atoms, n_centers, chunk_atoms)
+    if bounds is None:
+        bounds = [0, _center_bounds(n_atoms, n_centers, None)[1]]
+    return _evaluate_chunked(model, positions, atom_types, cells, frame_index, nl, n_frames, bounds, want, create_graph)
 
 
 def _accumulate_derivatives(
@@ -377,53 +375,63 @@ def _evaluate_chunked(
     nl: NeighborList,
     n_frames: int,
     bounds: list[int],
-    forces: bool,
-    virial: bool,
-    atom_virial: bool,
+    outputs: frozenset[str],
+    create_graph: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """:func:`evaluate` (create_graph=False) over the center chunks [bounds[k], bounds[k+1])."""
-    need_grad = forces or virial or atom_virial
+    """:func:`evaluate` over the center chunks [bounds[k], bounds[k+1]) (one chunk: one pass over
+    the whole pair list, the graph kept with ``create_graph``)."""
+    want_f, want_v, want_av = ("forces" in outputs), ("virial" in outputs), ("atom_virial" in outputs)
+    need_grad = want_f or want_v or want_av
     n_atoms = positions.shape[0]
-    centers = nl.centers
-    # pairs grouped by center: chunk k holds the sorted pairs [ptr[k], ptr[k+1])
-    if centers.numel() > 1 and bool((centers[1:] < centers[:-1]).any()):
-        order = torch.argsort(centers, stable=True)
-        sorted_nl = NeighborList(centers[order], nl.neighbors[order], nl.shifts[order])
+    single = len(bounds) == 2
+    if single:
+        sorted_nl, ptr = nl, [0, int(nl.centers.shape[0])]
     else:
-        sorted_nl = nl
-    ptr = torch.searchsorted(sorted_nl.centers, torch.tensor(bounds, dtype=centers.dtype, device=centers.device)).tolist()
-    if need_grad:
-        positions, cells = positions.detach(), cells.detach()
+        centers = nl.centers
+        # pairs grouped by center: chunk k holds the sorted pairs [ptr[k], ptr[k+1])
+        if centers.numel() > 1 and bool((centers[1:] < centers[:-1]).any()):
+            order = torch.argsort(centers, stable=True)
+            sorted_nl = NeighborList(centers[order], nl.neighbors[order], nl.shifts[order])
+        else:
+            sorted_nl = nl
+        bt = torch.tensor(bounds, dtype=centers.dtype, device=centers.device)
+        ptr = torch.searchsorted(sorted_nl.centers, bt).tolist()
+        if need_grad:
+            positions, cells = positions.detach(), cells.detach()
+    grad_enabled = torch.is_grad_enabled()
     energy: Optional[torch.Tensor] = None
     atom_energies: list[torch.Tensor] = []
     result: dict[str, torch.Tensor] = {}
     for k in range(len(bounds) - 1):
-        part = NeighborList(*(t[ptr[k] : ptr[k + 1]] for t in sorted_nl))
-        center_range = (bounds[k], bounds[k + 1])
+        part = sorted_nl if single else NeighborList(*(t[ptr[k] : ptr[k + 1]] for t in sorted_nl))
         with torch.enable_grad() if need_grad else contextlib.nullcontext():
             rij = edge_vectors(positions, cells, frame_index, part)
-            if need_grad:
+            if need_grad and not rij.requires_grad:
                 rij.requires_grad_(True)
             out = model.energy_from_edges(
-                rij, atom_types, frame_index, part.centers, part.neighbors, n_frames, center_range=center_range
+                rij, atom_types, frame_index, part.centers, part.neighbors, n_frames, center_range=(bounds[k], bounds[k + 1])
             )
             if need_grad:
-                (g,) = torch.autograd.grad(out["energy"].sum(), rij, allow_unused=True)
+                (g,) = torch.autograd.grad(
+                    out["energy"].sum(), rij, create_graph=create_graph, retain_graph=create_graph, allow_unused=True
+                )
                 if g is None:
                     g = torch.zeros_like(rij)
                 _accumulate_derivatives(
-                    result, g, rij.detach(), part, frame_index, n_atoms, n_frames, forces, virial, atom_virial, inplace=True
+                    result, g, rij if create_graph else rij.detach(), part, frame_index, n_atoms, n_frames,
+                    want_f, want_v, want_av, inplace=not create_graph,
                 )
-                out = {key: v.detach() for key, v in out.items()}
+                if not single:
+                    out = {key: v.detach() for key, v in out.items()}
         energy = out["energy"] if energy is None else energy + out["energy"]
         atom_energies.append(out["atom_energy"])
         del out, rij
     assert energy is not None
     result["energy"] = energy
-    result["atom_energy"] = torch.cat(atom_energies)
-    if not torch.is_grad_enabled():
+    result["atom_energy"] = atom_energies[0] if single else torch.cat(atom_energies)
+    if not grad_enabled:
         result = {key: v.detach() for key, v in result.items()}
-    return {key: result[key] for key in ("energy", "atom_energy", "forces", "virial", "atom_virial") if key in result}
+    return {key: result[key] for key in OUTPUTS if key in result}
 
 
-__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]
+__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "OUTPUTS", "DEFAULT_OUTPUTS", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]

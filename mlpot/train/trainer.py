@@ -108,7 +108,7 @@ class _Evaluator(torch.nn.Module):
         nl = neighbor_list(batch.positions, batch.cells, batch.pbc, rcut, batch.frame_index)
         return evaluate(
             self.model, batch.positions, batch.atom_types, batch.cells, batch.pbc, frame_index=batch.frame_index,
-            nl=nl, forces=forces, virial=virial, create_graph=create_graph,
+            nl=nl, outputs=("energy",) + ("forces",) * bool(forces) + ("virial",) * bool(virial), create_graph=create_graph,
         )
 
 
@@ -264,8 +264,7 @@ class Trainer:
                 torch.as_tensor(sub.cells, dtype=dt, device=dev),
                 torch.as_tensor(np.broadcast_to(sub.pbc, (nf, 3)).copy(), device=dev),
                 frame_index=torch.arange(nf, device=dev).repeat_interleave(sub.n_atoms),
-                forces=False,
-                virial=False,
+                outputs=("energy",),
             )
             residuals.append(np.asarray(sub.energies) - out["energy"].detach().cpu().numpy())
             counts_rows.append(np.tile(np.bincount(sub.atom_types, minlength=model.ntypes), (nf, 1)))
