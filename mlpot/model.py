@@ -6,8 +6,12 @@ This is DeePMD-kit's "standard" energy model (PyTorch backend v3: ``deepmd/pt/mo
 ``GeneralFitting._forward_common`` adds ``bias_atom_e[type]``; the atomic model adds ``out_bias[type]``
 in ``apply_out_stat``; our ``fitting.energy_bias`` is the sum of the two).
 
-Forces and virial come from one autograd pass with respect to the *edge vectors*
-``r_ij = r_j − r_i + s·cell`` (:func:`evaluate`)::
+Build with :meth:`EnergyModel.from_config` (a :class:`~mlpot.config.model.ModelConfig` or its dict;
+the descriptor class comes from :data:`mlpot.descriptors.DESCRIPTORS`). The descriptor sees one
+:class:`~mlpot.descriptors.environment.Environment` (the edges within rcut of the center atoms).
+
+:func:`evaluate` returns named outputs (energy, atom_energy, forces, virial, atom_virial). Forces and
+virial come from one autograd pass with respect to the *edge vectors* ``r_ij = r_j − r_i + s·cell``::
 
     g_p = ∂E/∂r_p                (per pair p = (i, j, s))
     F_k = Σ_{p: i_p = k} g_p − Σ_{p: j_p = k} g_p        (eV/Å)

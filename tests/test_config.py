@@ -287,3 +287,33 @@ def test_relative_paths_against_config_dir(tmp_path, raw):
     (sub / "in.json").write_text(json.dumps(data))
     cfg = load_config(sub / "in.json")
     assert Path(cfg.training.training_data.systems[0]).resolve() == water / "data_0"
+
+
+def test_shared_base_for_other_inputs(tmp_path):
+    """The MD input can use the same base: the same mistake reads the same way, and relative paths
+    resolve against the input file's folder."""
+    from typing import Optional
+
+    from pydantic import Field, ValidationInfo, field_validator
+
+    from mlpot.config.base import StrictModel, read_tree, resolve_input_path, validate
+
+    class MDLike(StrictModel):
+        dt: float = Field(1.0, gt=0)
+        structure: Optional[str] = None
+
+        @field_validator("structure")
+        @classmethod
+        def _path(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+            return None if v is None else resolve_input_path(v, info)
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "water.xyz").write_text("")
+    (tmp_path / "sub" / "md.yaml").write_text("dtt: 0.5\n")
+    with pytest.raises(ConfigError) as info:
+        validate(MDLike, read_tree(tmp_path / "sub" / "md.yaml"), str(tmp_path / "sub" / "md.yaml"))
+    assert str(info.value).endswith("md.yaml: dtt: unknown key (did you mean `dt`?)")
+    with pytest.raises(ConfigError, match=r"^dt: expected a positive number, found -1"):
+        validate(MDLike, {"dt": -1})
+    cfg = validate(MDLike, {"structure": "water.xyz", "_comment": "ok"}, base_dir=tmp_path / "sub")
+    assert Path(cfg.structure) == tmp_path / "sub" / "water.xyz"
