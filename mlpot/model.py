@@ -104,7 +104,7 @@ class EnergyModel(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.descriptor.sel.device
+        return self.fitting.energy_bias.device
 
     # -- evaluation --------------------------------------------------------------------------------
     def forward(

@@ -267,3 +267,54 @@ def test_padded_view_equals_brute_force(type_split):
     assert np.array_equal(index.numpy(), want)
     assert bool((counts[:, 0] > sel[0]).any()) or not type_split  # the overflow case was exercised
     assert env.padded(sel if type_split else sel[0], type_split=type_split)[0] is index  # cached
+
+
+def test_toy_descriptor_registered_from_the_test_file():
+    """A descriptor defined and registered here (config class + module taking (config, ntypes) and
+    forward(env)) builds through EnergyModel.from_config and evaluates with forces = −∂E/∂r."""
+    from typing import Literal
+
+    from mlpot.config.model import DescriptorConfig
+    from mlpot.descriptors import DESCRIPTORS
+    from mlpot.model import evaluate
+
+    class ToyConfig(DescriptorConfig):
+        type: Literal["toy_radial"] = "toy_radial"
+        width: float = 1.0
+
+    @DESCRIPTORS.register("toy_radial", config=ToyConfig)
+    class ToyRadial(torch.nn.Module):
+        """D_i[t] = Σ_{j of type t, r_ij < rcut} exp(−r_ij / width) · (1 − r_ij / rcut)²."""
+
+        def __init__(self, config: ToyConfig, ntypes: int) -> None:
+            super().__init__()
+            self.config, self.ntypes, self.rcut, self.dtype = config, ntypes, config.rcut, torch.float64
+            self.dim_out = ntypes
+
+        def get_config(self) -> dict:
+            return self.config.model_dump(by_alias=True)
+
+        def forward(self, env: Environment) -> torch.Tensor:
+            r = torch.linalg.vector_norm(env.rij, dim=-1)
+            g = torch.exp(-r / self.config.width) * (1 - r / self.rcut) ** 2
+            out = torch.zeros(env.n_centers * self.ntypes, dtype=self.dtype, device=r.device)
+            return out.index_add(0, env.center * self.ntypes + env.neighbor_type, g).reshape(env.n_centers, self.ntypes)
+
+    try:
+        cfg = {"type_map": ["O", "H"], "descriptor": {"type": "toy_radial", "rcut": RCUT, "width": 0.7},
+               "fitting_net": {"neuron": [6, 6], "seed": 2}}
+        model = EnergyModel.from_config(cfg, device="cpu")
+        assert isinstance(model.descriptor, ToyRadial) and EnergyModel.from_config(model.get_config(), device="cpu")
+        pos, types, cell = small_system(seed=2)
+        out = evaluate(model, pos, types, cell, [True] * 3)
+        h = 1e-5
+        for atom, d in [(0, 0), (5, 2)]:
+            e = []
+            for s in (h, -h):
+                p = pos.copy()
+                p[atom, d] += s
+                with torch.no_grad():
+                    e.append(float(evaluate(model, p, types, cell, [True] * 3, outputs=("energy",))["energy"][0]))
+            assert abs(-(e[0] - e[1]) / (2 * h) - float(out["forces"][atom, d])) < 1e-7
+    finally:
+        DESCRIPTORS.remove("toy_radial")

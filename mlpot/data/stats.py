@@ -107,6 +107,7 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
         raise ModelError("compute_stats: no training systems given")
     dev, dt = model.device, model.dtype
     desc = model.descriptor
+    env_stats = hasattr(desc, "stat_rows")  # a descriptor without normalisation statistics: bias only
     ntypes, type_map = model.ntypes, list(model.type_map)
     sums = np.zeros((ntypes, 2, 3))
     counts_rows, energies = [], []
@@ -115,6 +116,11 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
         types_np = np.asarray(sys_.atom_types, dtype=np.int64)
         sel_idx = subsample_indices(sys_.n_frames, max_frames, seed)
         nf = len(sel_idx)
+        if energy_bias and sys_.energies is not None:
+            counts_rows.append(np.tile(np.bincount(types_np, minlength=ntypes), (sys_.n_frames, 1)))
+            energies.append(np.asarray(sys_.energies, dtype=np.float64))
+        if not env_stats:
+            continue
         pos = torch.as_tensor(sys_.positions[sel_idx], dtype=dt, device=dev).reshape(-1, 3)
         cells = torch.as_tensor(sys_.cells[sel_idx], dtype=dt, device=dev)
         pbc = torch.as_tensor(np.broadcast_to(sys_.pbc, (nf, 3)).copy(), device=dev)
@@ -127,11 +133,9 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
         rows = desc.stat_rows(env)
         n_per_type = torch.bincount(types, minlength=ntypes)
         sums += env_stat_sums(rows, env.edge_center_types, n_per_type, desc.nnei, ntypes)
-        if energy_bias and sys_.energies is not None:
-            counts_rows.append(np.tile(np.bincount(types_np, minlength=ntypes), (sys_.n_frames, 1)))
-            energies.append(np.asarray(sys_.energies, dtype=np.float64))
-    avg, std = env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
-    desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
+    if env_stats:
+        avg, std = env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
+        desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
     if energy_bias:
         if not energies:
             raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")

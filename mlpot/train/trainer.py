@@ -166,7 +166,8 @@ class Trainer:
 
         sel = self._resolve_sel(start_state, "restart checkpoint" if restart else "init_model")
         # checkpoints and the frozen model record numbers, not "auto" (config trees are frozen: copies)
-        cfg = self.config = cfg.model_copy(update={"model": cfg.model.with_descriptor(sel=sel)})
+        if sel is not None:
+            cfg = self.config = cfg.model_copy(update={"model": cfg.model.with_descriptor(sel=sel)})
         model_cfg = cfg.model.with_precision(tr.precision)
         self.model_cfg = model_cfg.to_dict()
         torch.manual_seed(self.seed)
@@ -291,7 +292,7 @@ class Trainer:
             raise ConfigError(f"training.{what}.systems: expected at least one system, found none in {paths}")
         return systems
 
-    def _resolve_sel(self, start_state: Optional[dict] = None, source: str = "") -> Union[int, list[int]]:
+    def _resolve_sel(self, start_state: Optional[dict] = None, source: str = "") -> Union[int, list[int], None]:
         """``model.descriptor.sel`` as numbers. ``"auto"`` / ``"auto:R"``: the largest neighbor count of
         each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
         times R (1.1), truncated and rounded up to a multiple of 4 (:func:`mlpot.config.auto_sel`,
@@ -299,7 +300,7 @@ class Trainer:
         (``start_state``: their state dict), since the model must be the same."""
         from mlpot.config import auto_sel, parse_auto_sel
 
-        spec = self.config.model.descriptor.sel
+        spec = getattr(self.config.model.descriptor, "sel", None)  # None: a descriptor without sel
         ratio = parse_auto_sel(spec)
         if ratio is None:
             return spec
