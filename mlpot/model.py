@@ -123,14 +123,15 @@ class EnergyModel(torch.nn.Module):
         """Energies of a batch of frames from positions (N, 3) Å, types (N,), cells (B, 3, 3) Å,
         frame_index (N,) and a full pair list (pairs beyond rcut allowed, they count as absent).
         Returns {"energy": (B,) eV, "atom_energy": (N,) eV}; differentiable in positions and cells.
-        ``n_centers``, ``center_range``: see :meth:`energy_from_edges`."""
+        ``n_centers``: only the atoms ``[:n_centers]`` get atomic energies (``center_range=(0, n)``;
+        give one or the other); ``center_range``: see :meth:`energy_from_edges`."""
         positions = positions.to(self.dtype)
         cells = cells.to(self.dtype)
         nl = NeighborList(centers, neighbors, shifts)
         rij = edge_vectors(positions, cells, frame_index, nl)
-        return self.energy_from_edges(
-            rij, atom_types, frame_index, centers, neighbors, n_frames, n_centers, center_range=center_range
-        )
+        if n_centers is not None or center_range is not None:
+            center_range = _center_bounds(int(atom_types.shape[0]), n_centers, center_range)
+        return self.energy_from_edges(rij, atom_types, frame_index, centers, neighbors, n_frames, center_range)
 
     def energy_from_edges(
         self,
@@ -140,23 +141,21 @@ class EnergyModel(torch.nn.Module):
         centers: torch.Tensor,
         neighbors: torch.Tensor,
         n_frames: int,
-        n_centers: Optional[int] = None,
         center_range: Optional[tuple[int, int]] = None,
     ) -> dict[str, torch.Tensor]:
         """As :meth:`forward`, from the pair vectors rij (P, 3) Å of the pair list directly.
 
-        ``n_centers``: when given, only the atoms ``[:n_centers]`` get atomic energies (descriptor
-        and fitting run on them only); the other atoms are neighbors only (e.g. the ghost atoms of a
-        domain decomposition) and pairs centered on them are ignored. Then "atom_energy" is
-        (n_centers,) and "energy" sums those atoms. ``None`` (default): every atom is a center.
-        ``center_range=(start, stop)``: the same for the atoms ``[start:stop)`` (``n_centers=n`` is
-        ``center_range=(0, n)``; give one or the other): "atom_energy" is (stop − start,), "energy"
-        (B,) sums those atoms per frame. :func:`evaluate` uses it to process centers in chunks."""
+        ``center_range=(start, stop)``: only the atoms ``[start:stop)`` get atomic energies
+        (descriptor and fitting run on them only); the other atoms are neighbors only (e.g. the ghost
+        atoms of a domain decomposition, ``(0, n_local)``) and pairs centered on them are ignored.
+        Then "atom_energy" is (stop − start,) and "energy" (B,) sums those atoms per frame.
+        ``None`` (default): every atom is a center. :func:`evaluate` uses it to process centers in
+        chunks (an :class:`~mlpot.descriptors.environment.Environment` per chunk)."""
         atom_types = atom_types.to(torch.long)
         n_atoms = atom_types.shape[0]
         if n_atoms and (int(atom_types.min()) < 0 or int(atom_types.max()) >= self.ntypes):
             raise ModelError(f"atom_types: indices must lie in [0, {self.ntypes}) for type_map {self.type_map}")
-        start, stop = _center_bounds(n_atoms, n_centers, center_range)
+        start, stop = _center_bounds(n_atoms, None, center_range)
         rij = rij.to(self.dtype)
         keep = torch.linalg.vector_norm(rij.detach(), dim=-1) < self.rcut
         center_types, frame_all = atom_types, frame_index
