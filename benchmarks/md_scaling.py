@@ -62,7 +62,7 @@ def main() -> None:
         state = State.from_atoms(atoms, type_map=["O", "H"], device="cpu", dtype=torch.float64, temperature=300.0, seed=1)
         cfg = {"type_map": ["O", "H"],
                "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
-                              "neuron": [8, 16, 32], "axis_neuron": 8, "seed": 1},
+                              "neuron": [8, 16, 32], "axis_neuron": 8, "type_one_side": True, "seed": 1},
                "fitting_net": {"neuron": [64, 64, 64], "seed": 2}}
         torch.manual_seed(0)
         pot = MlpotPotential(EnergyModel.from_config(cfg, device="cpu"), device="cpu")

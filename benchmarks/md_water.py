@@ -51,7 +51,7 @@ def main() -> None:
 
         cfg = {"type_map": ["O", "H"], "precision": args.dtype,
                "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
-                              "neuron": [25, 50, 100], "axis_neuron": 16, "seed": 1, "precision": args.dtype},
+                              "neuron": [25, 50, 100], "axis_neuron": 16, "type_one_side": True, "seed": 1, "precision": args.dtype},
                "fitting_net": {"neuron": [240, 240, 240], "seed": 1, "precision": args.dtype}}
         cfg.pop("precision")
         pot = MlpotPotential(EnergyModel.from_config(cfg, device=args.device).eval(), device=args.device)

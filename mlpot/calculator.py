@@ -120,7 +120,7 @@ class DeepPotCalculator(Calculator):
         from mlpot.model import evaluate
 
         types, frame_index, pbc = self._constants(self.atoms)
-        res = evaluate(model, pos, types, cell, pbc, frame_index=frame_index, forces=True, virial=True)
+        res = evaluate(model, pos, types, cell, pbc, frame_index=frame_index, outputs=("energy", "forces", "virial"))
         return {
             "energy": res["energy"].detach().to("cpu", torch.float64).numpy().reshape(()),
             "energies": res["atom_energy"].detach().to("cpu", torch.float64).numpy().reshape(-1),

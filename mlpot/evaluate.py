@@ -77,8 +77,7 @@ def predict(
             batch.cells,
             batch.pbc,
             frame_index=batch.frame_index,
-            forces=forces,
-            virial=virial,
+            outputs=("energy",) + ("forces",) * bool(forces) + ("virial",) * bool(virial),
         )
         out["energy"].append(res["energy"].detach().to("cpu", torch.float64).numpy().reshape(b))
         out["atom_energy"].append(res["atom_energy"].detach().to("cpu", torch.float64).numpy().reshape(b, n_atoms))

@@ -6,8 +6,12 @@ This is DeePMD-kit's "standard" energy model (PyTorch backend v3: ``deepmd/pt/mo
 ``GeneralFitting._forward_common`` adds ``bias_atom_e[type]``; the atomic model adds ``out_bias[type]``
 in ``apply_out_stat``; our ``fitting.energy_bias`` is the sum of the two).
 
-Forces and virial come from one autograd pass with respect to the *edge vectors*
-``r_ij = r_j − r_i + s·cell`` (:func:`evaluate`)::
+Build with :meth:`EnergyModel.from_config` (a :class:`~mlpot.config.model.ModelConfig` or its dict;
+the descriptor class comes from :data:`mlpot.descriptors.DESCRIPTORS`). The descriptor sees one
+:class:`~mlpot.descriptors.environment.Environment` (the edges within rcut of the center atoms).
+
+:func:`evaluate` returns named outputs (energy, atom_energy, forces, virial, atom_virial). Forces and
+virial come from one autograd pass with respect to the *edge vectors* ``r_ij = r_j − r_i + s·cell``::
 
     g_p = ∂E/∂r_p                (per pair p = (i, j, s))
     F_k = Σ_{p: i_p = k} g_p − Σ_{p: j_p = k} g_p        (eV/Å)
@@ -26,123 +30,25 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from mlpot.data import stats as stats_mod
-from mlpot.descriptors import SeDescriptorBase, build_descriptor
+from mlpot.config.base import validate
+from mlpot.config.model import ModelConfig
+from mlpot.descriptors import DESCRIPTORS, SeDescriptorBase
+from mlpot.descriptors.environment import Environment
+from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
+from mlpot.fitting import EnergyFitting
 from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list
-from mlpot.nn import FittingNet, check_activation, precision_name, resolve_precision
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# ---------------------------------------------------------------------------------------- fitting
-_FIT_DEFAULT_ONLY = {
-    "numb_fparam": 0,
-    "numb_aparam": 0,
-    "dim_case_embd": 0,
-    "atom_ener": [],
-    "trainable": True,
-    "exclude_types": [],
-    "use_aparam_as_mask": False,
-    "layer_name": None,
-    "tot_ener_zero": False,
-}
-_FIT_IGNORED = {"_comment", "type", "rcond"}
-_FIT_KEYS = {"neuron", "resnet_dt", "activation_function", "precision", "seed"}
-
-
-class EnergyFitting(torch.nn.Module):
-    """One fitting net per center type plus a per-type energy bias.
-
-    forward(descriptor (N, dim_in), atom_types (N,)) → atomic energies (N,) eV.
-    """
-
-    def __init__(
-        self,
-        ntypes: int,
-        dim_in: int,
-        neuron: Sequence[int] = (120, 120, 120),
-        resnet_dt: bool = True,
-        activation_function: str = "tanh",
-        precision: str = "float64",
-        seed: Optional[int] = None,
-    ) -> None:
-        super().__init__()
-        self.ntypes = int(ntypes)
-        self.dim_in = int(dim_in)
-        self.neuron = [int(n) for n in neuron]
-        if any(n <= 0 for n in self.neuron):
-            raise ConfigError(f"model.fitting_net.neuron: expected positive ints, got {neuron!r}")
-        self.resnet_dt = bool(resnet_dt)
-        self.activation_function = check_activation(activation_function, "model.fitting_net.activation_function")
-        self.dtype = resolve_precision(precision, "model.fitting_net.precision")
-        self.seed = seed
-        g = None
-        if seed is not None:
-            g = torch.Generator()
-            g.manual_seed(int(seed))
-        self.nets = torch.nn.ModuleDict(
-            {
-                str(t): FittingNet(self.dim_in, self.neuron, 1, self.activation_function, self.resnet_dt, self.dtype, g)
-                for t in range(self.ntypes)
-            }
-        )
-        self.register_buffer("energy_bias", torch.zeros(self.ntypes, dtype=self.dtype))
-
-    def get_config(self) -> dict:
-        return {
-            "type": "ener",
-            "neuron": list(self.neuron),
-            "resnet_dt": self.resnet_dt,
-            "activation_function": self.activation_function,
-            "precision": precision_name(self.dtype),
-            "seed": self.seed,
-        }
-
-    def forward(self, descriptor: torch.Tensor, atom_types: torch.Tensor) -> torch.Tensor:
-        x = descriptor.to(self.dtype)
-        out = self.energy_bias[atom_types]
-        for t in range(self.ntypes):
-            idx = torch.nonzero(atom_types == t).reshape(-1)
-            if idx.numel() == 0:
-                continue
-            out = out.index_add(0, idx, self.nets[str(t)](x[idx]).reshape(-1))
-        return out
-
-
-def build_fitting(cfg: dict[str, Any], ntypes: int, dim_in: int) -> EnergyFitting:
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"model.fitting_net: expected a mapping, got {type(cfg).__name__}")
-    ftype = cfg.get("type", "ener")
-    if ftype != "ener":
-        raise ConfigError(f"model.fitting_net.type: only 'ener' is supported, got {ftype!r}")
-    kwargs = {}
-    for key, value in cfg.items():
-        if key in _FIT_IGNORED:
-            continue
-        if key in _FIT_DEFAULT_ONLY:
-            if value != _FIT_DEFAULT_ONLY[key] and not (value is None or (isinstance(value, list) and not value)):
-                raise ConfigError(f"model.fitting_net.{key}: only {_FIT_DEFAULT_ONLY[key]!r} is supported, got {value!r}")
-            continue
-        if key not in _FIT_KEYS:
-            raise ConfigError(f"model.fitting_net.{key}: unknown key (known: {sorted(_FIT_KEYS)})")
-        kwargs[key] = value
-    try:
-        return EnergyFitting(ntypes, dim_in, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model.fitting_net: {exc}") from None
-
-
-# ------------------------------------------------------------------------------------------ model
-_MODEL_IGNORED = {"_comment", "data_stat_nbatch", "data_stat_protect", "type", "type_embedding_ignored"}
-_MODEL_DEFAULT_ONLY = {"pair_exclude_types": [], "atom_exclude_types": [], "use_srtab": None, "spin": None}
+    """CUDA when available, else CPU (:func:`mlpot.device.resolve_device`)."""
+    return resolve_device(None)
 
 
 class EnergyModel(torch.nn.Module):
@@ -159,30 +65,22 @@ class EnergyModel(torch.nn.Module):
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, model_cfg: dict[str, Any], device: Optional[str | torch.device] = None) -> "EnergyModel":
-        """Build from DeePMD-kit's ``model`` section {type_map, descriptor, fitting_net}."""
-        if not isinstance(model_cfg, dict):
-            raise ConfigError(f"model: expected a mapping, got {type(model_cfg).__name__}")
-        for key, value in model_cfg.items():
-            if key in ("type_map", "descriptor", "fitting_net") or key in _MODEL_IGNORED:
-                continue
-            if key in _MODEL_DEFAULT_ONLY:
-                if value not in (None, [], False) and value != _MODEL_DEFAULT_ONLY[key]:
-                    raise ConfigError(f"model.{key}: only {_MODEL_DEFAULT_ONLY[key]!r} is supported, got {value!r}")
-                continue
-            raise ConfigError(f"model.{key}: unknown key (expected type_map, descriptor, fitting_net)")
-        if model_cfg.get("type", "standard") not in ("standard", "ener", None):
-            raise ConfigError(f"model.type: only the standard energy model is supported, got {model_cfg['type']!r}")
-        type_map = model_cfg.get("type_map")
-        if not isinstance(type_map, (list, tuple)) or not type_map:
-            raise ConfigError("model.type_map: required, a list of element names, e.g. ['O', 'H']")
-        ntypes = len(type_map)
-        if "descriptor" not in model_cfg:
-            raise ConfigError("model.descriptor: required")
-        descriptor = build_descriptor(model_cfg["descriptor"], ntypes)
-        fitting = build_fitting(model_cfg.get("fitting_net", {}), ntypes, descriptor.dim_out)
-        model = cls(type_map, descriptor, fitting)
-        return model.to(device if device is not None else default_device())
+    def from_config(
+        cls, model_cfg: ModelConfig | Mapping[str, Any], device: Optional[str | torch.device] = None
+    ) -> "EnergyModel":
+        """Build from the ``model`` section {type_map, descriptor, fitting_net}: a validated
+        :class:`~mlpot.config.model.ModelConfig` or a mapping (validated here, ConfigError naming
+        ``model.<key>``); the descriptor class comes from the registry. ``device``: default CUDA
+        when available (:func:`mlpot.device.resolve_device`)."""
+        if not isinstance(model_cfg, ModelConfig):
+            if not isinstance(model_cfg, Mapping):
+                raise ConfigError(f"model: expected a mapping, got {type(model_cfg).__name__}")
+            model_cfg = validate(ModelConfig, dict(model_cfg), prefix=("model",))
+        ntypes = len(model_cfg.type_map)
+        descriptor = DESCRIPTORS[model_cfg.descriptor.type](model_cfg.descriptor, ntypes)
+        fitting = EnergyFitting(model_cfg.fitting_net, ntypes, descriptor.dim_out)
+        model = cls(model_cfg.type_map, descriptor, fitting)
+        return model.to(resolve_device(device))
 
     def get_config(self) -> dict:
         """JSON-serialisable config; ``from_config(get_config())`` rebuilds the same architecture."""
@@ -206,7 +104,7 @@ class EnergyModel(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.descriptor.sel.device
+        return self.fitting.energy_bias.device
 
     # -- evaluation --------------------------------------------------------------------------------
     def forward(
@@ -225,14 +123,15 @@ class EnergyModel(torch.nn.Module):
         """Energies of a batch of frames from positions (N, 3) Å, types (N,), cells (B, 3, 3) Å,
         frame_index (N,) and a full pair list (pairs beyond rcut allowed, they count as absent).
         Returns {"energy": (B,) eV, "atom_energy": (N,) eV}; differentiable in positions and cells.
-        ``n_centers``, ``center_range``: see :meth:`energy_from_edges`."""
+        ``n_centers``: only the atoms ``[:n_centers]`` get atomic energies (``center_range=(0, n)``;
+        give one or the other); ``center_range``: see :meth:`energy_from_edges`."""
         positions = positions.to(self.dtype)
         cells = cells.to(self.dtype)
         nl = NeighborList(centers, neighbors, shifts)
         rij = edge_vectors(positions, cells, frame_index, nl)
-        return self.energy_from_edges(
-            rij, atom_types, frame_index, centers, neighbors, n_frames, n_centers, center_range=center_range
-        )
+        if n_centers is not None or center_range is not None:
+            center_range = _center_bounds(int(atom_types.shape[0]), n_centers, center_range)
+        return self.energy_from_edges(rij, atom_types, frame_index, centers, neighbors, n_frames, center_range)
 
     def energy_from_edges(
         self,
@@ -242,23 +141,21 @@ class EnergyModel(torch.nn.Module):
         centers: torch.Tensor,
         neighbors: torch.Tensor,
         n_frames: int,
-        n_centers: Optional[int] = None,
         center_range: Optional[tuple[int, int]] = None,
     ) -> dict[str, torch.Tensor]:
         """As :meth:`forward`, from the pair vectors rij (P, 3) Å of the pair list directly.
 
-        ``n_centers``: when given, only the atoms ``[:n_centers]`` get atomic energies (descriptor
-        and fitting run on them only); the other atoms are neighbors only (e.g. the ghost atoms of a
-        domain decomposition) and pairs centered on them are ignored. Then "atom_energy" is
-        (n_centers,) and "energy" sums those atoms. ``None`` (default): every atom is a center.
-        ``center_range=(start, stop)``: the same for the atoms ``[start:stop)`` (``n_centers=n`` is
-        ``center_range=(0, n)``; give one or the other): "atom_energy" is (stop − start,), "energy"
-        (B,) sums those atoms per frame. :func:`evaluate` uses it to process centers in chunks."""
+        ``center_range=(start, stop)``: only the atoms ``[start:stop)`` get atomic energies
+        (descriptor and fitting run on them only); the other atoms are neighbors only (e.g. the ghost
+        atoms of a domain decomposition, ``(0, n_local)``) and pairs centered on them are ignored.
+        Then "atom_energy" is (stop − start,) and "energy" (B,) sums those atoms per frame.
+        ``None`` (default): every atom is a center. :func:`evaluate` uses it to process centers in
+        chunks (an :class:`~mlpot.descriptors.environment.Environment` per chunk)."""
         atom_types = atom_types.to(torch.long)
         n_atoms = atom_types.shape[0]
         if n_atoms and (int(atom_types.min()) < 0 or int(atom_types.max()) >= self.ntypes):
             raise ModelError(f"atom_types: indices must lie in [0, {self.ntypes}) for type_map {self.type_map}")
-        start, stop = _center_bounds(n_atoms, n_centers, center_range)
+        start, stop = _center_bounds(n_atoms, None, center_range)
         rij = rij.to(self.dtype)
         keep = torch.linalg.vector_norm(rij.detach(), dim=-1) < self.rcut
         center_types, frame_all = atom_types, frame_index
@@ -267,79 +164,34 @@ class EnergyModel(torch.nn.Module):
             if start:
                 keep = keep & (centers >= start)
             center_types, frame_index = atom_types[start:stop], frame_index[start:stop]
-        n_loc = stop - start
         idx = torch.nonzero(keep).reshape(-1)
         rij_in, c_in = rij[idx], centers[idx]
         if start:
             c_in = c_in - start
-        ntype_in = atom_types[neighbors[idx]]
-        try:
-            counts = self.descriptor.neighbor_counts(c_in, ntype_in, n_loc, frame_index, self.type_map)
-        except ModelError:
-            if not start:
-                raise
-            # recount with global atom indices, so that the message names the right frame and atom
-            self.descriptor.neighbor_counts(c_in + start, ntype_in, stop, frame_all, self.type_map)
-            raise
-        d = self.descriptor(rij_in, c_in, ntype_in, center_types, counts)
+        env = Environment(
+            rij_in, c_in, atom_types[neighbors[idx]], center_types, self.ntypes,
+            frame_index=frame_all, center_offset=start, type_map=self.type_map,
+        )
+        d = self.descriptor(env)
         atom_energy = self.fitting(d, center_types).to(self.dtype)
         energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
         energy = energy.index_add(0, frame_index, atom_energy)
         return {"energy": energy, "atom_energy": atom_energy}
 
     # -- statistics --------------------------------------------------------------------------------
-    @torch.no_grad()
     def compute_stats(self, systems: Sequence[Any], max_frames: int = 20, seed: int = 0, energy_bias: bool = True) -> None:
-        """Descriptor mean/std (from up to ``max_frames`` frames per system) and per-type energy bias
-        (least squares of the frame energies on the type counts, all frames) — see
-        :mod:`mlpot.data.stats`. ``systems``: list of :class:`~mlpot.data.frames.LabeledFrames`."""
-        if not systems:
-            raise ModelError("compute_stats: no training systems given")
-        dev, dt = self.device, self.dtype
-        desc = self.descriptor
-        sums = np.zeros((self.ntypes, 2, 3))
-        counts_rows, energies = [], []
-        for system in systems:
-            sys_ = system.with_type_map(self.type_map) if list(system.type_map) != self.type_map else system
-            types_np = np.asarray(sys_.atom_types, dtype=np.int64)
-            sel_idx = stats_mod.subsample_indices(sys_.n_frames, max_frames, seed)
-            nf = len(sel_idx)
-            pos = torch.as_tensor(sys_.positions[sel_idx], dtype=dt, device=dev).reshape(-1, 3)
-            cells = torch.as_tensor(sys_.cells[sel_idx], dtype=dt, device=dev)
-            pbc = torch.as_tensor(np.broadcast_to(sys_.pbc, (nf, 3)).copy(), device=dev)
-            types = torch.as_tensor(types_np, device=dev).repeat(nf)
-            fidx = torch.arange(nf, device=dev).repeat_interleave(sys_.n_atoms)
-            nl = neighbor_list(pos, cells, pbc, self.rcut, fidx)
-            rij = edge_vectors(pos, cells, fidx, nl)
-            keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < self.rcut).reshape(-1)
-            c_in = nl.centers[keep]
-            desc.neighbor_counts(c_in, types[nl.neighbors[keep]], types.shape[0], fidx, self.type_map)
-            rows = desc.env_rows(rij[keep])
-            n_per_type = torch.bincount(types, minlength=self.ntypes)
-            sums += stats_mod.env_stat_sums(rows, types[c_in], n_per_type, desc.nnei, self.ntypes)
-            if energy_bias and sys_.energies is not None:
-                counts_rows.append(np.tile(np.bincount(types_np, minlength=self.ntypes), (sys_.n_frames, 1)))
-                energies.append(np.asarray(sys_.energies, dtype=np.float64))
-        avg, std = stats_mod.env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
-        desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
-        if energy_bias:
-            if not energies:
-                raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")
-            bias = stats_mod.energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(energies))
-            self.fitting.energy_bias.copy_(torch.as_tensor(bias, dtype=self.fitting.dtype))
+        """Descriptor mean/std and per-type energy bias from training systems: see
+        :func:`mlpot.data.stats.compute_stats`."""
+        stats_mod.compute_stats(self, systems, max_frames=max_frames, seed=seed, energy_bias=energy_bias)
 
 
 # ------------------------------------------------------------------------------------- evaluate
 #: Per-chunk pair budget of the chunked evaluation (:func:`evaluate`, ``chunk_atoms=None``): a chunk
 #: holds about this many pairs, i.e. ``budget // (mean pairs per center)`` center atoms. The autograd
-#: graph of se_e2_a keeps ~7 KiB per pair within rcut for neuron [25, 50, 100] in float64 (8 GiB at
-#: 1.1 M pairs, one pass over 12,288 water atoms). CPU: 10,000 pairs ≈ 110 water atoms (89 pairs
-#: each), ~70 MiB of graph, close to the 32 MiB L3. Measured (2 cores, water se_e2_a, quiet
-#: machine, µs/atom at 1,536 | 12,288 atoms): one pass 940-975 | ~2,170; chunks of 64 atoms
-#: 387-393 | 393-407, 128 atoms 376-404 | 471-545, 256 atoms 500-594 | 443-506, 560 atoms 502-604 |
-#: 512-566, 32 atoms 467-501 (per-chunk Python overhead starts to show). CUDA (not measured yet):
-#: 4 M pairs ≈ 45,000 water atoms, ~28 GiB of graph — a GPU needs large chunks to amortise its
-#: kernel launches (several hundred per chunk); about 3x that fits in 80 GB.
+#: graph of se_e2_a keeps ~7 KiB per pair within rcut for neuron [25, 50, 100] in float64, so the CPU
+#: budget (~110 water atoms, ~70 MiB of graph) stays near the L3 cache and the per-atom cost flat in
+#: system size; a GPU needs large chunks to amortise its kernel launches (measurements:
+#: benchmarks/RESULTS.md).
 CHUNK_PAIRS_CPU = 10_000
 CHUNK_PAIRS_CUDA = 4_000_000
 
@@ -388,6 +240,24 @@ def _as_batch(model: EnergyModel, positions, atom_types, cells, pbc, frame_index
     return positions, atom_types, cells, pbc, frame_index, n_frames
 
 
+#: the named outputs of :func:`evaluate` (energy and atom_energy are always computed)
+OUTPUTS = ("energy", "atom_energy", "forces", "virial", "atom_virial")
+DEFAULT_OUTPUTS = ("energy", "forces", "virial")
+
+
+def _resolve_outputs(outputs: Any, legacy: dict[str, Optional[bool]]) -> frozenset[str]:
+    if isinstance(outputs, str):
+        outputs = (outputs,)
+    want = set(outputs)
+    unknown = sorted(want - set(OUTPUTS))
+    if unknown:
+        raise ModelError(f"outputs: unknown {unknown}; expected names among {list(OUTPUTS)}")
+    for name, flag in legacy.items():  # temporary: the forces=/virial=/atom_virial= flags of before
+        if flag is not None:
+            (want.add if flag else want.discard)(name)
+    return frozenset(want | {"energy", "atom_energy"})
+
+
 def evaluate(
     model: EnergyModel,
     positions,
@@ -396,67 +266,51 @@ def evaluate(
     pbc,
     frame_index=None,
     nl: Optional[NeighborList] = None,
-    forces: bool = True,
-    virial: bool = True,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
     create_graph: bool = False,
-    atom_virial: bool = False,
     n_centers: Optional[int] = None,
     chunk_atoms: Optional[int] = None,
+    *,
+    forces: Optional[bool] = None,
+    virial: Optional[bool] = None,
+    atom_virial: Optional[bool] = None,
 ) -> dict[str, torch.Tensor]:
-    """Energy, atomic energies, forces and virial of a batch of frames.
+    """Named outputs of a batch of frames: a dict with the keys of ``outputs`` among
+    energy (B,) eV, atom_energy (N,) eV, forces (N, 3) eV/Å = −∂E/∂r, virial (B, 3, 3) eV
+    = −Σ_pairs r_ij ⊗ ∂E/∂r_ij, atom_virial (N, 3, 3) eV (each pair's −r_ij ⊗ ∂E/∂r_ij split half to
+    i, half to j); energy and atom_energy are always present.
 
     positions (N, 3) Å; atom_types (N,); cells (B, 3, 3) or (3, 3) Å (zeros where not periodic);
     pbc (B, 3) or (3,) bool; frame_index (N,) (default: one frame); nl: a full pair list (computed
-    with cutoff ``model.rcut`` when None; may extend beyond rcut).
-    Returns energy (B,) eV, atom_energy (N,) eV, forces (N, 3) eV/Å = −∂E/∂r, virial (B, 3, 3) eV
-    = −Σ_pairs r_ij ⊗ ∂E/∂r_ij, and with ``atom_virial`` the per-atom virial (N, 3, 3) eV (each
-    pair's −r_ij ⊗ ∂E/∂r_ij split half to i, half to j). ``create_graph=True`` keeps the graph so
-    that forces/virial can be differentiated again (force training).
+    with cutoff ``model.rcut`` when None; may extend beyond rcut). ``create_graph=True`` keeps the
+    graph so that forces/virial can be differentiated again (force training).
     ``n_centers``: only atoms ``[:n_centers]`` carry energy (the rest are neighbors only, e.g. ghost
     atoms; see :meth:`EnergyModel.energy_from_edges`): atom_energy is then (n_centers,), energy their
     sum, and forces (N, 3) and virial are the derivatives of that energy (forces on the neighbor-only
     atoms included). Default None: every atom.
 
-    ``chunk_atoms``: with ``create_graph=False`` the center atoms are processed in chunks of this
-    many consecutive atoms (chunks may cross frame boundaries): per chunk, the atomic energies of its
-    centers from the pairs centered on them, one backward pass to ∂E/∂r_ij of those pairs, then
-    forces, virial and atom_virial are accumulated and the chunk's graph is freed. Memory then
-    scales with the chunk, not the system, and the per-atom cost stays flat with system size.
-    The results equal the one-pass evaluation up to floating-point summation order. Default None:
-    ``CHUNK_PAIRS_CPU`` / ``CHUNK_PAIRS_CUDA`` pairs per chunk divided by the mean number of pairs
-    per center; ``0`` (or ``create_graph=True``): one pass over all atoms. Energies-only calls
-    (no forces/virial) are chunked too; when autograd is on they keep their graph (differentiable
-    energies, as in the one-pass evaluation).
+    The center atoms are processed in chunks of ``chunk_atoms`` consecutive atoms (chunks may cross
+    frame boundaries): per chunk, the atomic energies of its centers from the pairs centered on them,
+    one backward pass to ∂E/∂r_ij of those pairs, then forces, virial and atom_virial are accumulated
+    and the chunk's graph is freed, so memory scales with the chunk, not the system. One pass over
+    all atoms is the single-chunk case (``chunk_atoms=0``, and always with ``create_graph=True``).
+    Results equal the one-pass evaluation up to floating-point summation order. Default None:
+    ``CHUNK_PAIRS_CPU`` / ``CHUNK_PAIRS_CUDA`` pairs per chunk divided by the mean number of pairs per
+    center. Energies-only calls keep their graph when autograd is on (differentiable energies).
+
+    ``forces=``, ``virial=``, ``atom_virial=`` (keyword-only, deprecated): add (True) or remove
+    (False) that output, as the flags of earlier versions did.
     """
+    want = _resolve_outputs(outputs, {"forces": forces, "virial": virial, "atom_virial": atom_virial})
     positions, atom_types, cells, pbc, frame_index, n_frames = _as_batch(model, positions, atom_types, cells, pbc, frame_index)
     if nl is None:
         nl = neighbor_list(positions.detach(), cells.detach(), pbc, model.rcut, frame_index)
     nl = NeighborList(*(t.to(model.device) for t in nl))
-    if not create_graph:
-        bounds = _chunk_bounds(model, nl, positions.shape[0], n_centers, chunk_atoms)
-        if bounds is not None:
-            return _evaluate_chunked(
-                model, positions, atom_types, cells, frame_index, nl, n_frames, bounds, forces, virial, atom_virial
-            )
-    need_grad = forces or virial or atom_virial
-    grad_enabled = torch.is_grad_enabled()
-    with torch.enable_grad() if need_grad else contextlib.nullcontext():
-        rij = edge_vectors(positions, cells, frame_index, nl)
-        if need_grad and not rij.requires_grad:
-            rij.requires_grad_(True)
-        out = model.energy_from_edges(rij, atom_types, frame_index, nl.centers, nl.neighbors, n_frames, n_centers)
-        result = {"energy": out["energy"], "atom_energy": out["atom_energy"]}
-        if need_grad:
-            (g,) = torch.autograd.grad(
-                out["energy"].sum(), rij, create_graph=create_graph, retain_graph=create_graph, allow_unused=True
-            )
-            if g is None:
-                g = torch.zeros_like(rij)
-            rij_v = rij if create_graph else rij.detach()
-            _accumulate_derivatives(result, g, rij_v, nl, frame_index, positions.shape[0], n_frames, forces, virial, atom_virial)
-    if not grad_enabled:
-        result = {k: v.detach() for k, v in result.items()}
-    return result
+    n_atoms = positions.shape[0]
+    bounds = None if create_graph else _chunk_bounds(model, nl, n_atoms, n_centers, chunk_atoms)
+    if bounds is None:
+        bounds = [0, _center_bounds(n_atoms, n_centers, None)[1]]
+    return _evaluate_chunked(model, positions, atom_types, cells, frame_index, nl, n_frames, bounds, want, create_graph)
 
 
 def _accumulate_derivatives(
@@ -524,53 +378,63 @@ def _evaluate_chunked(
     nl: NeighborList,
     n_frames: int,
     bounds: list[int],
-    forces: bool,
-    virial: bool,
-    atom_virial: bool,
+    outputs: frozenset[str],
+    create_graph: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """:func:`evaluate` (create_graph=False) over the center chunks [bounds[k], bounds[k+1])."""
-    need_grad = forces or virial or atom_virial
+    """:func:`evaluate` over the center chunks [bounds[k], bounds[k+1]) (one chunk: one pass over
+    the whole pair list, the graph kept with ``create_graph``)."""
+    want_f, want_v, want_av = ("forces" in outputs), ("virial" in outputs), ("atom_virial" in outputs)
+    need_grad = want_f or want_v or want_av
     n_atoms = positions.shape[0]
-    centers = nl.centers
-    # pairs grouped by center: chunk k holds the sorted pairs [ptr[k], ptr[k+1])
-    if centers.numel() > 1 and bool((centers[1:] < centers[:-1]).any()):
-        order = torch.argsort(centers, stable=True)
-        sorted_nl = NeighborList(centers[order], nl.neighbors[order], nl.shifts[order])
+    single = len(bounds) == 2
+    if single:
+        sorted_nl, ptr = nl, [0, int(nl.centers.shape[0])]
     else:
-        sorted_nl = nl
-    ptr = torch.searchsorted(sorted_nl.centers, torch.tensor(bounds, dtype=centers.dtype, device=centers.device)).tolist()
-    if need_grad:
-        positions, cells = positions.detach(), cells.detach()
+        centers = nl.centers
+        # pairs grouped by center: chunk k holds the sorted pairs [ptr[k], ptr[k+1])
+        if centers.numel() > 1 and bool((centers[1:] < centers[:-1]).any()):
+            order = torch.argsort(centers, stable=True)
+            sorted_nl = NeighborList(centers[order], nl.neighbors[order], nl.shifts[order])
+        else:
+            sorted_nl = nl
+        bt = torch.tensor(bounds, dtype=centers.dtype, device=centers.device)
+        ptr = torch.searchsorted(sorted_nl.centers, bt).tolist()
+        if need_grad:
+            positions, cells = positions.detach(), cells.detach()
+    grad_enabled = torch.is_grad_enabled()
     energy: Optional[torch.Tensor] = None
     atom_energies: list[torch.Tensor] = []
     result: dict[str, torch.Tensor] = {}
     for k in range(len(bounds) - 1):
-        part = NeighborList(*(t[ptr[k] : ptr[k + 1]] for t in sorted_nl))
-        center_range = (bounds[k], bounds[k + 1])
+        part = sorted_nl if single else NeighborList(*(t[ptr[k] : ptr[k + 1]] for t in sorted_nl))
         with torch.enable_grad() if need_grad else contextlib.nullcontext():
             rij = edge_vectors(positions, cells, frame_index, part)
-            if need_grad:
+            if need_grad and not rij.requires_grad:
                 rij.requires_grad_(True)
             out = model.energy_from_edges(
-                rij, atom_types, frame_index, part.centers, part.neighbors, n_frames, center_range=center_range
+                rij, atom_types, frame_index, part.centers, part.neighbors, n_frames, center_range=(bounds[k], bounds[k + 1])
             )
             if need_grad:
-                (g,) = torch.autograd.grad(out["energy"].sum(), rij, allow_unused=True)
+                (g,) = torch.autograd.grad(
+                    out["energy"].sum(), rij, create_graph=create_graph, retain_graph=create_graph, allow_unused=True
+                )
                 if g is None:
                     g = torch.zeros_like(rij)
                 _accumulate_derivatives(
-                    result, g, rij.detach(), part, frame_index, n_atoms, n_frames, forces, virial, atom_virial, inplace=True
+                    result, g, rij if create_graph else rij.detach(), part, frame_index, n_atoms, n_frames,
+                    want_f, want_v, want_av, inplace=not create_graph,
                 )
-                out = {key: v.detach() for key, v in out.items()}
+                if not single:
+                    out = {key: v.detach() for key, v in out.items()}
         energy = out["energy"] if energy is None else energy + out["energy"]
         atom_energies.append(out["atom_energy"])
         del out, rij
     assert energy is not None
     result["energy"] = energy
-    result["atom_energy"] = torch.cat(atom_energies)
-    if not torch.is_grad_enabled():
+    result["atom_energy"] = atom_energies[0] if single else torch.cat(atom_energies)
+    if not grad_enabled:
         result = {key: v.detach() for key, v in result.items()}
-    return {key: result[key] for key in ("energy", "atom_energy", "forces", "virial", "atom_virial") if key in result}
+    return {key: result[key] for key in OUTPUTS if key in result}
 
 
-__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "build_fitting", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]
+__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "OUTPUTS", "DEFAULT_OUTPUTS", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from mlpot.errors import ConfigError
 
+#: accepted precision names (DeePMD-kit's, ``"default"`` = float64) → dtype: the one precision table
 PRECISIONS = {
     "float64": torch.float64,
     "double": torch.float64,
@@ -38,35 +39,54 @@ PRECISIONS = {
 }
 
 
-def resolve_precision(name: str, where: str = "precision") -> torch.dtype:
-    """Map a DeePMD precision string ("float64", "float32", "default") to a torch dtype."""
+def normalize_precision(name: str) -> str:
+    """The lower-cased precision name, or ValueError naming the accepted ones (config validation)."""
     key = str(name).lower()
     if key not in PRECISIONS:
-        raise ConfigError(f"{where}: unknown precision {name!r}; expected 'float64' or 'float32'")
-    return PRECISIONS[key]
+        raise ValueError(f"unknown precision {name!r}; expected one of {', '.join(PRECISIONS)}")
+    return key
+
+
+def resolve_precision(name: str, where: str = "precision") -> torch.dtype:
+    """Map a DeePMD precision string ("float64", "float32", "default") to a torch dtype."""
+    try:
+        return PRECISIONS[normalize_precision(name)]
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def precision_name(dtype: torch.dtype) -> str:
     return "float64" if dtype == torch.float64 else "float32"
 
 
-_SIMPLE_ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "silu", "gelu", "gelu_tf", "linear", "none")
+#: activation names (DeePMD-kit's): the one activation table; ``silut[:t]`` / ``custom_silu[:t]``
+#: (silu with a tanh continuation above the threshold t, default 3.0) come in addition
+ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "silu", "gelu", "gelu_tf", "linear", "none")
+THRESHOLD_ACTIVATIONS = ("silut", "custom_silu")
+
+
+def normalize_activation(name: str) -> str:
+    """The lower-cased activation name, or ValueError naming the accepted ones (config validation)."""
+    key = str(name).lower()
+    if key in ACTIVATIONS:
+        return key
+    head, _, threshold = key.partition(":")
+    if head in THRESHOLD_ACTIVATIONS:
+        try:
+            if threshold:
+                float(threshold)
+        except ValueError:
+            raise ValueError(f"bad threshold in {name!r}; expected e.g. 'silut:3.0'") from None
+        return key
+    raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}, silut[:t]")
 
 
 def check_activation(name: str, where: str = "activation_function") -> str:
-    """Validate an activation name (DeePMD-kit names: tanh, gelu/gelu_tf (tanh approximation), relu,
-    relu6, softplus, sigmoid, silu, silut[:threshold] / custom_silu[:threshold], linear/none)."""
-    key = str(name).lower()
-    if key in _SIMPLE_ACTIVATIONS:
-        return key
-    if key.startswith("silut") or key.startswith("custom_silu"):
-        try:
-            if ":" in key:
-                float(key.split(":")[-1])
-        except ValueError:
-            raise ConfigError(f"{where}: bad threshold in {name!r}; expected e.g. 'silut:3.0'") from None
-        return key
-    raise ConfigError(f"{where}: unknown activation {name!r}; expected one of {', '.join(_SIMPLE_ACTIVATIONS)}, silut[:t]")
+    """Validate an activation name (see :data:`ACTIVATIONS`); ConfigError naming ``where``."""
+    try:
+        return normalize_activation(name)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def activation(name: str, x: torch.Tensor) -> torch.Tensor:

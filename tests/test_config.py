@@ -37,26 +37,45 @@ def test_deepmd_example_parses_unchanged(raw):
     assert cfg.training.numb_steps == 100000 and cfg.training.seed == 10
     assert cfg.learning_rate.decay_steps == 5000 and cfg.learning_rate.stop_lr == 3.51e-8
     assert (cfg.loss.start_pref_f, cfg.loss.limit_pref_f, cfg.loss.start_pref_v) == (1000, 1, 0.0)
-    md = cfg.model_dict()
-    assert md["type_map"] == ["O", "H"]
-    assert md["descriptor"] == {
-        "type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92], "neuron": [25, 50, 100],
-        "axis_neuron": 16, "type_one_side": True, "resnet_dt": False, "activation_function": "tanh",
-        "precision": "float64", "seed": 1,
-    }
-    assert md["fitting_net"]["neuron"] == [240, 240, 240] and md["fitting_net"]["resnet_dt"] is True
+    md = cfg.model
+    assert md.type_map == ["O", "H"]
+    d = md.descriptor
+    assert (d.type, d.rcut, d.rcut_smth, d.sel, d.neuron, d.axis_neuron, d.type_one_side, d.resnet_dt,
+            d.activation_function, d.precision, d.seed) == (
+        "se_e2_a", 6.0, 0.5, [46, 92], [25, 50, 100], 16, True, False, "tanh", "default", 1)
+    assert md.fitting_net.neuron == [240, 240, 240] and md.fitting_net.resnet_dt is True
     # the validated tree round-trips through JSON and load_config
     again = load_config(json.loads(cfg.to_json()))
-    assert again.model_dict() == md and again.training.training_data.systems == cfg.training.training_data.systems
+    assert again.model.to_dict() == md.to_dict() and again.training.training_data.systems == cfg.training.training_data.systems
 
 
-def test_model_dict_builds_the_model(raw):
+def test_model_section_builds_the_model(raw):
     from mlpot.model import EnergyModel
 
     raw["model"]["descriptor"].update(neuron=[4, 8], axis_neuron=4)
     raw["model"]["fitting_net"]["neuron"] = [8]
-    model = EnergyModel.from_config(load_config(raw, base_dir=DEEPMD_INPUT.parent).model_dict(), device="cpu")
+    model = EnergyModel.from_config(load_config(raw, base_dir=DEEPMD_INPUT.parent).model, device="cpu")
     assert model.type_map == ["O", "H"] and model.rcut == 6.0
+
+
+@pytest.mark.parametrize("kind", ["se_e2_a", "se_a", "se_e2_r"])
+def test_from_config_and_load_config_agree(raw, kind):
+    """Every default exists once: a minimal descriptor gives the same model through
+    EnergyModel.from_config(dict) and through load_config(...).model (DeePMD-kit 3.2's defaults)."""
+    from mlpot.model import EnergyModel
+
+    minimal = {"type_map": ["O", "H"], "descriptor": {"type": kind, "sel": [46, 92]}}
+    raw["model"] = minimal
+    direct = EnergyModel.from_config(minimal, device="cpu")
+    via_file = EnergyModel.from_config(load_config(raw, base_dir=DEEPMD_INPUT.parent).model, device="cpu")
+    assert direct.get_config() == via_file.get_config()
+    d = direct.get_config()["descriptor"]
+    assert (d["rcut"], d["rcut_smth"], d["neuron"], d["resnet_dt"], d["activation_function"]) == (6.0, 0.5, [10, 20, 40], False, "tanh")
+    if kind != "se_e2_r":
+        assert d["type"] == "se_e2_a" and d["axis_neuron"] == 4 and d["type_one_side"] is False
+    assert direct.get_config()["fitting_net"]["neuron"] == [120, 120, 120]
+    sa, sb = direct.state_dict(), via_file.state_dict()
+    assert sa.keys() == sb.keys() and all(v.shape == sb[k].shape for k, v in sa.items())
 
 
 def test_yaml_and_aliases(tmp_path, raw):
@@ -76,8 +95,56 @@ def test_yaml_and_aliases(tmp_path, raw):
 
 def test_precision_override(raw):
     raw["training"]["precision"] = "float32"
-    md = load_config(raw, base_dir=DEEPMD_INPUT.parent).model_dict()
-    assert md["descriptor"]["precision"] == md["fitting_net"]["precision"] == "float32"
+    cfg = load_config(raw, base_dir=DEEPMD_INPUT.parent)
+    md = cfg.model.with_precision(cfg.training.precision)
+    assert md.descriptor.precision == md.fitting_net.precision == "float32"
+    assert cfg.model.descriptor.precision == "default"  # the validated tree itself is unchanged (frozen)
+
+
+def test_config_is_frozen(raw):
+    from pydantic import ValidationError
+
+    cfg = load_config(raw, base_dir=DEEPMD_INPUT.parent)
+    with pytest.raises(ValidationError):
+        cfg.model.descriptor.sel = [1, 2]
+    changed = cfg.model.with_descriptor(sel=[10, 20])
+    assert changed.descriptor.sel == [10, 20] and cfg.model.descriptor.sel == [46, 92]
+
+
+def test_unknown_key_suggests_the_intended_one(raw):
+    raw["training"]["numb_stepz"] = 10
+    assert _error(raw) == "training.numb_stepz: unknown key (did you mean `numb_steps`?)"
+
+
+def test_neutral_only_keys(raw):
+    raw["model"]["descriptor"]["exclude_types"] = []  # accepted at the neutral value
+    raw["model"]["fitting_net"]["trainable"] = [True, True, True, True]
+    load_config(raw, base_dir=DEEPMD_INPUT.parent)
+    raw["model"]["fitting_net"]["numb_fparam"] = 2
+    assert _error(raw).startswith("model.fitting_net.numb_fparam: expected 0 ")
+
+
+def test_toy_descriptor_from_the_registry(raw):
+    """A descriptor registered from outside the package is a valid model.descriptor.type."""
+    from typing import Literal
+
+    from mlpot.config.model import DescriptorConfig
+    from mlpot.descriptors import DESCRIPTORS
+
+    class ToyConfig(DescriptorConfig):
+        type: Literal["toy"] = "toy"
+        width: int = 3
+
+    DESCRIPTORS.add("toy", object, aliases=("toy_alias",), config=ToyConfig)
+    try:
+        raw["model"]["descriptor"] = {"type": "toy_alias", "rcut": 3.0, "width": 5}
+        cfg = load_config(raw, base_dir=DEEPMD_INPUT.parent)
+        assert isinstance(cfg.model.descriptor, ToyConfig) and cfg.model.descriptor.width == 5
+        assert cfg.to_dict()["model"]["descriptor"]["width"] == 5
+        raw["model"]["descriptor"]["widht"] = 1
+        assert "model.descriptor.widht: unknown key (did you mean `width`?)" in _error(raw)
+    finally:
+        DESCRIPTORS.remove("toy")
 
 
 def test_resolve_batch_size():
@@ -220,3 +287,33 @@ def test_relative_paths_against_config_dir(tmp_path, raw):
     (sub / "in.json").write_text(json.dumps(data))
     cfg = load_config(sub / "in.json")
     assert Path(cfg.training.training_data.systems[0]).resolve() == water / "data_0"
+
+
+def test_shared_base_for_other_inputs(tmp_path):
+    """The MD input can use the same base: the same mistake reads the same way, and relative paths
+    resolve against the input file's folder."""
+    from typing import Optional
+
+    from pydantic import Field, ValidationInfo, field_validator
+
+    from mlpot.config.base import StrictModel, read_tree, resolve_input_path, validate
+
+    class MDLike(StrictModel):
+        dt: float = Field(1.0, gt=0)
+        structure: Optional[str] = None
+
+        @field_validator("structure")
+        @classmethod
+        def _path(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+            return None if v is None else resolve_input_path(v, info)
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "water.xyz").write_text("")
+    (tmp_path / "sub" / "md.yaml").write_text("dtt: 0.5\n")
+    with pytest.raises(ConfigError) as info:
+        validate(MDLike, read_tree(tmp_path / "sub" / "md.yaml"), str(tmp_path / "sub" / "md.yaml"))
+    assert str(info.value).endswith("md.yaml: dtt: unknown key (did you mean `dt`?)")
+    with pytest.raises(ConfigError, match=r"^dt: expected a positive number, found -1"):
+        validate(MDLike, {"dt": -1})
+    cfg = validate(MDLike, {"structure": "water.xyz", "_comment": "ok"}, base_dir=tmp_path / "sub")
+    assert Path(cfg.structure) == tmp_path / "sub" / "water.xyz"

@@ -12,6 +12,7 @@ import torch
 from mlpot.data import stats
 from mlpot.data.frames import LabeledFrames
 from mlpot.descriptors.env import edge_env_rows, smooth_switch
+from mlpot.descriptors.environment import Environment
 from mlpot.errors import ConfigError, ModelError
 from mlpot.model import EnergyModel
 from mlpot.neighbors import edge_vectors, neighbor_list
@@ -95,8 +96,8 @@ def model_descriptor(model: EnergyModel, pos, types, cell) -> torch.Tensor:
     keep = torch.linalg.vector_norm(rij, dim=1) < model.rcut
     at = torch.tensor(types)
     nt = at[nl.neighbors[keep]]
-    counts = model.descriptor.neighbor_counts(nl.centers[keep], nt, len(pos), fidx)
-    return model.descriptor(rij[keep], nl.centers[keep], nt, at, counts)
+    env = Environment(rij[keep], nl.centers[keep], nt, at, model.ntypes, fidx)
+    return model.descriptor(env)
 
 
 def test_switch_values_and_smoothness():
@@ -231,3 +232,89 @@ def test_activations_match_closed_forms():
     xs = torch.tensor([t - 1e-6, t + 1e-6], requires_grad=True)
     (g,) = torch.autograd.grad(activation("silut", xs).sum(), xs)
     assert abs((g[1] - g[0]).item()) < 1e-5
+
+
+@pytest.mark.parametrize("type_split", [True, False])
+def test_padded_view_equals_brute_force(type_split):
+    """Environment.padded: per center, the neighbors of each type (or all, type_split=False) nearest
+    first in their slot block, −1 in empty slots, the farthest dropped when a block overflows (as
+    DeePMD-kit does) — against a loop over centers and types."""
+    pos, types, cell = small_system(seed=5, n=18)
+    pos_t, cell_t = torch.tensor(pos), torch.tensor(cell).reshape(1, 3, 3)
+    fidx = torch.zeros(len(pos), dtype=torch.long)
+    nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), RCUT)
+    rij = edge_vectors(pos_t, cell_t, fidx, nl)
+    keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=1) < RCUT).reshape(-1)
+    at = torch.tensor(types)
+    env = Environment(rij[keep], nl.centers[keep], at[nl.neighbors[keep]], at, 2, fidx)
+    counts = env.counts()
+    sel = [int(counts[:, 0].max()) - 1, int(counts[:, 1].max()) + 2]  # type 0 overflows somewhere: dropped
+    if not type_split:
+        sel = [sum(sel) - 3]
+    index, mask = env.padded(sel if type_split else sel[0], type_split=type_split)
+    assert index.shape == (len(pos), sum(sel)) and torch.equal(mask, index >= 0)
+    r = torch.linalg.vector_norm(env.rij, dim=1).numpy()
+    c, nt = env.center.numpy(), env.neighbor_type.numpy()
+    want = np.full((len(pos), sum(sel)), -1)
+    blocks = [[0], [1]] if type_split else [[0, 1]]
+    for i in range(len(pos)):
+        start = 0
+        for b, tt in enumerate(blocks):
+            edges = [e for e in range(len(c)) if c[e] == i and nt[e] in tt]
+            edges = sorted(edges, key=lambda e: (r[e], e))[: sel[b]]
+            want[i, start : start + len(edges)] = edges
+            start += sel[b]
+    assert np.array_equal(index.numpy(), want)
+    assert bool((counts[:, 0] > sel[0]).any()) or not type_split  # the overflow case was exercised
+    assert env.padded(sel if type_split else sel[0], type_split=type_split)[0] is index  # cached
+
+
+def test_toy_descriptor_registered_from_the_test_file():
+    """A descriptor defined and registered here (config class + module taking (config, ntypes) and
+    forward(env)) builds through EnergyModel.from_config and evaluates with forces = −∂E/∂r."""
+    from typing import Literal
+
+    from mlpot.config.model import DescriptorConfig
+    from mlpot.descriptors import DESCRIPTORS
+    from mlpot.model import evaluate
+
+    class ToyConfig(DescriptorConfig):
+        type: Literal["toy_radial"] = "toy_radial"
+        width: float = 1.0
+
+    @DESCRIPTORS.register("toy_radial", config=ToyConfig)
+    class ToyRadial(torch.nn.Module):
+        """D_i[t] = Σ_{j of type t, r_ij < rcut} exp(−r_ij / width) · (1 − r_ij / rcut)²."""
+
+        def __init__(self, config: ToyConfig, ntypes: int) -> None:
+            super().__init__()
+            self.config, self.ntypes, self.rcut, self.dtype = config, ntypes, config.rcut, torch.float64
+            self.dim_out = ntypes
+
+        def get_config(self) -> dict:
+            return self.config.model_dump(by_alias=True)
+
+        def forward(self, env: Environment) -> torch.Tensor:
+            r = torch.linalg.vector_norm(env.rij, dim=-1)
+            g = torch.exp(-r / self.config.width) * (1 - r / self.rcut) ** 2
+            out = torch.zeros(env.n_centers * self.ntypes, dtype=self.dtype, device=r.device)
+            return out.index_add(0, env.center * self.ntypes + env.neighbor_type, g).reshape(env.n_centers, self.ntypes)
+
+    try:
+        cfg = {"type_map": ["O", "H"], "descriptor": {"type": "toy_radial", "rcut": RCUT, "width": 0.7},
+               "fitting_net": {"neuron": [6, 6], "seed": 2}}
+        model = EnergyModel.from_config(cfg, device="cpu")
+        assert isinstance(model.descriptor, ToyRadial) and EnergyModel.from_config(model.get_config(), device="cpu")
+        pos, types, cell = small_system(seed=2)
+        out = evaluate(model, pos, types, cell, [True] * 3)
+        h = 1e-5
+        for atom, d in [(0, 0), (5, 2)]:
+            e = []
+            for s in (h, -h):
+                p = pos.copy()
+                p[atom, d] += s
+                with torch.no_grad():
+                    e.append(float(evaluate(model, p, types, cell, [True] * 3, outputs=("energy",))["energy"][0]))
+            assert abs(-(e[0] - e[1]) / (2 * h) - float(out["forces"][atom, d])) < 1e-7
+    finally:
+        DESCRIPTORS.remove("toy_radial")

@@ -341,7 +341,7 @@ def test_resnet_timestep_initialisation_matches_deepmd() -> None:
 
     cfg = {"type_map": ["O", "H"],
            "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92], "neuron": [8, 16, 32],
-                          "axis_neuron": 4, "resnet_dt": True, "seed": 3},
+                          "axis_neuron": 4, "type_one_side": True, "resnet_dt": True, "seed": 3},
            "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True, "seed": 4}}
     model = EnergyModel.from_config(cfg, device="cpu")
     idt = torch.cat([p.detach().reshape(-1) for n, p in model.named_parameters() if n.endswith(".idt")])

@@ -18,7 +18,7 @@ PBC = [True, True, True]
 
 def model_cfg(kind="se_e2_a", type_map=("O", "H"), sel=(24, 48), rcut=4.0, rcut_smth=1.0, precision="float64", seed=7):
     desc = {"type": kind, "rcut": rcut, "rcut_smth": rcut_smth, "sel": list(sel), "neuron": [4, 8, 16],
-            "resnet_dt": True, "activation_function": "tanh", "precision": precision, "seed": seed}
+            "resnet_dt": True, "activation_function": "tanh", "precision": precision, "seed": seed, "type_one_side": True}
     if kind == "se_e2_a":
         desc["axis_neuron"] = 4
     return {"type_map": list(type_map), "descriptor": desc,
@@ -333,3 +333,20 @@ def test_compute_stats_on_water():
     # one composition: least squares gives the minimum-norm bias reproducing the mean energy
     e = sys_.energies.mean()
     assert (64 * model.fitting.energy_bias[0] + 128 * model.fitting.energy_bias[1]).item() == pytest.approx(e, rel=1e-10)
+
+
+def test_named_outputs():
+    """evaluate(outputs=...) returns exactly the named outputs (energy, atom_energy always); the
+    deprecated flags give the same tensors; an unknown name is a ModelError naming the known ones."""
+    model = make_model()
+    pos, types, cell = water_frame(24)
+    only_e = evaluate(model, pos, types, cell, PBC, outputs=("energy",))
+    assert set(only_e) == {"energy", "atom_energy"}
+    full = evaluate(model, pos, types, cell, PBC, outputs=("energy", "forces", "virial", "atom_virial"))
+    assert list(full) == ["energy", "atom_energy", "forces", "virial", "atom_virial"]
+    legacy = evaluate(model, pos, types, cell, PBC, atom_virial=True)
+    assert all(torch.equal(full[k], legacy[k]) for k in full) and list(legacy) == list(full)
+    assert torch.equal(only_e["energy"], full["energy"])
+    torch.testing.assert_close(full["atom_virial"].sum(0), full["virial"][0], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ModelError, match=r"outputs: unknown \['stress'\]"):
+        evaluate(model, pos, types, cell, PBC, outputs=("energy", "stress"))

@@ -141,7 +141,8 @@ def test_default_chunk_from_pair_budget(batch, monkeypatch):
         n_pairs = neighbor_list(pos, cells, pbc, RC, fidx).centers.shape[0]
         ref = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=0)
     chunk = max(1, 100 * 41 // n_pairs)
-    assert calls == [list(range(0, 41, chunk)) + [41]] and len(calls[0]) > 2
+    # the default chunks, then chunk_atoms=0: one pass is the single-chunk case
+    assert calls == [list(range(0, 41, chunk)) + [41], [0, 41]] and len(calls[0]) > 2
     _check_same(out, ref)
 
 
@@ -150,11 +151,15 @@ def test_create_graph_is_not_chunked(batch, monkeypatch):
     m = _model()
     pos, types, cells, pbc, fidx = batch
 
-    def boom(*args, **kwargs):
-        raise AssertionError("chunked path used with create_graph=True")
+    real = model_mod._evaluate_chunked
+
+    def one_chunk_only(*args, **kwargs):
+        if args[7] != [0, 41]:
+            raise AssertionError(f"chunked path used with create_graph=True: chunks {args[7]}")
+        return real(*args, **kwargs)
 
     plain = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=3)
-    monkeypatch.setattr(model_mod, "_evaluate_chunked", boom)
+    monkeypatch.setattr(model_mod, "_evaluate_chunked", one_chunk_only)
     out = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, create_graph=True, chunk_atoms=3)
     assert out["forces"].requires_grad and out["virial"].requires_grad
     _check_same({k: v.detach() for k, v in out.items()}, plain)

@@ -1,6 +1,7 @@
 """Training-data statistics: descriptor (environment matrix) mean/std and per-type energy bias.
 
-Pure functions on numpy / torch arrays; :meth:`mlpot.model.EnergyModel.compute_stats` drives them.
+:func:`compute_stats` sets them on a model from training systems; the rest are pure functions on
+numpy / torch arrays.
 
 Descriptor statistics follow DeePMD-kit (``deepmd/pt/utils/env_mat_stat.py`` ``EnvMatStatSe`` and
 ``deepmd/utils/env_mat_stat.py`` ``StatItem``): for each *center* type c, pool every neighbor slot of
@@ -16,7 +17,7 @@ un-normalised row is 0 — and
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -90,6 +91,56 @@ def energy_bias_lstsq(type_counts: np.ndarray, energies: np.ndarray, rcond: Opti
         raise ValueError(f"type_counts {x.shape} and energies {y.shape} do not match")
     bias, *_ = np.linalg.lstsq(x, y, rcond=rcond)
     return bias
+
+
+@torch.no_grad()
+def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed: int = 0, energy_bias: bool = True) -> None:
+    """Set ``model``'s descriptor mean/std (from up to ``max_frames`` frames per system, through the
+    descriptor's :meth:`stat_rows` of an :class:`~mlpot.descriptors.environment.Environment`) and,
+    with ``energy_bias``, its per-type energy bias (least squares of the frame energies on the type
+    counts, all frames). ``systems``: :class:`~mlpot.data.frames.LabeledFrames`, any type_map (remapped)."""
+    from mlpot.descriptors.environment import Environment
+    from mlpot.errors import ModelError
+    from mlpot.neighbors import edge_vectors, neighbor_list
+
+    if not systems:
+        raise ModelError("compute_stats: no training systems given")
+    dev, dt = model.device, model.dtype
+    desc = model.descriptor
+    env_stats = hasattr(desc, "stat_rows")  # a descriptor without normalisation statistics: bias only
+    ntypes, type_map = model.ntypes, list(model.type_map)
+    sums = np.zeros((ntypes, 2, 3))
+    counts_rows, energies = [], []
+    for system in systems:
+        sys_ = system.with_type_map(type_map) if list(system.type_map) != type_map else system
+        types_np = np.asarray(sys_.atom_types, dtype=np.int64)
+        sel_idx = subsample_indices(sys_.n_frames, max_frames, seed)
+        nf = len(sel_idx)
+        if energy_bias and sys_.energies is not None:
+            counts_rows.append(np.tile(np.bincount(types_np, minlength=ntypes), (sys_.n_frames, 1)))
+            energies.append(np.asarray(sys_.energies, dtype=np.float64))
+        if not env_stats:
+            continue
+        pos = torch.as_tensor(sys_.positions[sel_idx], dtype=dt, device=dev).reshape(-1, 3)
+        cells = torch.as_tensor(sys_.cells[sel_idx], dtype=dt, device=dev)
+        pbc = torch.as_tensor(np.broadcast_to(sys_.pbc, (nf, 3)).copy(), device=dev)
+        types = torch.as_tensor(types_np, device=dev).repeat(nf)
+        fidx = torch.arange(nf, device=dev).repeat_interleave(sys_.n_atoms)
+        nl = neighbor_list(pos, cells, pbc, model.rcut, fidx)
+        rij = edge_vectors(pos, cells, fidx, nl)
+        keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < model.rcut).reshape(-1)
+        env = Environment(rij[keep], nl.centers[keep], types[nl.neighbors[keep]], types, ntypes, fidx, 0, type_map)
+        rows = desc.stat_rows(env)
+        n_per_type = torch.bincount(types, minlength=ntypes)
+        sums += env_stat_sums(rows, env.edge_center_types, n_per_type, desc.nnei, ntypes)
+    if env_stats:
+        avg, std = env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
+        desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
+    if energy_bias:
+        if not energies:
+            raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")
+        bias = energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(energies))
+        model.fitting.energy_bias.copy_(torch.as_tensor(bias, dtype=model.fitting.dtype))
 
 
 def subsample_indices(n_frames: int, max_frames: int, seed: int = 0) -> np.ndarray:

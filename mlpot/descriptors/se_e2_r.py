@@ -13,47 +13,58 @@ scatter-added and the empty slots added analytically.
 
 from __future__ import annotations
 
-import torch
+from typing import Literal
 
+import torch
+from pydantic import field_validator
+
+from mlpot.descriptors.base import DESCRIPTORS, SeConfigBase, SeDescriptorBase
 from mlpot.descriptors.env import normalize_rows, padding_rows
-from mlpot.descriptors.se_e2_a import SeDescriptorBase
-from mlpot.errors import ConfigError
+from mlpot.descriptors.environment import Environment
 
 #: DeePMD-kit's fixed output rescale of se_e2_r
 RESCALE = 1.0 / 5.0
 
 
+class SeE2RConfig(SeConfigBase):
+    """``model.descriptor`` of ``se_e2_r`` (alias ``se_r``). DeePMD-kit's PyTorch backend always has
+    one embedding net per neighbor type, so ``type_one_side`` is true (its only accepted value)."""
+
+    type: Literal["se_e2_r"] = "se_e2_r"
+    type_one_side: bool = True
+
+    @field_validator("type_one_side")
+    @classmethod
+    def _one_side(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("expected true (se_e2_r supports only type_one_side = true)")
+        return v
+
+
+@DESCRIPTORS.register("se_e2_r", aliases=("se_r",), config=SeE2RConfig)
 class DescriptorSeR(SeDescriptorBase):
     """``se_e2_r``; output (n_atoms, neuron[-1])."""
 
     type_name = "se_e2_r"
     radial_only = True
 
-    def __init__(self, ntypes: int, rcut: float, rcut_smth: float, sel, neuron=(25, 50, 100), **kwargs) -> None:
-        if kwargs.get("type_one_side", True) is False:
-            raise ConfigError("model.descriptor.type_one_side: se_e2_r supports only type_one_side = true")
-        super().__init__(ntypes, rcut, rcut_smth, sel, neuron, **kwargs)
+    def __init__(self, config: SeE2RConfig, ntypes: int) -> None:
+        super().__init__(config, ntypes)
         self.embeddings = self._make_embeddings()
 
     @property
     def dim_out(self) -> int:
         return self.neuron[-1]
 
-    def forward(
-        self,
-        rij: torch.Tensor,
-        centers: torch.Tensor,
-        neighbor_types: torch.Tensor,
-        atom_types: torch.Tensor,
-        counts: torch.Tensor,
-    ) -> torch.Tensor:
-        """Same inputs as :meth:`DescriptorSeA.forward`; returns (N, neuron[-1])."""
+    def forward(self, env: Environment) -> torch.Tensor:
+        """As :meth:`DescriptorSeA.forward`; returns (n_centers, neuron[-1])."""
+        counts = env.check_sel(self.sel, self.rcut)
+        rij, centers, atom_types = env.rij, env.center, env.center_types
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
         s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
         acc = torch.zeros(n_atoms, m1, dtype=self.dtype, device=s.device)
-        for t in range(self.ntypes):
-            idx = torch.nonzero(neighbor_types == t).reshape(-1)
+        for t, idx in enumerate(env.type_groups()):
             if idx.numel() == 0:
                 continue
             acc = acc.index_add(0, centers[idx], self.embedding(-1, t)(s[idx]))

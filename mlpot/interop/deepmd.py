@@ -80,8 +80,9 @@ import numpy as np
 
 from mlpot.errors import MlpotError, ModelError
 
-#: DeePMD-kit descriptor type names accepted (aliases included) → mlpot descriptor type
-SUPPORTED_DESCRIPTORS = {"se_e2_a": "se_e2_a", "se_a": "se_e2_a", "se_e2_r": "se_e2_r", "se_r": "se_e2_r"}
+#: the (canonical, registry) descriptor names whose weights this module maps; their aliases come
+#: from :data:`mlpot.descriptors.DESCRIPTORS`
+MAPPED_DESCRIPTORS = ("se_e2_a", "se_e2_r")
 #: suffixes of the files :func:`write_deepmd_file` writes
 EXPORT_SUFFIXES = (".dp", ".hlo", ".yaml", ".yml")
 
@@ -320,7 +321,9 @@ def _check_kinds(where: str, mtype: Any, dtype: Any, ftype: Any, root: str = "mo
             f"{where}: model type {mtype!r} ({root}.type) is not supported; mlpot imports only standard energy "
             "models with an se_e2_a or se_e2_r descriptor"
         )
-    if dtype not in SUPPORTED_DESCRIPTORS:
+    from mlpot.descriptors import DESCRIPTORS
+
+    if dtype not in DESCRIPTORS or DESCRIPTORS.canonical(dtype) not in MAPPED_DESCRIPTORS:
         raise ModelError(
             f"{where}: descriptor {dtype!r} ({root}.descriptor.type) is not supported by mlpot; "
             "supported: se_e2_a, se_e2_r"
@@ -363,58 +366,52 @@ class _Tree:
             raise self.fail(f"'{path}.@variables.{key}' has shape {tuple(arr.shape)}, expected {tuple(shape)}")
         return arr
 
-    def default_only(self, d: dict, path: str, allowed: dict[str, Any]) -> None:
-        """Refuse features mlpot does not implement (a value other than the neutral one)."""
-        for key, neutral in allowed.items():
-            if key not in d:
-                continue
-            value = d[key]
-            if value is None or value == neutral or (isinstance(value, (list, tuple)) and len(value) == 0 and not neutral):
-                continue
-            raise self.fail(f"'{path}.{key}' = {value!r} is not supported by mlpot (only {neutral!r})")
+
+#: keys of the serialization tree that hold weights or serialization bookkeeping, not hyperparameters
+_TREE_ONLY = {
+    "descriptor": {"@class", "@version", "@variables", "embeddings", "env_mat", "type_map", "ntypes"},
+    "fitting": {"@class", "@version", "@variables", "nets", "var_name", "ntypes", "dim_descrpt", "type_map"},
+}
 
 
-def model_config_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model") -> dict[str, Any]:
-    """mlpot's ``model`` config (DeePMD input style) for a serialization tree; checks support."""
+def model_config_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model"):
+    """The :class:`~mlpot.config.model.ModelConfig` of a serialization tree; checks support (the
+    neutral-value table of :mod:`mlpot.config.deepmd_compat` is the one list of refused features)."""
+    from mlpot.config.base import validate
+    from mlpot.config.deepmd_compat import NEUTRAL, apply_tables
+    from mlpot.config.model import ModelConfig
+    from mlpot.errors import ConfigError
+
     t = _Tree(where)
     m = t.get(tree, "model", "", dict)
     d = t.get(m, "descriptor", "model", dict)
     f = t.get(m, "fitting", "model", dict)
     _check_kinds(where, m.get("type", "standard"), d.get("type"), f.get("type", "ener"))
-    t.default_only(m, "model", {"atom_exclude_types": [], "pair_exclude_types": [], "spin": None})
-    t.default_only(d, "model.descriptor", {"exclude_types": [], "env_protection": 0.0, "spin": None, "compress": None})
-    env = d.get("env_mat") or {}
-    t.default_only(env, "model.descriptor.env_mat", {"protection": 0.0, "use_exp_switch": False})
-    t.default_only(f, "model.fitting", {
-        "numb_fparam": 0, "numb_aparam": 0, "dim_case_embd": 0, "mixed_types": False, "exclude_types": [],
-        "atom_ener": [], "use_aparam_as_mask": False, "tot_ener_zero": False, "spin": None, "dim_out": 1,
-    })
     type_map = t.get(m, "type_map", "model", list)
     if not type_map or not all(isinstance(x, str) for x in type_map):
         raise t.fail(f"'model.type_map' = {type_map!r}, expected a list of element names")
-    dtype = SUPPORTED_DESCRIPTORS[d["type"]]
-    desc = {
-        "type": dtype,
-        "rcut": float(t.get(d, "rcut", "model.descriptor", (int, float))),
-        "rcut_smth": float(t.get(d, "rcut_smth", "model.descriptor", (int, float))),
-        "sel": [int(s) for s in t.get(d, "sel", "model.descriptor", list)],
-        "neuron": [int(n) for n in t.get(d, "neuron", "model.descriptor", list)],
-        "resnet_dt": bool(t.get(d, "resnet_dt", "model.descriptor", default=False)),
-        "activation_function": str(t.get(d, "activation_function", "model.descriptor", default="tanh")),
-        "precision": str(t.get(d, "precision", "model.descriptor", default="float64")),
-        "set_davg_zero": bool(t.get(d, "set_davg_zero", "model.descriptor", default=False)),
-        "type_one_side": bool(t.get(d, "type_one_side", "model.descriptor", default=dtype == "se_e2_r")),
-    }
-    if dtype == "se_e2_a":
-        desc["axis_neuron"] = int(t.get(d, "axis_neuron", "model.descriptor", int))
-    fit = {
-        "type": "ener",
-        "neuron": [int(n) for n in t.get(f, "neuron", "model.fitting", list)],
-        "resnet_dt": bool(t.get(f, "resnet_dt", "model.fitting", default=True)),
-        "activation_function": str(t.get(f, "activation_function", "model.fitting", default="tanh")),
-        "precision": str(t.get(f, "precision", "model.fitting", default="float64")),
-    }
-    return {"type_map": list(type_map), "descriptor": desc, "fitting_net": fit}
+    for key, kind in (("rcut", (int, float)), ("rcut_smth", (int, float)), ("sel", list), ("neuron", list)):
+        t.get(d, key, "model.descriptor", kind)  # hyperparameters a stored model always records
+    if d["type"] in ("se_e2_a", "se_a"):
+        t.get(d, "axis_neuron", "model.descriptor", int)
+    desc = {k: v for k, v in d.items() if k not in _TREE_ONLY["descriptor"]}
+    desc.setdefault("type_one_side", d["type"] in ("se_e2_r", "se_r"))
+    fit = {k: v for k, v in f.items() if k not in _TREE_ONLY["fitting"]}
+    data = {"type_map": list(type_map), "descriptor": desc, "fitting_net": fit}
+    data.update({k: m[k] for k in NEUTRAL["model"] if k in m})
+    from pydantic import ValidationError
+
+    from mlpot.config.base import format_error
+
+    try:
+        apply_tables("env_mat", dict(d.get("env_mat") or {}))
+    except ValidationError as exc:
+        raise t.fail(str(format_error(exc, prefix=("model", "descriptor", "env_mat")))) from None
+    try:
+        cfg = validate(ModelConfig, data, prefix=("model",))
+    except ConfigError as exc:  # name the tree's key: its fitting section is "fitting"
+        raise t.fail(str(exc).replace("model.fitting_net", "model.fitting")) from None
+    return cfg
 
 
 def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", device: Any = None):
@@ -431,11 +428,12 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
     except MlpotError as exc:
         raise t.fail(f"cannot build the equivalent mlpot model: {exc}") from None
     m, d, f = tree["model"], tree["model"]["descriptor"], tree["model"]["fitting"]
-    ntypes = len(cfg["type_map"])
-    if len(cfg["descriptor"]["sel"]) != ntypes:
-        raise t.fail(f"'model.descriptor.sel' has {len(cfg['descriptor']['sel'])} entries for {ntypes} types")
-    nnei = sum(cfg["descriptor"]["sel"])
-    k = 1 if cfg["descriptor"]["type"] == "se_e2_r" else 4
+    ntypes = len(cfg.type_map)
+    sel = cfg.descriptor.sel
+    if not isinstance(sel, list) or len(sel) != ntypes:
+        raise t.fail(f"'model.descriptor.sel' = {sel!r}, expected {ntypes} entries (one per type)")
+    nnei = sum(sel)
+    k = 1 if cfg.descriptor.type == "se_e2_r" else 4
     state = model.state_dict()
     new: dict[str, np.ndarray] = {}
 
@@ -489,7 +487,7 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
                 if idt is not None:
                     new[f"{base}.idt"] = idt.reshape(-1)
 
-    tos = cfg["descriptor"]["type_one_side"]
+    tos = cfg.descriptor.type_one_side
     if tos:
         emb_keys = [str(tt) for tt in range(ntypes)]
     else:  # DeePMD's flat index of the (center c, neighbor t) net is c + t·ntypes
@@ -708,5 +706,5 @@ def export_deepmd(model, path: str | os.PathLike) -> Path:
 
 __all__ = [
     "read_deepmd_file", "model_config_from_tree", "model_from_tree", "import_deepmd", "model_to_tree",
-    "write_deepmd_file", "export_deepmd", "deepmd_source_info", "SUPPORTED_DESCRIPTORS", "EXPORT_SUFFIXES",
+    "write_deepmd_file", "export_deepmd", "deepmd_source_info", "MAPPED_DESCRIPTORS", "EXPORT_SUFFIXES",
 ]

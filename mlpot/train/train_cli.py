@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             from mlpot.errors import ConfigError
 
             raise ConfigError(f"--steps: expected a non-negative number of steps, found {args.steps}")
-        cfg.training.numb_steps = args.steps
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"numb_steps": args.steps})})
     device = args.device or cfg.training.device
     started = _init_distributed(device)
     try:

@@ -67,7 +67,7 @@ class _Evaluator(torch.nn.Module):
         nl = neighbor_list(batch.positions, batch.cells, batch.pbc, rcut, batch.frame_index)
         return evaluate(
             self.model, batch.positions, batch.atom_types, batch.cells, batch.pbc, frame_index=batch.frame_index,
-            nl=nl, forces=forces, virial=virial, create_graph=create_graph,
+            nl=nl, outputs=("energy",) + ("forces",) * bool(forces) + ("virial",) * bool(virial), create_graph=create_graph,
         )
 
 
@@ -100,15 +100,15 @@ def load_datasets(paths: list[str], type_map: list[str], what: str) -> list:
 def resolve_sel(
     config: Config, datasets: Sequence[Any], start_state: Optional[dict], source: str, device: torch.device,
     info: Callable[[str], None],
-) -> Union[int, list[int]]:
-    """``model.descriptor.sel`` as numbers. ``"auto"`` / ``"auto:R"``: the largest neighbor count of
+) -> Union[int, list[int], None]:
+    """``model.descriptor.sel`` as numbers (None: a descriptor without sel). ``"auto"`` / ``"auto:R"``: the largest neighbor count of
     each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
     times R (1.1), truncated and rounded up to a multiple of 4 (:func:`mlpot.config.auto_sel`,
     DeePMD-kit's rule). A restart or init_model keeps the sel its weights were trained with
     (``start_state``: their state dict), since the model must be the same."""
     from mlpot.config import auto_sel, parse_auto_sel
 
-    spec = config.model.descriptor.sel
+    spec = getattr(config.model.descriptor, "sel", None)  # None: a descriptor without sel
     ratio = parse_auto_sel(spec)
     if ratio is None:
         return spec
@@ -197,7 +197,7 @@ def absorb_initial_offset(model: Any, samples: Sequence[Any]) -> None:
             continue
         b = to_batch(sub, device=model.device, dtype=model.dtype, labels=False)
         out = evaluate(
-            model, b.positions, b.atom_types, b.cells, b.pbc, frame_index=b.frame_index, forces=False, virial=False,
+            model, b.positions, b.atom_types, b.cells, b.pbc, frame_index=b.frame_index, outputs=("energy",),
         )
         residuals.append(np.asarray(sub.energies) - out["energy"].detach().cpu().numpy())
         counts_rows.append(np.tile(np.bincount(sub.atom_types, minlength=model.ntypes), (sub.n_frames, 1)))
@@ -219,7 +219,7 @@ class Trainer:
     config: the validated config (sel resolved); model: on its device; train_src / valid_src: the
     batches (valid_src None: no validation); loss_fn, lr_schedule, optimizer (over ``model``'s
     parameters); output_dir: where lcurve.out, checkpoints and the frozen model go; seed: the training
-    seed; model_config: the ``model`` section recorded in checkpoints (default ``config.model_dict()``);
+    seed; model_config: the ``model`` section recorded in checkpoints (default ``config.model.to_dict()``);
     valid_numb_btch: validation batches per report; start_step: completed steps; quiet: no progress
     bar and no log lines; emulate_world_size: see the module docstring; log: where log lines go
     (default stderr).
@@ -253,7 +253,7 @@ class Trainer:
         self._log = log if log is not None else _stderr
         self.model = model
         self.device, self.dtype, self.rcut = model.device, model.dtype, float(model.rcut)
-        self.model_cfg = model_config if model_config is not None else config.model_dict()
+        self.model_cfg = model_config if model_config is not None else config.model.to_dict()
         self.train_src, self.valid_src = train_src, valid_src
         self.train_systems = list(train_src.systems)
         self.valid_numb_btch = int(valid_numb_btch)
@@ -323,12 +323,14 @@ class Trainer:
         # -- model (same init on every rank: seeded before construction)
         from mlpot.model import EnergyModel
 
-        model_cfg = cfg.model_dict()
         sel = resolve_sel(cfg, train_systems, start_state, "restart checkpoint" if restart else "init_model", dev, info)
-        model_cfg["descriptor"]["sel"] = sel
-        cfg.model.descriptor.sel = sel  # checkpoints and the frozen model record numbers, not "auto"
+        # checkpoints and the frozen model record numbers, not "auto" (config trees are frozen: copies)
+        if sel is not None:
+            cfg = cfg.model_copy(update={"model": cfg.model.with_descriptor(sel=sel)})
+        model_section = cfg.model.with_precision(tr.precision)
+        model_cfg = model_section.to_dict()
         torch.manual_seed(seed)
-        model = EnergyModel.from_config(model_cfg, device=dev)
+        model = EnergyModel.from_config(model_section, device=dev)
 
         # -- data batches
         td = tr.training_data

@@ -1,0 +1,229 @@
+"""What every descriptor shares: the registry, the base config of the DeepPot-SE family and
+:class:`SeDescriptorBase` (hyperparameters, statistics buffers, neighbor counting).
+
+A descriptor module defines its config class (a :class:`~mlpot.config.model.DescriptorConfig`) and
+its module class and registers them::
+
+    @DESCRIPTORS.register("se_e2_a", aliases=("se_a",), config=SeE2AConfig)
+    class DescriptorSeA(SeDescriptorBase): ...
+
+Constructor: ``Cls(config, ntypes)``; no defaults of its own (they live in the config class).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from pydantic import Field, ValidationInfo, field_validator
+
+from mlpot.config.model import Activation, DescriptorConfig, Neuron, Precision, parse_auto_sel
+from mlpot.descriptors.env import edge_env_rows
+from mlpot.descriptors.environment import Environment
+from mlpot.errors import ConfigError, ModelError
+from mlpot.nn import EmbeddingNet, precision_name, resolve_precision
+from mlpot.registry import Registry
+
+#: every descriptor, by DeePMD-kit ``type`` name (aliases included), with its config class
+DESCRIPTORS: Registry = Registry("descriptor")
+
+
+class SeConfigBase(DescriptorConfig):
+    """Keys shared by the smooth-edition two-body descriptors (DeePMD-kit 3.2 ``argcheck`` defaults)."""
+
+    rcut_smth: float = Field(0.5, ge=0, description="where the smooth switching starts, Å (< rcut)")
+    sel: Union[int, list[int], str] = Field(
+        "auto",
+        description="max neighbors per type (list; an int only for a one-type model), or 'auto' / 'auto:R' "
+        "(from neighbor statistics of the training data)",
+    )
+    neuron: Neuron = [10, 20, 40]
+    resnet_dt: bool = False
+    activation_function: Activation = "tanh"
+    precision: Precision = "default"
+    set_davg_zero: bool = False
+    type_one_side: bool = False
+    seed: Optional[int] = None
+
+    @field_validator("rcut_smth")
+    @classmethod
+    def _rcut_smth(cls, v: float, info: ValidationInfo) -> float:
+        rcut = info.data.get("rcut")
+        if rcut is not None and v >= rcut:
+            raise ValueError(f"expected rcut_smth < rcut = {rcut}, found {v}")
+        return v
+
+    @field_validator("sel")
+    @classmethod
+    def _sel(cls, v: Union[int, list[int], str]) -> Union[int, list[int], str]:
+        if isinstance(v, str):
+            parse_auto_sel(v)  # raises ValueError naming the expected forms
+            return v
+        if isinstance(v, int):
+            if v <= 0:
+                raise ValueError(f"expected a positive neighbor count, found {v}")
+            return v
+        if len(v) == 0:
+            raise ValueError("expected one neighbor count per type, found an empty list")
+        if any(int(x) < 0 for x in v) or sum(v) == 0:
+            raise ValueError(f"expected non-negative neighbor counts with a positive sum, found {v}")
+        return v
+
+    def check_type_map(self, type_map: Sequence[str]) -> None:
+        sel = self.sel
+        if isinstance(sel, int) and len(type_map) != 1:
+            # DeePMD-kit's se_e2_a/se_e2_r take sel as list[int] or "auto[:R]" only; a single total count
+            # is meaningful only for descriptors that do not split neighbors by type
+            raise ValueError(
+                f"descriptor.sel: expected one sel per type of type_map {list(type_map)} "
+                f"(a list of {len(type_map)} numbers) or 'auto' / 'auto:R', found a single int {sel} "
+                f"(se_e2_a/se_e2_r split neighbors by type; a single int is only accepted for one type)"
+            )
+        if isinstance(sel, list) and len(sel) != len(type_map):
+            raise ValueError(
+                f"descriptor.sel: expected one neighbor count per type of type_map {list(type_map)} "
+                f"({len(type_map)} numbers), found {len(sel)}: {sel}"
+            )
+
+
+def normalize_sel(sel: Any, ntypes: int, where: str = "model.descriptor.sel") -> list[int]:
+    """``sel`` as one int per type. A list must have one entry per type; a single int is accepted
+    only for a one-type model (DeePMD's se_e2_a/se_e2_r are type-split: sel is per type).
+    "auto" must be resolved (by neighbor statistics) before the model is built."""
+    if isinstance(sel, str):
+        raise ConfigError(f"{where}: {sel!r} must be resolved to a list of ints (one per type) before building the model")
+    if isinstance(sel, (int,)) and not isinstance(sel, bool):
+        if ntypes != 1:
+            raise ConfigError(
+                f"{where}: got a single int ({sel}) for {ntypes} types; se_e2_a/se_e2_r need one sel per type, e.g. [46, 92]"
+            )
+        sel = [sel]
+    try:
+        out = [int(s) for s in sel]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a list of {ntypes} non-negative ints, got {sel!r}") from None
+    if len(out) != ntypes or any(s < 0 for s in out):
+        raise ConfigError(f"{where}: expected {ntypes} non-negative ints (one per type in type_map), got {sel!r}")
+    if sum(out) == 0:
+        raise ConfigError(f"{where}: sum(sel) must be positive, got {sel!r}")
+    return out
+
+
+class SeDescriptorBase(torch.nn.Module):
+    """Shared parts of se_e2_a / se_e2_r: hyperparameters, statistics buffers, neighbor counting.
+
+    ``config``: the validated :class:`SeConfigBase` subclass of the descriptor; ``ntypes``: number of
+    element types. Buffers: ``davg``, ``dstd`` (ntypes, k) per *center* type (DeePMD stores them tiled over the nnei
+    slots; they are slot-independent), ``sel`` (ntypes,) int64.
+    """
+
+    type_name = ""
+    radial_only = False
+
+    def __init__(self, config: SeConfigBase, ntypes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.ntypes = int(ntypes)
+        self.rcut = float(config.rcut)
+        self.rcut_smth = float(config.rcut_smth)
+        self.sel_list = normalize_sel(config.sel, self.ntypes)
+        self.nnei = sum(self.sel_list)
+        self.neuron = [int(n) for n in config.neuron]
+        self.resnet_dt = bool(config.resnet_dt)
+        self.activation_function = config.activation_function
+        self.dtype = resolve_precision(config.precision, "model.descriptor.precision")
+        self.set_davg_zero = bool(config.set_davg_zero)
+        self.type_one_side = bool(config.type_one_side)
+        self.seed = config.seed
+        k = 1 if self.radial_only else 4
+        self.register_buffer("davg", torch.zeros(self.ntypes, k, dtype=self.dtype))
+        self.register_buffer("dstd", torch.ones(self.ntypes, k, dtype=self.dtype))
+        self.register_buffer("sel", torch.tensor(self.sel_list, dtype=torch.long))
+
+    # -- config --------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {
+            "type": self.type_name,
+            "rcut": self.rcut,
+            "rcut_smth": self.rcut_smth,
+            "sel": list(self.sel_list),
+            "neuron": list(self.neuron),
+            "resnet_dt": self.resnet_dt,
+            "activation_function": self.activation_function,
+            "precision": precision_name(self.dtype),
+            "set_davg_zero": self.set_davg_zero,
+            "type_one_side": self.type_one_side,
+            "seed": self.seed,
+        }
+
+    def _generator(self) -> Optional[torch.Generator]:
+        if self.seed is None:
+            return None
+        g = torch.Generator()
+        g.manual_seed(int(self.seed))
+        return g
+
+    def _make_embeddings(self) -> torch.nn.ModuleDict:
+        """Embedding nets: key "t" (neighbor type) if type_one_side, else "c_t" (center c, neighbor t).
+
+        DeePMD-kit's NetworkCollection stores the (c, t) net at flat index c + t·ntypes.
+        """
+        g = self._generator()
+        nets = {}
+        if self.type_one_side:
+            for t in range(self.ntypes):
+                nets[str(t)] = EmbeddingNet(1, self.neuron, self.activation_function, self.resnet_dt, self.dtype, g)
+        else:
+            for c in range(self.ntypes):
+                for t in range(self.ntypes):
+                    nets[f"{c}_{t}"] = EmbeddingNet(1, self.neuron, self.activation_function, self.resnet_dt, self.dtype, g)
+        return torch.nn.ModuleDict(nets)
+
+    def embedding(self, center_type: int, neighbor_type: int) -> EmbeddingNet:
+        key = str(neighbor_type) if self.type_one_side else f"{center_type}_{neighbor_type}"
+        return self.embeddings[key]
+
+    # -- statistics ------------------------------------------------------------------------------
+    def env_rows(self, rij: torch.Tensor) -> torch.Tensor:
+        """Un-normalised environment rows of edges (E, 3) → (E, k), model precision."""
+        return edge_env_rows(rij.to(self.dtype), self.rcut_smth, self.rcut, self.radial_only)
+
+    def set_stats(self, davg: torch.Tensor, dstd: torch.Tensor) -> None:
+        """Store the environment mean/std, (ntypes, k) each (per center type).
+
+        For se_e2_a, rotational covariance needs the angular columns to have zero mean and one
+        shared std (DeePMD's statistics always satisfy this; see :mod:`mlpot.data.stats`). A
+        DeePMD-kit ``davg``/``dstd`` of shape (ntypes, nnei, 4) is tiled over the slots: pass its
+        first slot, ``davg[:, 0, :]``.
+        """
+        davg = torch.as_tensor(davg, dtype=self.dtype, device=self.davg.device).reshape(self.davg.shape)
+        dstd = torch.as_tensor(dstd, dtype=self.dtype, device=self.dstd.device).reshape(self.dstd.shape)
+        if not torch.all(dstd > 0):
+            raise ModelError("descriptor statistics: every std must be positive")
+        with torch.no_grad():
+            self.davg.copy_(davg)
+            self.dstd.copy_(dstd)
+
+    # -- neighbor bookkeeping ----------------------------------------------------------------------
+    def stat_rows(self, env: Environment) -> torch.Tensor:
+        """Un-normalised environment rows of the edges of ``env`` (E, k) for the statistics
+        (:func:`mlpot.data.stats.compute_stats`), after the sel check."""
+        env.check_sel(self.sel, self.rcut)
+        return self.env_rows(env.rij)
+
+    def neighbor_counts(
+        self,
+        centers: torch.Tensor,
+        neighbor_types: torch.Tensor,
+        n_atoms: int,
+        frame_index: Optional[torch.Tensor] = None,
+        type_map: Optional[Sequence[str]] = None,
+    ) -> torch.Tensor:
+        """Neighbors of each type within rcut per atom, (n_atoms, ntypes) int64; raises
+        :class:`ModelError` when a count exceeds ``sel`` (:meth:`Environment.check_sel`)."""
+        center_types = torch.zeros(int(n_atoms), dtype=torch.long, device=centers.device)
+        env = Environment(torch.empty(0, 3), centers, neighbor_types, center_types, self.ntypes, frame_index, 0, type_map)
+        return env.check_sel(self.sel, self.rcut)
+
+
+__all__ = ["DESCRIPTORS", "SeConfigBase", "SeDescriptorBase", "Environment", "normalize_sel"]

@@ -1,0 +1,66 @@
+"""The energy fitting: one fitting net per center type plus a per-type energy bias.
+
+``E_i = F_{c_i}(D_i) + energy_bias[c_i]`` (eV). Parameter names: ``nets.<c>.layers.<k>.{matrix,bias,idt}``
+(last k: the linear output layer), ``energy_bias`` (ntypes,) eV. Config: :class:`FittingConfig`
+(``model.fitting_net``; defaults of DeePMD-kit 3.2's ``argcheck``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from mlpot.config.model import FittingConfig
+from mlpot.nn import FittingNet, precision_name, resolve_precision
+
+
+class EnergyFitting(torch.nn.Module):
+    """forward(descriptor (N, dim_in), atom_types (N,)) → atomic energies (N,) eV.
+
+    ``config``: validated :class:`FittingConfig`; ``ntypes``: element types; ``dim_in``: descriptor width."""
+
+    def __init__(self, config: FittingConfig, ntypes: int, dim_in: int) -> None:
+        super().__init__()
+        self.config = config
+        self.ntypes = int(ntypes)
+        self.dim_in = int(dim_in)
+        self.neuron = [int(n) for n in config.neuron]
+        self.resnet_dt = bool(config.resnet_dt)
+        self.activation_function = config.activation_function
+        self.dtype = resolve_precision(config.precision, "model.fitting_net.precision")
+        self.seed: Optional[int] = config.seed
+        g = None
+        if self.seed is not None:
+            g = torch.Generator()
+            g.manual_seed(int(self.seed))
+        self.nets = torch.nn.ModuleDict(
+            {
+                str(t): FittingNet(self.dim_in, self.neuron, 1, self.activation_function, self.resnet_dt, self.dtype, g)
+                for t in range(self.ntypes)
+            }
+        )
+        self.register_buffer("energy_bias", torch.zeros(self.ntypes, dtype=self.dtype))
+
+    def get_config(self) -> dict:
+        return {
+            "type": "ener",
+            "neuron": list(self.neuron),
+            "resnet_dt": self.resnet_dt,
+            "activation_function": self.activation_function,
+            "precision": precision_name(self.dtype),
+            "seed": self.seed,
+        }
+
+    def forward(self, descriptor: torch.Tensor, atom_types: torch.Tensor) -> torch.Tensor:
+        x = descriptor.to(self.dtype)
+        out = self.energy_bias[atom_types]
+        for t in range(self.ntypes):
+            idx = torch.nonzero(atom_types == t).reshape(-1)
+            if idx.numel() == 0:
+                continue
+            out = out.index_add(0, idx, self.nets[str(t)](x[idx]).reshape(-1))
+        return out
+
+
+__all__ = ["EnergyFitting", "FittingConfig"]
