@@ -112,7 +112,7 @@ def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from mlpot.evaluate import rmse
+    from mlpot.metrics import rmse
 
     panels = []
     for label, unit, ref, prd in (

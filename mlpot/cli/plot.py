@@ -1,16 +1,20 @@
 """``mlpot plot``: draw a learning curve.
 
     mlpot plot lcurve.out -o lcurve.png
+
+Library: :func:`mlpot.plot.plot_lcurve` (needs matplotlib: ``pip install mlpot[plot]``).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from mlpot.cli.options import add_output_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lcurve", help="learning-curve file written by mlpot train (DeePMD-kit lcurve.out layout)")
-    parser.add_argument("-o", "--output", default="lcurve.png", help="image file (format from suffix; default lcurve.png)")
+    add_output_option(parser, default="lcurve.png", help="image file (format from suffix)")
     parser.add_argument("--dpi", type=int, default=120, help="resolution (default 120)")
 
 
