@@ -69,6 +69,11 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[command]
+
+
 def _entry(spec: str, name: str) -> Callable[..., Any]:
     """The function ``name`` (add_arguments / run) of the command whose ``COMMANDS`` spec is ``spec``."""
     module, _, prefix = spec.partition(":")
@@ -83,8 +88,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"(expected one of: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
     parser = build_parser(command)
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
+    args, extra = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    if extra:  # worded by the command's parser: "mlpot <cmd>: error: unrecognized arguments: ..."
+        (_command_parser(parser, command) if command else parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if not command:
         parser.print_help()
         return 2
     try:

@@ -18,7 +18,7 @@ from mlpot.cli.options import add_device_option, add_output_option, add_quiet_op
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="training input (DeePMD-kit input.json layout; .json, .yaml or .yml)")
-    add_output_option(parser, "--output-dir", dest="output_dir", required=False,
+    add_output_option(parser, "--output-dir", required=False,
                       help="output directory (default: training.output_dir, else the current directory)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--restart", default=None, metavar="CKPT", help="continue a training exactly from a checkpoint")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     started = init_distributed(device)
     try:
         trainer = Trainer.from_config(
-            cfg, output_dir=args.output_dir, device=args.device, restart=args.restart,
+            cfg, output_dir=args.output, device=args.device, restart=args.restart,
             init_model=args.init_model, quiet=args.quiet,
         )
         trainer.train()
