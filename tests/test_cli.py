@@ -120,9 +120,10 @@ def test_quiet_and_no_progress_are_synonyms() -> None:
     ["md", "{tmp}/nope.yaml"],
     ["train", "{tmp}/in.json", "--bogus"],  # argparse's own usage error
     ["neighbor-stat", "-s", "x", "-r", "6", "-t", "O", "H"],  # -t is no type map
+    ["neighbor-stat", "-s", "{root}/data/water/data_0", "-r", "6", "--device", "gpu"],
 ])
 def test_user_mistake_is_one_line_and_exit_2(argv: list[str], tmp_path: Path, capsys) -> None:
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{root}", str(ROOT)) for a in argv]
     try:
         rc = cli.main(argv)
     except SystemExit as exc:  # argparse's usage errors exit through parser.exit

@@ -14,6 +14,7 @@ from mlpot.cli.options import add_output_option, add_type_map_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot convert``."""
     from mlpot.data.formats import FORMATS, help_text
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot convert``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from mlpot.data import io
 
     systems = io.load_systems(args.inputs, type_map=args.type_map, fmt=args.input_format)

@@ -16,6 +16,7 @@ from mlpot.cli.options import add_device_option, add_output_option
 
 
 def import_deepmd_add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot import-deepmd``."""
     parser.add_argument("model", help="DeePMD-kit model: .dp or .yaml (from 'dp convert-backend'), or a PyTorch "
                                       "training checkpoint .pt; a frozen .pth must be converted to .dp first")
     add_output_option(parser, help="mlpot model file to write (e.g. model.pt)")
@@ -23,10 +24,12 @@ def import_deepmd_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def import_deepmd_run(args: argparse.Namespace) -> int:
+    """Run ``mlpot import-deepmd``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
+    from mlpot.device import resolve_device
     from mlpot.export import save_model
     from mlpot.interop.deepmd import import_deepmd
 
-    model = import_deepmd(args.model, device=args.device)
+    model = import_deepmd(args.model, device=resolve_device(args.device))
     save_model(model, args.output, metadata=model.metadata)
     cfg = model.get_config()["descriptor"]
     print(f"wrote mlpot model {args.output} from {args.model} ({cfg['type']}, type_map {model.type_map}, "
@@ -35,6 +38,7 @@ def import_deepmd_run(args: argparse.Namespace) -> int:
 
 
 def export_deepmd_add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot export-deepmd``."""
     parser.add_argument("model", help="mlpot model file (written by 'mlpot freeze' or 'mlpot import-deepmd')")
     add_output_option(parser, help="DeePMD-kit model to write: .dp (HDF5) or .yaml; then "
                                    "'dp convert-backend model.dp model.pth'")
@@ -42,6 +46,7 @@ def export_deepmd_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def export_deepmd_run(args: argparse.Namespace) -> int:
+    """Run ``mlpot export-deepmd``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from mlpot.export import load_model
     from mlpot.interop.deepmd import export_deepmd
 

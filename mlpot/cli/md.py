@@ -20,6 +20,7 @@ from mlpot.cli.options import add_device_option, add_quiet_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot md``."""
     parser.add_argument("input", help="YAML input file (structure, potential, ensemble, T, P, dt, steps, outputs)")
     parser.add_argument("--restart", action="store_true", help="continue from output_dir/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot md``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from md_engine import md_cli
 
     ns = argparse.Namespace(**vars(args))

@@ -16,6 +16,7 @@ from mlpot.cli.options import add_device_option, add_models_option, add_output_o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot model-devi``."""
     add_models_option(parser, help="two or more frozen model files")
     add_systems_option(parser, "--system", "-t", "--traj", help="frames: any ASE-readable trajectory (extxyz, "
                                                                 "traj, db), DeePMD system dirs, HDF5 stores, ...")
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot model-devi``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     import numpy as np
 
     from mlpot.atomic_io import atomic_path

@@ -13,6 +13,7 @@ from mlpot.cli.options import add_device_option, add_systems_option, add_type_ma
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot neighbor-stat``."""
     add_systems_option(parser)
     parser.add_argument("-r", "--rcut", type=float, required=True, help="cutoff radius (Å)")
     add_type_map_option(parser, help="element order of the columns (default: the data's)")
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot neighbor-stat``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from mlpot.data.io import open_datasets
     from mlpot.data.neighbor_stat import neighbor_stat
 

@@ -6,7 +6,7 @@
 ``--type-map``         element names in type order (there is no short form: ``-t`` is not a type map)
 ``-m/--model``         one model file;  ``-m/--models``: several (an ensemble)
 ``-o/--output``        the file (or directory) a command writes
-``-q/--quiet``         no progress bar and no per-step log lines (``--no-progress`` is a synonym)
+``-q/--quiet``         no progress bar (``--no-progress`` is a synonym)
 =====================  ==========================================================================
 
 Each helper adds its option to an :class:`argparse.ArgumentParser` and returns the action, so a
@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 from typing import Any, Optional
 
-DEVICE_HELP = "torch device: cpu, cuda or cuda:N (default: CUDA when available, else the CPU)"
+DEVICE_HELP = ("torch device: cpu, cuda or cuda:N (default: the input file's device setting where a command "
+               "reads one, else CUDA when available, else the CPU)")
 SYSTEMS_HELP = "data: DeePMD system dirs (or dirs holding several), HDF5 stores, extxyz, OUTCAR, ASE db/traj ..."
 TYPE_MAP_HELP = "element names in type order, e.g. O H"
-QUIET_HELP = "no progress bar and no per-step log lines"
+QUIET_HELP = "no progress bar (train: and no log lines; md: the thermo lines then go to stdout)"
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> argparse.Action:

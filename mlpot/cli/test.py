@@ -17,6 +17,7 @@ from mlpot.cli.options import add_device_option, add_model_option, add_systems_o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot test``."""
     add_model_option(parser)
     add_systems_option(parser, "--system", help="labeled data: DeePMD system dirs (or dirs holding several), "
                                                 "HDF5 stores, extxyz, OUTCAR, ...")
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot test``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from mlpot.data import io as dio
     from mlpot.errors import DataError
     from mlpot.export import load_model

@@ -17,6 +17,7 @@ from mlpot.cli.options import add_device_option, add_output_option, add_quiet_op
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot train``."""
     parser.add_argument("input", help="training input (DeePMD-kit input.json layout; .json, .yaml or .yml)")
     add_output_option(parser, "--output-dir", required=False,
                       help="output directory (default: training.output_dir, else the current directory)")
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot train``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     import torch
 
     from mlpot.config import load_config
