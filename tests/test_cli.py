@@ -193,7 +193,9 @@ def test_only_the_cli_package_defines_commands() -> None:
 
 # ------------------------------------------------------------------------------------------- public API
 def test_import_mlpot_imports_no_torch() -> None:
-    r = _run_python("import sys, mlpot; print(sorted(m for m in ('torch', 'ase', 'md_engine') if m in sys.modules))")
+    """``import mlpot`` (and the CLI dispatcher) stays cheap: no torch, no ASE, no md_engine."""
+    r = _run_python("import sys, mlpot, mlpot.cli; "
+                    "print(sorted(m for m in ('torch', 'ase', 'md_engine') if m in sys.modules))")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
 
