@@ -1,7 +1,8 @@
-"""``python -m mlpot`` (also what ``torchrun -m mlpot train ...`` runs)."""
+"""``python -m mlpot`` (also what ``torchrun -m mlpot train ...`` runs): :func:`mlpot.cli.main`."""
 
 import sys
 
 from mlpot.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ stress = −virial / V (symmetrised). Non-periodic and mixed-pbc systems work; a
 raises :class:`ase.calculators.calculator.PropertyNotImplementedError`.
 
 :class:`EnsembleCalculator` (also what ``DeepPotCalculator([m1, m2, ...])`` gives) returns the
-ensemble means, and adds the model deviation of the current structure (see :mod:`mlpot.evaluate`): ``model_devi_f_max``,
+ensemble means, and adds the model deviation of the current structure (see :mod:`mlpot.metrics`): ``model_devi_f_max``,
 ``model_devi_f_min``, ``model_devi_f_avg`` (eV/Å), ``model_devi_e`` (eV/atom), ``model_devi_v_max``,
 ``model_devi_v_min``, ``model_devi_v_avg`` (eV/atom), and ``model_devi`` (the 7 numbers in
 ``model_devi.out`` column order).
@@ -174,7 +174,7 @@ class DeepPotCalculator(Calculator):
             self._add_model_deviation(outs, n)
 
     def _add_model_deviation(self, outs: list[dict[str, np.ndarray]], n: int) -> None:
-        from mlpot.evaluate import model_deviation
+        from mlpot.metrics import model_deviation
 
         devi = model_deviation(
             np.stack([o["energy"] for o in outs]).reshape(-1, 1),

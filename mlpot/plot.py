@@ -17,13 +17,21 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from mlpot.atomic_io import atomic_path
-from mlpot.errors import DataError
+from mlpot.errors import DataError, MlpotError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlpot.data.frames import LabeledFrames
 
 _UNITS = {"rmse": "sqrt(loss)", "rmse_e": "eV/atom", "rmse_f": "eV/Å", "rmse_v": "eV/atom"}
 _TITLES = {"rmse": "total loss", "rmse_e": "energy RMSE", "rmse_f": "force RMSE", "rmse_v": "virial RMSE"}
+
+
+def _require_matplotlib(output: Union[str, os.PathLike]) -> None:
+    """matplotlib is an optional dependency (the ``plot`` extra): a one-line error when it is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MlpotError(f"{output}: plotting needs matplotlib: pip install 'mlpot[plot]'")
 
 
 def read_lcurve(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
@@ -35,6 +43,7 @@ def read_lcurve(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
 
 def plot_lcurve(path: Union[str, os.PathLike], output: Union[str, os.PathLike], dpi: int = 120) -> Path:
     """Draw ``path`` (an lcurve file) into the image ``output`` (format from its suffix); atomic write."""
+    _require_matplotlib(output)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,10 +118,11 @@ def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] 
     """Parity plots (predicted vs reference): energy per atom (eV/atom), force components (eV/Å) and,
     when labeled, virial per atom (eV/atom), with RMSE in each panel. Written atomically (PNG/PDF/SVG
     by extension) with matplotlib's Agg canvas; no global backend is changed."""
+    _require_matplotlib(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from mlpot.evaluate import rmse
+    from mlpot.metrics import rmse
 
     panels = []
     for label, unit, ref, prd in (

@@ -27,9 +27,9 @@ MOLECULES = ROOT / "data" / "molecules_nopbc"
 WORKER = r'''
 import os, sys, torch
 torch.set_num_threads(1)
-from mlpot.train.train_cli import _init_distributed
+from mlpot.train.distributed import init_distributed
 from mlpot.train.trainer import Trainer
-assert _init_distributed("cpu")
+assert init_distributed("cpu")
 rank = torch.distributed.get_rank()
 t = Trainer.from_config(sys.argv[1], output_dir=sys.argv[2], device="cpu", quiet=True)
 assert t.distributed and t.world_size == 2 and t.virtual_ranks == [rank]

@@ -20,7 +20,7 @@ MODEL_DEVI_HEADER = (
 
 # ------------------------------------------------------------------------------------------ formula
 def _hand_model_devi(e, f, v, n_atoms):
-    """Model deviation written out with plain Python loops (independent of mlpot.evaluate)."""
+    """Model deviation written out with plain Python loops (independent of mlpot.metrics)."""
     m_models, n_frames = len(e), len(e[0])
     rows = []
     for fr in range(n_frames):
@@ -44,7 +44,7 @@ def _hand_model_devi(e, f, v, n_atoms):
 
 
 def test_model_deviation_formula_vs_hand_computation():
-    from mlpot.evaluate import model_deviation
+    from mlpot.metrics import model_deviation
 
     rng = np.random.default_rng(42)
     m, fr, n = 3, 4, 5
@@ -220,7 +220,7 @@ def test_mlpot_test_lines_detail_files_and_plot(chno_model, tmp_path, capsys):
 
 def test_weighted_average_and_unknown_element(chno_model, tmp_path, capsys):
     from mlpot.data.frames import LabeledFrames
-    from mlpot.evaluate import predict, weighted_average
+    from mlpot.metrics import predict, weighted_average
 
     errs = [{"rmse_f": (1.0, 30), "mae_f": (2.0, 30)}, {"rmse_f": (3.0, 10), "mae_f": (4.0, 10)}]
     avg = weighted_average(errs)
@@ -235,7 +235,7 @@ def test_weighted_average_and_unknown_element(chno_model, tmp_path, capsys):
 
 def test_predict_batches_agree(chno_model):
     """Frames evaluated one at a time or all in one batch give the same numbers."""
-    from mlpot.evaluate import predict
+    from mlpot.metrics import predict
 
     model, _ = chno_model
     s = water_frames(3, "data_1").with_type_map(["C", "H", "O"])

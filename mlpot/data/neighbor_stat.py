@@ -1,6 +1,6 @@
-"""``mlpot neighbor-stat``: the shortest pair distance and the largest neighbor count per neighbor type
-within ``rcut`` over all frames of the given systems — what DeePMD-kit calls ``sel`` (choose ``sel`` at
-least this large).
+"""Neighbor statistics (``mlpot neighbor-stat``): the shortest pair distance and the largest neighbor
+count per neighbor type within ``rcut`` over all frames of the given systems — what DeePMD-kit calls
+``sel`` (choose ``sel`` at least this large).
 
 Computed with :func:`mlpot.neighbors.neighbor_list` on batches of frames; the counts per (atom, neighbor
 type) come from one ``torch.bincount`` over ``center * n_types + type[neighbor]``.
@@ -8,7 +8,6 @@ type) come from one ``torch.bincount`` over ``center * n_types + type[neighbor]`
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -99,21 +98,3 @@ def neighbor_stat(
             n_seen += b.n_frames
     table_np = table.cpu().numpy()
     return NeighborStat(type_map, float(rcut), float(min_dist), table_np.max(axis=0), table_np, n_seen)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--systems", nargs="+", required=True, metavar="SYSTEM",
-                        help="DeePMD system dirs (or dirs holding them), HDF5 stores, extxyz, OUTCAR ...")
-    parser.add_argument("-r", "--rcut", type=float, required=True, help="cutoff radius (Å)")
-    parser.add_argument("-t", "--type-map", nargs="+", default=None, metavar="ELEM", help="element order of the columns")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--max-frames", type=int, default=None, help="examine only the first N frames of each system")
-
-
-def run(args: argparse.Namespace) -> int:
-    from mlpot.data.io import open_datasets
-
-    systems = open_datasets(args.systems, type_map=args.type_map)
-    stat = neighbor_stat(systems, args.rcut, device=args.device, max_frames=args.max_frames)
-    print(stat.format())
-    return 0

@@ -6,7 +6,7 @@
 * :mod:`mlpot.train.checkpoint` — training checkpoints: ``write``, ``read -> Checkpoint``, ``find``, ``prune``;
 * :mod:`mlpot.train.lcurve` — the ``lcurve.out`` format: ``header``, ``line``, ``truncate``, ``read``;
 * :mod:`mlpot.train.trainer` — ``Trainer`` (Adam, lcurve.out, checkpoints, restart, DDP);
-* :mod:`mlpot.train.train_cli` — ``mlpot train``.
+* :mod:`mlpot.train.distributed` — ``init_distributed`` (joining a torchrun launch; ``mlpot train``: :mod:`mlpot.cli.train`).
 
 Submodules import torch; import them explicitly (``from mlpot.train.trainer import Trainer``).
 """

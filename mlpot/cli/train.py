@@ -4,46 +4,39 @@
     torchrun --nproc_per_node=N -m mlpot train input.json      # data parallel (NCCL on GPUs, gloo on CPU)
 
 Writes OUTDIR/lcurve.out, OUTDIR/model.ckpt-<step>.pt and OUTDIR/model.ckpt.pt (latest checkpoint),
-and at the end the frozen model OUTDIR/model.pt (unless ``--no-freeze``).
+and at the end the frozen model OUTDIR/model.pt (unless ``--no-freeze``). Library:
+:func:`mlpot.config.load_config`, :class:`mlpot.train.trainer.Trainer`,
+:func:`mlpot.train.distributed.init_distributed`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+
+from mlpot.cli.options import add_device_option, add_output_option, add_quiet_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot train``."""
     parser.add_argument("input", help="training input (DeePMD-kit input.json layout; .json, .yaml or .yml)")
-    parser.add_argument("-o", "--output-dir", default=None,
-                        help="output directory (default: training.output_dir, else the current directory)")
+    add_output_option(parser, "--output-dir", required=False,
+                      help="output directory (default: training.output_dir, else the current directory)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--restart", default=None, metavar="CKPT", help="continue a training exactly from a checkpoint")
     start.add_argument("--init-model", default=None, metavar="MODEL",
                        help="start from the weights of a checkpoint or frozen model (fine-tuning)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: training.device, 'auto')")
+    add_device_option(parser)
     parser.add_argument("--steps", type=int, default=None, help="override training.numb_steps")
     parser.add_argument("--no-freeze", action="store_true", help="do not write OUTDIR/model.pt at the end")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no log lines")
-
-
-def _init_distributed(device: str | None) -> bool:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL for CUDA, gloo for CPU)."""
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
-        return False
-    use_cuda = torch.cuda.is_available() and (device is None or device in ("auto",) or device.startswith("cuda"))
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return True
+    add_quiet_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot train``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     import torch
 
     from mlpot.config import load_config
+    from mlpot.train.distributed import init_distributed
     from mlpot.train.trainer import Trainer
 
     cfg = load_config(args.input)
@@ -54,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--steps: expected a non-negative number of steps, found {args.steps}")
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"numb_steps": args.steps})})
     device = args.device or cfg.training.device
-    started = _init_distributed(device)
+    started = init_distributed(device)
     try:
         trainer = Trainer.from_config(
-            cfg, output_dir=args.output_dir, device=args.device, restart=args.restart,
+            cfg, output_dir=args.output, device=args.device, restart=args.restart,
             init_model=args.init_model, quiet=args.quiet,
         )
         trainer.train()

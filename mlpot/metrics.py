@@ -1,12 +1,16 @@
-"""Evaluate a model on labeled data (``mlpot test``) and an ensemble on any frames (``mlpot model-devi``).
+"""Error metrics of a model on labeled data (``mlpot test``) and the deviation of an ensemble on any frames
+(``mlpot model-devi``). (The model itself is evaluated by :func:`mlpot.model.evaluate`.)
 
 * :func:`predict` runs a model over all frames of a system, batched over frames, on the model's device.
+* :func:`score_system` / :func:`average_report` / :func:`write_detail_files`: one ``mlpot test`` run
+  (predictions + metrics per system, the report lines, the detail files).
 * :func:`error_metrics` / :func:`weighted_average` / :func:`format_metrics`: energy, force and virial
   MAE/RMSE as DeePMD-kit's ``dp test`` reports them (total and per atom; several systems averaged
   with weights = number of labeled values, i.e. frames for energies, 3·atoms·frames for forces).
 * :func:`detail_blocks`: ``dp test --detail-file`` style per-frame / per-atom prediction files.
 * parity plots of the predictions: :class:`mlpot.plot.ParityData`, :func:`mlpot.plot.parity_plot`.
-* :func:`model_deviation` / :func:`write_model_devi`: DP-GEN / DeePMD-kit ``model_devi.out``.
+* :func:`model_deviation` / :func:`system_model_deviation` / :func:`format_model_devi`: DP-GEN /
+  DeePMD-kit ``model_devi.out``.
 
 Formulas (model deviation, as in DeePMD-kit and DP-GEN; σ is the population standard deviation over
 the M models, ⟨·⟩ the mean over models):
@@ -20,12 +24,13 @@ the M models, ⟨·⟩ the mean over models):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
-from mlpot.errors import ModelError
+from mlpot.errors import DataError, ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -199,6 +204,65 @@ def detail_path(prefix: str | os.PathLike, suffix: str) -> Path:
     return Path(prefix).with_suffix(suffix)
 
 
+# ---------------------------------------------------------------------------------------------- mlpot test
+@dataclass
+class SystemScore:
+    """One system tested: ``system`` (the frames tested), ``pred`` (:func:`predict`), ``errors``
+    (:func:`error_metrics`: key -> (value, number of labeled values))."""
+
+    system: "LabeledFrames"
+    pred: dict[str, np.ndarray]
+    errors: dict[str, tuple[float, int]]
+
+    @property
+    def name(self) -> str:
+        return str(self.system.source)
+
+    def report(self) -> list[str]:
+        """This system's block of ``dp test`` lines."""
+        lines = ["# ---------------output of mlpot test--------------- ", f"# testing system : {self.name}",
+                 f"# number of test data : {self.system.n_frames:d} ", *format_metrics(self.errors)]
+        if not self.errors:
+            lines.append("# (no energy/force/virial labels in this system: nothing to compare)")
+        return lines + ["# ----------------------------------------------- "]
+
+
+def score_system(model: "torch.nn.Module", system: "LabeledFrames", numb_test: int = 0,
+                 batch_atoms: int = 4096) -> SystemScore:
+    """Predictions and error metrics of ``model`` on the first ``numb_test`` frames of ``system``
+    (0: all frames); ``batch_atoms`` as in :func:`predict`."""
+    if numb_test < 0:
+        raise DataError(f"numb_test: expected a number of frames >= 0, found {numb_test}")
+    n = system.n_frames if numb_test == 0 else min(system.n_frames, numb_test)
+    system = system.subset(slice(0, n))
+    pred = predict(model, system, batch_atoms=batch_atoms)
+    return SystemScore(system, pred, error_metrics(pred, system))
+
+
+def average_report(scores: Sequence[SystemScore]) -> list[str]:
+    """The ``dp test`` block of the weighted average over several systems (:func:`weighted_average`)."""
+    return ["# ----------weighted average of errors----------- ", f"# number of systems : {len(scores)}",
+            *format_metrics(weighted_average([s.errors for s in scores])),
+            "# ----------------------------------------------- "]
+
+
+def write_detail_files(prefix: str | os.PathLike, scores: Sequence[SystemScore]) -> list[Path]:
+    """Write the ``--detail-file`` outputs (:func:`detail_blocks`, one block per system in each file,
+    atomically) next to ``prefix``; returns the paths written."""
+    from mlpot.atomic_io import atomic_path
+
+    details: dict[str, str] = {}
+    for s in scores:
+        for suffix, text in detail_blocks(s.name, s.pred, s.system).items():
+            details[suffix] = details.get(suffix, "") + text
+    paths = []
+    for suffix, text in details.items():
+        with atomic_path(detail_path(prefix, suffix)) as tmp:
+            tmp.write_text(text)
+        paths.append(detail_path(prefix, suffix))
+    return paths
+
+
 # ---------------------------------------------------------------------------------------------- model deviation
 def model_deviation(
     energies: np.ndarray, forces: np.ndarray, virials: Optional[np.ndarray], n_atoms: int
@@ -241,6 +305,14 @@ def ensemble_predict(
     """Predictions of each model: energy (M, F), forces (M, F, N, 3), virial (M, F, 3, 3)."""
     preds = [predict(m, system, batch_atoms=batch_atoms) for m in models]
     return {k: np.stack([p[k] for p in preds]) for k in ("energy", "forces", "virial")}
+
+
+def system_model_deviation(
+    models: Sequence["torch.nn.Module"], system: "LabeledFrames", batch_atoms: int = 4096
+) -> np.ndarray:
+    """:func:`model_deviation` (F, 7) of the ensemble ``models`` over the frames of ``system``."""
+    pred = ensemble_predict(models, system, batch_atoms=batch_atoms)
+    return model_deviation(pred["energy"], pred["forces"], pred["virial"], system.n_atoms)
 
 
 def check_same_type_map(models: Sequence[Any], names: Optional[Sequence[str]] = None) -> list[str]:

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 
+from mlpot.cli.options import add_output_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mlpot freeze``."""
     parser.add_argument("-c", "--checkpoint", required=True,
                         help="training checkpoint file, or the training output directory (newest checkpoint)")
-    parser.add_argument("-o", "--output", default="model.pt", help="model file to write (default model.pt)")
+    add_output_option(parser, default="model.pt", help="model file to write")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mlpot freeze``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from mlpot.export import freeze, read_model_file
     from mlpot.train import checkpoint
 
