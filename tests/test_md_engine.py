@@ -15,13 +15,14 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLJ
 from ase.md.verlet import VelocityVerlet as AseVV
 
-from mlpot.errors import ModelError, SimulationError
+from mlpot.errors import DataError, ModelError, SimulationError
 from md_engine import (
     CSVR,
     CheckpointReporter,
     ExtxyzReporter,
     H5MDReporter,
     Langevin,
+    NPT,
     LennardJones,
     NoseHooverChain,
     Simulation,
@@ -60,7 +61,8 @@ def test_lj_energy_forces_stress_match_ase(smooth):
     atoms.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=smooth)
     st = State.from_atoms(atoms, device="cpu")
     nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC + 1.0)  # with skin pairs
-    e, f, w = lj(smooth).compute(st.positions, st.types, st.cell, st.pbc, nl, virial=True)
+    out = lj(smooth).compute(st.positions, st.types, st.cell, st.pbc, nl)
+    e, f, w = out["energy"], out["forces"], out["virial"]
     assert abs(float(e) - atoms.get_potential_energy()) < 1e-10
     assert np.abs(f.numpy() - atoms.get_forces()).max() < 1e-10
     stress = atoms.get_stress(voigt=False)  # eV/Å³
@@ -78,10 +80,11 @@ def test_lj_per_type_table_and_finite_differences():
 
     def energy(pos, cell):
         nl = neighbor_list_brute_force(pos, cell[None], st.pbc[None], RC)
-        return pot.compute(pos, st.types, cell, st.pbc, nl)[0]
+        return pot.compute(pos, st.types, cell, st.pbc, nl)["energy"]
 
     nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC)
-    e, f, w = pot.compute(st.positions, st.types, st.cell, st.pbc, nl)
+    out = pot.compute(st.positions, st.types, st.cell, st.pbc, nl)
+    e, f, w = out["energy"], out["forces"], out["virial"]
     h = 1e-5
     for i, k in [(0, 0), (5, 1), (17, 2)]:
         p1, p2 = st.positions.clone(), st.positions.clone()
@@ -138,7 +141,7 @@ def test_verlet_skin_identical_to_rebuild_every_step(ensemble):
             integ = VelocityVerlet(4.0)
         else:
             baro = StochasticCellRescaling(pressure=2000.0, tau=200.0, compressibility=1e-3)
-            integ = CSVR(4.0, temperature=400.0, tau=50.0, seed=11, barostat=baro)
+            integ = NPT(CSVR(4.0, temperature=400.0, tau=50.0, seed=11), baro)
         return Simulation(st, lj(), integ, skin=skin, rebuild_every=every)
 
     a, b = make(0.6, None), make(0.0, 1)
@@ -178,8 +181,8 @@ def _ensemble(name: str, seed: int = 3):
         return Langevin(4.0, 120.0, tau=100.0, seed=seed)
     if name == "nhc":
         return NoseHooverChain(4.0, 120.0, tau=100.0)
-    return CSVR(4.0, 120.0, tau=100.0, seed=seed,
-                barostat=StochasticCellRescaling(pressure=500.0, tau=500.0, compressibility=1e-3))
+    return NPT(CSVR(4.0, 120.0, tau=100.0, seed=seed),
+               StochasticCellRescaling(pressure=500.0, tau=500.0, compressibility=1e-3))
 
 
 @pytest.mark.parametrize("name", ["langevin", "nhc", "csvr-npt"])
@@ -251,14 +254,14 @@ class _Faulty:
 
     def compute(self, *args, **kwargs):
         self.calls += 1
-        e, f, w = self.inner.compute(*args, **kwargs)
+        out = self.inner.compute(*args, **kwargs)
         if self.calls > self.at:
             if self.kind == "nan":
-                f = f.clone()
-                f[3, 1] = float("nan")
+                out["forces"] = out["forces"].clone()
+                out["forces"][3, 1] = float("nan")
             else:
                 raise ModelError("frame 0, atom 3: 47 neighbors of type O, sel = 46")
-        return e, f, w
+        return out
 
 
 def _failing_run(tmp_path, st, pot, **kw):
@@ -328,7 +331,7 @@ def test_state_from_lammps_data_and_mb_velocities(water_dir):
     assert abs(float(temperature(st)) - 300.0) < 1e-9
     st2 = State.from_file(water_dir / "water.lmp", type_map=["O", "H"], temperature=300.0, seed=3, device="cpu")
     assert torch.equal(st.velocities, st2.velocities)
-    with pytest.raises(Exception, match="type_map"):
+    with pytest.raises(DataError, match="type_map"):
         State.from_file(water_dir / "water.lmp", type_map=["O"], device="cpu")
     # round trip through ase.Atoms
     atoms = st.to_atoms()

@@ -11,7 +11,7 @@ import torch
 from ase.build import bulk
 
 from md_engine import (
-    CSVR, Langevin, LennardJones, NoseHooverChain, Reporter, Simulation, State, StochasticCellRescaling,
+    CSVR, NPT, Langevin, LennardJones, NoseHooverChain, Reporter, Simulation, State, StochasticCellRescaling,
     kinetic_energy, pressure,
 )
 from mlpot.units import EV_PER_A3_TO_BAR, KB_EV_PER_K
@@ -70,7 +70,7 @@ def test_nvt_kinetic_energy_distribution(name):
 def test_npt_stochastic_cell_rescaling_pressure():
     p0 = 300.0
     baro = StochasticCellRescaling(p0, tau=1000.0, compressibility=2e-4)
-    rows, sim = run(CSVR(10.0, T, tau=50.0, seed=5, barostat=baro), steps=4000)
+    rows, sim = run(NPT(CSVR(10.0, T, tau=50.0, seed=5), baro), steps=4000)
     p, dp = mean_and_error(rows[:, 1])
     assert abs(p - p0) < 4 * dp and dp < 60.0, (p, dp)
     vol = rows[:, 2]
