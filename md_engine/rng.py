@@ -16,7 +16,7 @@ its name there, so no two consumers share a stream.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -41,39 +41,43 @@ def generator(seed: int, stream: str | int, rank: int = 0, step: int = 0, *more:
     return np.random.default_rng(key)
 
 
-def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    # a < 2^32 and m < 2^32 in int64: the product's low 64 bits (two's complement wrap) hold hi:lo
-    p = a * m
-    return (p >> 32) & _M32, p & _M32
-
-
-def philox4x32(counter: Sequence[torch.Tensor], key: tuple[int, int], rounds: int = 10) -> list[torch.Tensor]:
-    """Philox-4×32-``rounds`` of the four 32-bit counter words (int64 tensors of equal shape, values in
-    [0, 2³²)) under the 64-bit ``key`` (two 32-bit words); returns four int64 tensors in [0, 2³²)."""
-    c0, c1, c2, c3 = (c & _M32 for c in counter)
+def philox4x32(counter: Sequence[Any], key: tuple[int, int], rounds: int = 10) -> list[Any]:
+    """Philox-4×32-``rounds`` of the four 32-bit counter words under the 64-bit ``key`` (two 32-bit
+    words); returns the four output words. The words are numpy uint64 arrays or torch int64 tensors
+    of equal shape with values in [0, 2³²) (a product of two 32-bit numbers wraps to the same low 64
+    bits in both), so one implementation serves the host (numpy: fewer, cheaper operations) and the
+    device (torch), bit for bit alike."""
+    numpy = isinstance(counter[0], np.ndarray)
+    k = (lambda v: np.uint64(v)) if numpy else (lambda v: v)
+    m32, s32, m0, m1 = k(_M32), k(32), k(_PHILOX_M[0]), k(_PHILOX_M[1])
+    c0, c1, c2, c3 = (c & m32 for c in counter)
     k0, k1 = key[0] & _M32, key[1] & _M32
     for r in range(rounds):
         if r:
             k0, k1 = (k0 + _PHILOX_W[0]) & _M32, (k1 + _PHILOX_W[1]) & _M32
-        hi0, lo0 = _mulhilo(c0, _PHILOX_M[0])
-        hi1, lo1 = _mulhilo(c2, _PHILOX_M[1])
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        p0, p1 = c0 * m0, c2 * m1
+        c0, c1, c2, c3 = ((p1 >> s32) & m32) ^ c1 ^ k(k0), p1 & m32, ((p0 >> s32) & m32) ^ c3 ^ k(k1), p0 & m32
     return [c0, c1, c2, c3]
 
 
 def atom_normals(seed: int, stream: str | int, step: int, ids: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Standard normal noise (n, 3) for the atoms with global ids ``ids`` (n,) int64 at ``step``.
 
-    One Philox block per (atom, step): counter (id low, id high, step low, step high), key (seed,
-    stream·2²⁴ ⊕ seed high bits); its four 32-bit words give two pairs of uniforms and, by Box–Muller,
-    four normals, of which the first three are used. On the device of ``ids``; float64 internally."""
+    One Philox block per (atom, step): counter (id low, id high, step low, step high), key (seed low,
+    seed high ⊕ stream·2²⁴); its four 32-bit words give two pairs of uniforms and, by Box–Muller,
+    four normals, of which the first three are used. Computed with numpy for CPU tensors and with
+    torch on other devices (the same bits); returned on the device of ``ids``."""
     seed = int(seed) % 2**64
-    ids = ids.to(torch.long)
-    step_t = torch.full_like(ids, int(step) & _M32)
-    step_hi = torch.full_like(ids, (int(step) >> 32) & _M32)
     key = (seed & _M32, ((seed >> 32) ^ (stream_id(stream) << 24)) & _M32)
-    w = philox4x32([ids & _M32, (ids >> 32) & _M32, step_t, step_hi], key)
-    # uniforms in (0, 1]: 32 bits each, u = (w + 1) / 2^32
+    s_lo, s_hi = int(step) & _M32, (int(step) >> 32) & _M32
+    if ids.device.type == "cpu":
+        i = ids.numpy().astype(np.uint64)
+        words = philox4x32([i, i >> np.uint64(32), np.full_like(i, s_lo), np.full_like(i, s_hi)], key)
+        w = [torch.from_numpy(x.astype(np.int64)) for x in words]
+    else:
+        i = ids.to(torch.long)
+        w = philox4x32([i, i >> 32, torch.full_like(i, s_lo), torch.full_like(i, s_hi)], key)
+    # uniforms in (0, 1]: u = (w + 1) / 2^32
     u = [(x.to(torch.float64) + 1.0) * (1.0 / 4294967296.0) for x in w]
     r1 = torch.sqrt(-2.0 * torch.log(u[0]))
     r2 = torch.sqrt(-2.0 * torch.log(u[2]))

@@ -102,18 +102,19 @@ class CSVR(Thermostat):
         if nf <= 0:
             return
         r1, s = self._draw(state.step, half)
-        k = kinetic_energy(state, self.comm).to(torch.float64)
-        ok = k > 0
-        k_safe = torch.where(ok, k, torch.ones_like(k))
         kbar = 0.5 * nf * self.kt
         c = math.exp(-t / self.tau)
-        k_new = c * k_safe + (1 - c) * kbar / nf * (r1 * r1 + s) + 2 * r1 * torch.sqrt(c * (1 - c) * k_safe * kbar / nf)
-        alpha = torch.sqrt(torch.clamp(k_new, min=0.0) / k_safe)
-        if kbar > 0 and c < 1:
-            alpha = torch.where(r1 + torch.sqrt(c * nf * k_safe / ((1 - c) * kbar)) < 0, -alpha, alpha)
-        alpha = torch.where(ok, alpha, torch.ones_like(alpha))
+        # α² = K'/K = c + a/K + b/√K (host constants a, b; K stays on the device)
+        a = (1 - c) * kbar / nf * (r1 * r1 + s)
+        b = 2 * r1 * math.sqrt(c * (1 - c) * kbar / nf)
+        k = kinetic_energy(state, self.comm).to(torch.float64)
+        x = torch.rsqrt(torch.clamp(k, min=1e-300))  # K = 0: all velocities zero, any finite α does
+        alpha2 = torch.clamp((a * x + b) * x + c, min=0.0)
+        alpha = torch.sqrt(alpha2)
+        if r1 < 0 and kbar > 0 and c < 1:  # sign(R₁ + √(c N_f K/((1−c) K̄))): negative iff K < K* = ((1−c) K̄ R₁²)/(c N_f)
+            alpha = torch.where(k < (1 - c) * kbar * r1 * r1 / (c * nf), -alpha, alpha)
         state.velocities[: state.n_local] *= alpha.to(state.dtype)
-        self.heat = self.heat - (alpha * alpha * k - k)
+        self.heat = self.heat - (alpha2 - 1.0) * k
 
     def step(self, state: State, compute: ComputeFn) -> None:
         self._resample(state, 0.5 * self.dt, 0)
