@@ -12,7 +12,7 @@ observables by name (:func:`observe`); a name that is not registered but is a sc
 potential (``state.outputs``, e.g. ``"dU_dlambda"``) is an observable automatically, so a new thermo
 column needs no edit of :mod:`md_engine.io`. Register a new one with::
 
-    @OBSERVABLES.register("density_g_cm3", unit="g/cm3", fmt="10.4f")
+    @register_observable("density_g_cm3", unit="g/cm3", fmt="10.4f")
     def density(sim): ...
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
@@ -171,69 +171,70 @@ class Observable:
         return self.fn(sim)
 
 
-class _ObservableRegistry(Registry[Observable]):
-    def register(self, name: str, *, aliases: tuple[str, ...] = (), config: Optional[type] = None,  # type: ignore[override]
-                 unit: str = "", fmt: str = "14.6f", header: Optional[str] = None, **meta: Any) -> Callable[[Any], Any]:
-        def deco(fn: Callable[["Simulation"], float]) -> Callable[["Simulation"], float]:
-            self.add(name, Observable(name, fn, unit, fmt, header), aliases=aliases, config=config, **meta)
-            return fn
-
-        return deco
+OBSERVABLES: Registry[Observable] = Registry("observable")
 
 
-OBSERVABLES: _ObservableRegistry = _ObservableRegistry("observable")
+def register_observable(name: str, unit: str = "", fmt: str = "14.6f", header: Optional[str] = None,
+                        aliases: tuple[str, ...] = ()) -> Callable[[Callable[["Simulation"], float]], Callable[["Simulation"], float]]:
+    """Decorator: register ``fn(sim) -> float`` as the observable ``name`` in :data:`OBSERVABLES`."""
+
+    def deco(fn: Callable[["Simulation"], float]) -> Callable[["Simulation"], float]:
+        OBSERVABLES.add(name, Observable(name, fn, unit, fmt, header), aliases=aliases)
+        return fn
+
+    return deco
 
 
 def _periodic(sim: "Simulation") -> bool:
     return bool(sim.state.pbc.all())
 
 
-@OBSERVABLES.register("step", fmt="10d", header="step")
+@register_observable("step", fmt="10d", header="step")
 def _step(sim: "Simulation") -> float:
     return sim.state.step
 
 
-@OBSERVABLES.register("time_ps", unit="ps", fmt="10.4f", header="time[ps]")
+@register_observable("time_ps", unit="ps", fmt="10.4f", header="time[ps]")
 def _time(sim: "Simulation") -> float:
     return sim.state.time_fs / 1000.0
 
 
-@OBSERVABLES.register("potential_eV", unit="eV", fmt="14.6f", header="Epot[eV]")
+@register_observable("potential_eV", unit="eV", fmt="14.6f", header="Epot[eV]")
 def _potential(sim: "Simulation") -> float:
     return float(sim.state.energy)
 
 
-@OBSERVABLES.register("kinetic_eV", unit="eV", fmt="12.6f", header="Ekin[eV]")
+@register_observable("kinetic_eV", unit="eV", fmt="12.6f", header="Ekin[eV]")
 def _kinetic(sim: "Simulation") -> float:
     return float(kinetic_energy(sim.state, sim.comm))
 
 
-@OBSERVABLES.register("total_eV", unit="eV", fmt="14.6f", header="Etot[eV]")
+@register_observable("total_eV", unit="eV", fmt="14.6f", header="Etot[eV]")
 def _total(sim: "Simulation") -> float:
     return float(sim.state.energy) + float(kinetic_energy(sim.state, sim.comm))
 
 
-@OBSERVABLES.register("conserved_eV", unit="eV", fmt="14.6f", header="Econs[eV]")
+@register_observable("conserved_eV", unit="eV", fmt="14.6f", header="Econs[eV]")
 def _conserved(sim: "Simulation") -> float:
     return _total(sim) + float(sim.integrator.conserved_extra(sim.state))
 
 
-@OBSERVABLES.register("temperature_K", unit="K", fmt="9.2f", header="T[K]")
+@register_observable("temperature_K", unit="K", fmt="9.2f", header="T[K]")
 def _temperature(sim: "Simulation") -> float:
     return float(temperature(sim.state, sim.comm, sim.integrator.dof))
 
 
-@OBSERVABLES.register("pressure_bar", unit="bar", fmt="11.2f", header="P[bar]")
+@register_observable("pressure_bar", unit="bar", fmt="11.2f", header="P[bar]")
 def _pressure(sim: "Simulation") -> float:
     return pressure_bar(sim.state, sim.comm) if _periodic(sim) else float("nan")
 
 
-@OBSERVABLES.register("volume_A3", unit="A3", fmt="11.3f", header="V[A3]")
+@register_observable("volume_A3", unit="A3", fmt="11.3f", header="V[A3]")
 def _volume(sim: "Simulation") -> float:
     return float(sim.state.volume) if _periodic(sim) else float("nan")
 
 
-@OBSERVABLES.register("ns_per_day", unit="ns/day", fmt="8.3f", header="ns/day")
+@register_observable("ns_per_day", unit="ns/day", fmt="8.3f", header="ns/day")
 def _ns_per_day(sim: "Simulation") -> float:
     elapsed = time.perf_counter() - sim._t0
     n = sim._steps_timed
@@ -266,6 +267,7 @@ THERMO_COLUMNS = ["step", "time_ps", "potential_eV", "kinetic_eV", "total_eV", "
 __all__ = [
     "global_sum", "global_n_atoms", "degrees_of_freedom", "kinetic_energy", "kinetic_tensor", "kinetic_diagonal",
     "temperature", "total_momentum", "pressure", "pressure_tensor", "pressure_diagonal", "pressure_bar",
-    "remove_com_velocity", "maxwell_boltzmann", "Observable", "OBSERVABLES", "observable", "observe",
+    "remove_com_velocity", "maxwell_boltzmann", "Observable", "OBSERVABLES", "register_observable", "observable",
+    "observe",
     "THERMO_COLUMNS",
 ]
