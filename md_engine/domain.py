@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -406,7 +406,7 @@ Domain = SerialDomain | GhostDomain
 
 
 def make_domain(comm: Comm, cell: torch.Tensor, pbc: torch.Tensor, radius: float, grid: Optional[Sequence[int]] = None,
-                ghosts: Optional[bool] = None) -> Any:
+                ghosts: Optional[bool] = None) -> Domain:
     """:class:`GhostDomain` when ``ghosts`` (default: more than one rank), else :class:`SerialDomain`."""
     if ghosts if ghosts is not None else comm.size > 1:
         return GhostDomain(comm, cell, pbc, radius, grid=grid)
