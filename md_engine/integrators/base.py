@@ -65,16 +65,21 @@ class Integrator:
         self.dof = degrees_of_freedom(state, self.comm)
 
     def step(self, state: State, compute: ComputeFn) -> None:
+        """Advance ``state`` by one time step ``dt``; ``compute(state)`` evaluates the forces at the
+        current positions/cell into ``state`` (call it exactly once per step). ``state.step`` is the
+        index of the step being taken (it keys the random numbers)."""
         raise NotImplementedError
 
     def conserved_extra(self, state: State) -> float:
+        """Energy (eV) added to U + K for the conserved quantity (thermostat heat, chain energy, P₀V)."""
         return 0.0
 
     def state_dict(self) -> dict[str, Any]:
+        """The integrator's variables for a checkpoint (tensors, numbers, strings)."""
         return {"dt": self.dt, "seed": self.seed}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        pass
+        """Restore the variables of :meth:`state_dict` (after :meth:`setup`)."""
 
 
 class Thermostat(Integrator):
