@@ -12,6 +12,7 @@ Example (``examples/md_water_nvt.yaml``)::
     # (anisotropic: the three box lengths fluctuate independently, for solids)
     dt: 0.5                              # fs
     steps: 400
+    # thermo_columns: [step, temperature_K, potential_eV]   # observables by name (default: all)
     output_dir: md_out
 
 Relative paths are relative to the current working directory. Units: K, bar, fs, Å, eV.
