@@ -54,7 +54,7 @@ def main() -> None:
         from pathlib import Path
 
         from md_engine import MlpotPotential
-        from md_engine.state import read_structure
+        from md_engine.structure import read_structure
         from mlpot.model import EnergyModel
 
         root = Path(__file__).resolve().parents[1]

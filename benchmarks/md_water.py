@@ -21,14 +21,15 @@ def main() -> None:
     import torch
 
     from md_engine import CSVR, LennardJones, MlpotPotential, Simulation, State
-    from md_engine.state import default_device, read_structure
+    from md_engine.structure import read_structure
+    from mlpot.device import resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--lj", action="store_true")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--replicate", type=int, default=1)
-    ap.add_argument("--device", default=default_device())
+    ap.add_argument("--device", default=str(resolve_device()))
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--skin", type=float, default=1.0)
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (md_engine; ASE uses min(2, warmup))")

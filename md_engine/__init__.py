@@ -1,8 +1,15 @@
 """md_engine: molecular dynamics for mlpot potentials, state and loop on the device (GPU or CPU),
-MPI spatial decomposition across ranks (later). Units: eV, Å, fs, amu, K, bar.
+MPI spatial decomposition across ranks. Units: eV, Å, fs, amu, K, bar.
 
-Python entry point: ``Simulation(state, potential, integrator, reporters).run(nsteps)``; command line:
-``mlpot md input.yaml`` (:mod:`md_engine.config`, :mod:`md_engine.md_cli`).
+Python entry point: ``Simulation(state, potential, integrator, reporters).run(nsteps)``, or
+``build_simulation(load_config("input.yaml")).run(n)``; command line: ``mlpot md input.yaml``
+(:mod:`md_engine.config`, :mod:`md_engine.build`, :mod:`md_engine.md_cli`).
+
+Layout (one concept per module): ``state`` (State), ``comm`` (communicators), ``observables``
+(reductions, thermo observables by name), ``space`` (wrapping, lost atoms), ``structure`` (files →
+State), ``rng`` (keyed random numbers), ``potentials`` (named outputs), ``domain`` (serial and ghost
+decompositions), ``integrators/`` (NVE, thermostats, barostats, NPT, the ensemble registry),
+``simulation`` (the loop, one force path), ``io`` (reporters), ``checkpoint``, ``config``, ``build``.
 
 Names are imported lazily (so that ``mlpot --help`` does not import torch).
 """
@@ -15,15 +22,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "md_engine.state": ["State", "Comm", "SerialComm", "kinetic_energy", "temperature", "maxwell_boltzmann",
-                        "remove_com_velocity"],
+    "md_engine.state": ["State"],
+    "md_engine.comm": ["MPIComm", "world_comm"],
+    "md_engine.observables": ["kinetic_energy", "kinetic_tensor", "temperature", "pressure", "pressure_tensor",
+                              "degrees_of_freedom", "maxwell_boltzmann", "remove_com_velocity", "OBSERVABLES"],
     "md_engine.potentials": ["Potential", "LennardJones", "MlpotPotential"],
-    "md_engine.neighbors": ["VerletList", "wrap_positions"],
     "md_engine.integrators": ["Integrator", "VelocityVerlet", "Langevin", "NoseHooverChain", "CSVR",
-                              "StochasticCellRescaling", "pressure"],
+                              "StochasticCellRescaling", "NPT", "INTEGRATORS"],
     "md_engine.io": ["Reporter", "ThermoReporter", "ExtxyzReporter", "H5MDReporter", "CheckpointReporter",
-                     "save_checkpoint", "load_checkpoint", "read_thermo", "read_h5md"],
+                     "read_thermo", "read_h5md"],
+    "md_engine.checkpoint": ["save_checkpoint", "load_checkpoint"],
     "md_engine.simulation": ["Simulation"],
+    "md_engine.build": ["build_simulation"],
+    "md_engine.config": ["load_config"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 

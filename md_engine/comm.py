@@ -1,10 +1,11 @@
-"""Communicators for md_engine: the MPI implementation of :class:`md_engine.state.Comm` and the
-point-to-point operations the domain layer (:mod:`md_engine.domain`) needs.
+"""Communicators: the :class:`Comm` protocol (everything the engine calls: reductions, object
+collectives, point-to-point exchange, barrier, abort), the one-rank :class:`SerialComm` and the MPI
+:class:`MPIComm`.
 
+* :class:`SerialComm`: every reduction is the identity and every message goes to oneself (periodic
+  self-images of the domain layer, :mod:`md_engine.domain`).
 * :class:`MPIComm` wraps an ``mpi4py`` communicator (``MPI.COMM_WORLD`` by default). Reductions take
   torch tensors (any device; staged through host memory) and return tensors of the same dtype/device.
-* :class:`SelfExchange` is the one-rank version of the point-to-point layer (every send goes to
-  oneself), used with :class:`md_engine.state.SerialComm`.
 * :func:`mpi_launched`, :func:`world_comm`, :func:`local_rank`: launch detection (``mpirun``/``srun``)
   without importing mpi4py in serial runs.
 
@@ -14,12 +15,111 @@ mpi4py is imported only when an :class:`MPIComm` is created.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from md_engine.state import SERIAL, Comm, SerialComm
+
+
+class Comm(Protocol):
+    """What md_engine needs from a communicator (implemented by :class:`SerialComm` and :class:`MPIComm`)."""
+
+    rank: int
+    size: int
+
+    def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum of ``x`` over all ranks (a tensor of the same shape, dtype and device)."""
+        ...
+
+    def allreduce_max(self, x: torch.Tensor) -> torch.Tensor:
+        """Element-wise maximum of ``x`` over all ranks."""
+        ...
+
+    def broadcast(self, x: torch.Tensor, root: int = 0) -> torch.Tensor:
+        """``x`` of rank ``root`` on every rank."""
+        ...
+
+    def barrier(self) -> None:
+        """Wait for all ranks."""
+        ...
+
+    def abort(self, code: int = 1) -> None:
+        """Stop all ranks now (after an error on one rank that the others cannot know about)."""
+        ...
+
+    def bcast_obj(self, obj: Any, root: int = 0) -> Any:
+        """A picklable object of rank ``root`` on every rank."""
+        ...
+
+    def gather_obj(self, obj: Any, root: int = 0) -> Optional[list]:
+        """The objects of all ranks as a list on ``root`` (None elsewhere)."""
+        ...
+
+    def alltoall_obj(self, objs: Sequence[Any]) -> list:
+        """Object ``objs[r]`` to rank ``r``; returns the objects received, by source rank."""
+        ...
+
+    def sendrecv_obj(self, obj: Any, dest: int, source: int) -> Any:
+        """Send ``obj`` to ``dest`` while receiving one from ``source``."""
+        ...
+
+    def sendrecv_into(self, send: np.ndarray, recv: np.ndarray, dest: int, source: int) -> None:
+        """Send the contiguous array ``send`` to ``dest`` while receiving ``recv`` (pre-sized) from ``source``."""
+        ...
+
+    def cart_neighbors(self, dims: Sequence[int], periods: Sequence[bool]) -> tuple[list[int], list[tuple[int, int]]]:
+        """This rank's coordinates in a Cartesian grid and per dimension its (lower, upper) neighbor."""
+        ...
+
+
+class SerialComm:
+    """The one-rank communicator: reductions are identities, messages go to oneself."""
+
+    rank = 0
+    size = 1
+
+    def allreduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def allreduce_max(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def broadcast(self, x: torch.Tensor, root: int = 0) -> torch.Tensor:
+        return x
+
+    def barrier(self) -> None:
+        pass
+
+    def abort(self, code: int = 1) -> None:
+        raise SystemExit(code)
+
+    def bcast_obj(self, obj: Any, root: int = 0) -> Any:
+        return obj
+
+    def gather_obj(self, obj: Any, root: int = 0) -> Optional[list]:
+        return [obj]
+
+    def alltoall_obj(self, objs: Sequence[Any]) -> list:
+        return list(objs)
+
+    def sendrecv_obj(self, obj: Any, dest: int, source: int) -> Any:
+        return obj
+
+    def sendrecv_into(self, send: np.ndarray, recv: np.ndarray, dest: int, source: int) -> None:
+        recv[...] = send
+
+    def cart_neighbors(self, dims: Sequence[int], periods: Sequence[bool]) -> tuple[list[int], list[tuple[int, int]]]:
+        return [0, 0, 0], [(0, 0)] * 3
+
+
+SERIAL = SerialComm()
+
+
+def as_comm(comm: Optional[Comm]) -> Comm:
+    """``comm``, or the serial communicator for None."""
+    return SERIAL if comm is None else comm
+
 
 # environment variables set by MPI launchers (MPICH/Hydra, Open MPI, Intel MPI, SLURM srun with PMI/PMIx)
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
@@ -60,16 +160,12 @@ def local_rank(comm: Optional[Comm] = None) -> int:
     return 0
 
 
-def rank_device(comm: Comm, device: Optional[str] = None) -> str:
-    """The device of this rank: ``device`` if given explicitly with an index or as "cpu"; otherwise
-    ``cuda:<local_rank>`` (modulo the visible GPUs) when CUDA is available, else "cpu"."""
-    if device not in (None, "auto", "cuda"):
-        return str(device)
-    if not torch.cuda.is_available():
-        return "cpu"
-    if comm.size == 1:
-        return "cuda"
-    return f"cuda:{local_rank(comm) % max(torch.cuda.device_count(), 1)}"
+def rank_device(comm: Comm, device: Optional[str] = None) -> torch.device:
+    """The device of this rank (:func:`mlpot.device.resolve_device`): ``device`` as given, or for None,
+    "auto" and "cuda" under MPI ``cuda:<local_rank>`` (modulo the visible GPUs) when CUDA is available."""
+    from mlpot.device import resolve_device
+
+    return resolve_device(device, local_rank(comm) if comm.size > 1 else None)
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -77,7 +173,7 @@ def _np(x: torch.Tensor) -> np.ndarray:
 
 
 class MPIComm:
-    """:class:`md_engine.state.Comm` over an mpi4py communicator, plus point-to-point helpers."""
+    """:class:`Comm` over an mpi4py communicator."""
 
     def __init__(self, mpi_comm: Any = None) -> None:
         from mpi4py import MPI
@@ -105,7 +201,6 @@ class MPIComm:
         self.mpi.Bcast(a, root=root)
         return torch.from_numpy(a).to(device=x.device)
 
-    # --- objects and point-to-point (used by the domain layer)
     def barrier(self) -> None:
         self.mpi.Barrier()
 
@@ -138,45 +233,4 @@ class MPIComm:
         self.mpi.Abort(code)
 
 
-class SelfExchange(SerialComm):
-    """The point-to-point layer of one rank: messages go to oneself (periodic self-images); the
-    reductions are the serial identities of :class:`SerialComm`."""
-
-    def __init__(self, comm: Comm = SERIAL) -> None:
-        self.comm = comm
-
-    def barrier(self) -> None:
-        pass
-
-    def bcast_obj(self, obj: Any, root: int = 0) -> Any:
-        return obj
-
-    def gather_obj(self, obj: Any, root: int = 0) -> Optional[list]:
-        return [obj]
-
-    def alltoall_obj(self, objs: Sequence[Any]) -> list:
-        return list(objs)
-
-    def sendrecv_obj(self, obj: Any, dest: int, source: int) -> Any:
-        return obj
-
-    def sendrecv_into(self, send: np.ndarray, recv: np.ndarray, dest: int, source: int) -> None:
-        recv[...] = send
-
-    def cart_neighbors(self, dims: Sequence[int], periods: Sequence[bool]) -> tuple[list[int], list[tuple[int, int]]]:
-        return [0, 0, 0], [(0, 0)] * 3
-
-    def abort(self, code: int = 1) -> None:
-        raise SystemExit(code)
-
-
-def p2p(comm: Comm) -> Any:
-    """The point-to-point layer for ``comm``: itself for :class:`MPIComm`, :class:`SelfExchange` serially."""
-    if isinstance(comm, MPIComm):
-        return comm
-    if comm.size != 1:
-        raise TypeError(f"communicator {type(comm).__name__} of size {comm.size} has no point-to-point layer")
-    return SelfExchange(comm)
-
-
-__all__ = ["MPIComm", "SelfExchange", "p2p", "mpi_launched", "world_comm", "local_rank", "rank_device"]
+__all__ = ["Comm", "SerialComm", "SERIAL", "MPIComm", "as_comm", "mpi_launched", "world_comm", "local_rank", "rank_device"]

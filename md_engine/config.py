@@ -5,12 +5,14 @@ Example (``examples/md_water_nvt.yaml``)::
     structure: data/water/water.lmp      # any file ASE reads; LAMMPS data: types follow type_map
     type_map: [O, H]
     potential: {model: demo_out/model.pt}   # or {lj: {epsilon: 0.0104, sigma: 3.4, cutoff: 8.5}}
-    ensemble: nvt-csvr                   # nve | nvt-langevin | nvt-nh | nvt-csvr | npt-scr
+    ensemble: nvt-csvr                   # a name of md_engine.integrators.INTEGRATORS:
+                                         # nve | nvt-langevin | nvt-nh | nvt-csvr | npt-scr
     temperature: 300                     # K
     # npt-scr also needs pressure: 1.0 (bar); barostat_mode: isotropic (default) | anisotropic
     # (anisotropic: the three box lengths fluctuate independently, for solids)
     dt: 0.5                              # fs
     steps: 400
+    # thermo_columns: [step, temperature_K, potential_eV]   # observables by name (default: all)
     output_dir: md_out
 
 Relative paths are relative to the current working directory. Units: K, bar, fs, Å, eV.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlpot.errors import ConfigError
 
@@ -73,8 +75,8 @@ class MDConfig(_Strict):
     lammps_symbols: Optional[list[str]] = None
     potential: PotentialConfig
 
-    ensemble: Literal["nve", "nvt-langevin", "nvt-nh", "nvt-csvr", "npt-scr"] = "nvt-csvr"
-    npt_thermostat: Literal["csvr", "langevin"] = "csvr"
+    ensemble: str = Field(default="nvt-csvr", description="a name of md_engine.integrators.INTEGRATORS")
+    npt_thermostat: Literal["csvr", "langevin", "nh"] = "csvr"
     temperature: Optional[float] = Field(default=None, ge=0, description="K; thermostat target")
     init_temperature: Optional[float] = Field(default=None, ge=0, description="K; MB velocities (default: temperature)")
     pressure: Optional[float] = Field(default=None, description="bar; npt-scr target")
@@ -92,6 +94,9 @@ class MDConfig(_Strict):
     nh_chain: int = Field(default=3, ge=1)
 
     thermo_every: int = Field(default=10, ge=1)
+    thermo_columns: Optional[list[str]] = Field(
+        default=None, description="observable names (md_engine.observables.OBSERVABLES or scalar potential outputs); "
+                                  "default: step, time, energies, T, P, V, ns/day")
     traj_every: int = Field(default=100, ge=1)
     traj_formats: list[Literal["h5md", "extxyz"]] = ["h5md"]
     checkpoint_every: int = Field(default=1000, ge=1)
@@ -108,12 +113,26 @@ class MDConfig(_Strict):
     progress: bool = True
     parallel: ParallelConfig = ParallelConfig()
 
+    @field_validator("ensemble")
+    @classmethod
+    def _known_ensemble(cls, v: str) -> str:
+        from mlpot.errors import did_you_mean
+
+        from md_engine.integrators import INTEGRATORS
+
+        if v not in INTEGRATORS:
+            names = INTEGRATORS.names(aliases=True)
+            raise ValueError(f"unknown ensemble {v!r}; expected one of {names}" + did_you_mean(v, names))
+        return INTEGRATORS.canonical(v)
+
     @model_validator(mode="after")
     def _needs(self) -> "MDConfig":
-        if self.ensemble != "nve" and self.temperature is None:
-            raise ValueError(f"temperature: required for ensemble {self.ensemble}")
-        if self.ensemble == "npt-scr" and self.pressure is None:
-            raise ValueError("pressure: required for ensemble npt-scr (bar)")
+        from md_engine.integrators import INTEGRATORS
+
+        units = {"temperature": "K", "pressure": "bar"}
+        for key in INTEGRATORS.get(self.ensemble).meta.get("requires", ()):
+            if getattr(self, key) is None:
+                raise ValueError(f"{key}: required for ensemble {self.ensemble}" + (f" ({units[key]})" if key in units else ""))
         if self.barostat_mode != "isotropic" and self.ensemble != "npt-scr":
             raise ValueError(f"barostat_mode: {self.barostat_mode!r} needs ensemble npt-scr (got {self.ensemble})")
         return self

@@ -34,11 +34,22 @@ ones up to floating-point summation order.
 rank owning their new position (one ``alltoall``), with velocities, masses, types, image counters and
 global ids (``State.ids``).
 
-**One rank.** ``Domain`` with one rank and ``ghosts=False`` (the default for one rank) owns all atoms
-and adds no ghosts: the potential then sees the periodic pair list with lattice shifts
-(:class:`md_engine.neighbors.VerletList`), which also handles boxes smaller than the cutoff. The same
-class with ``ghosts=True`` runs the ghost path on one rank (periodic self-images), which the tests
-compare with the shift path.
+**Two decompositions, one interface.** :class:`SerialDomain` (one rank, no ghosts: the potential sees
+the periodic pair list with lattice shifts, which also handles boxes smaller than the cutoff) and
+:class:`GhostDomain` (any number of ranks, explicit ghost images, zero shifts; on one rank it runs on
+periodic self-images, which the tests compare with the shift path) have the same methods:
+
+* ``scatter(state)`` — this rank's part of a global state (serially the state itself);
+* ``build(state) -> (pair_positions, nl)`` — at a neighbor-list rebuild: wrap (and migrate), the
+  positions the potential sees (owned atoms first) and the pair list of radius cutoff + skin;
+* ``forward(state) -> pair_positions`` — between rebuilds: the same rows at the current positions;
+* ``pair_types(state)``, ``frame(state) -> (cell, pbc)``, ``n_centers(state)`` — the rest of the
+  potential's input (ghost path: zero cell, no pbc, only owned atoms are centers);
+* ``reduce(out, err, step) -> outputs`` — the potential's local outputs → global energy, virial and
+  scalar extras (summed over ranks) and forces on the owned atoms (ghost forces sent back);
+* ``gather(arrays, ids)`` — per-atom arrays of all ranks on rank 0 in global-id order.
+
+:func:`make_domain` picks one (``ghosts=None``: ghosts when there is more than one rank).
 """
 
 from __future__ import annotations
@@ -51,11 +62,14 @@ import numpy as np
 import torch
 
 from mlpot.errors import SimulationError
-from mlpot.neighbors import NeighborList, complete_cell
+from mlpot.neighbors import NeighborList, complete_cell, neighbor_list
 
-from md_engine.comm import p2p
-from md_engine.neighbors import local_pair_list, wrap_positions
-from md_engine.state import Comm, State
+from md_engine.comm import Comm
+from md_engine.neighbors import local_pair_list
+from md_engine.space import wrap_positions
+from md_engine.state import State
+
+_FORCE_KEYS = ("energy", "forces", "virial")
 
 MIGRATING = ("positions", "velocities", "masses", "types", "image", "ids")
 
@@ -96,22 +110,103 @@ class _Stage:
 
 
 def _subset(state: State, idx: torch.Tensor) -> State:
-    return State(
-        positions=state.positions[idx].clone(), velocities=state.velocities[idx].clone(),
-        masses=state.masses[idx].clone(), types=state.types[idx].clone(), cell=state.cell.clone(),
-        pbc=state.pbc.clone(), type_map=list(state.type_map), image=state.image[idx].clone(),  # type: ignore[index]
-        bounds=state.bounds.clone(), step=state.step, time_fs=state.time_fs,  # type: ignore[union-attr]
-        ids=state.ids[idx].clone(),  # type: ignore[index]
-    )
+    per_atom = ("positions", "velocities", "masses", "types", "image", "ids")
+    out = state.replace(**{name: getattr(state, name)[idx] for name in per_atom}, n_local=-1, energy=None,
+                        forces=None, virial=None, outputs={})
+    return out.clone()
 
 
-class Domain:
-    """Decomposition of a periodic box over the ranks of ``comm`` (module docstring).
+class _Domain:
+    """What both decompositions share: the communicator, the radius, the counters, :meth:`gather`."""
+
+    serial = False
+    #: the list built at checkpointed reference positions can be rebuilt as it was (no migration)
+    keeps_reference_list = False
+
+    def __init__(self, comm: Comm, radius: float) -> None:
+        self.comm = comm
+        self.size, self.rank = int(comm.size), int(comm.rank)
+        self.radius = float(radius)
+        self.dims: tuple[int, int, int] = (1, 1, 1)
+        self.hops = [0, 0, 0]
+        self.n_local = 0
+        self.n_all = 0
+        self.n_migrated = 0
+        self.n_builds = 0
+
+    @property
+    def n_ghosts(self) -> int:
+        return self.n_all - self.n_local
+
+    def gather(self, arrays: dict[str, torch.Tensor], ids: torch.Tensor, root: int = 0) -> Optional[dict[str, torch.Tensor]]:
+        """Collective: per-atom arrays of all ranks on ``root`` in global-id order (None on other ranks)."""
+        if self.size == 1:
+            order = torch.argsort(ids)
+            return {k: v[order] for k, v in arrays.items()}
+        payload = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
+        payload["__ids"] = ids.cpu().numpy()
+        parts = self.comm.gather_obj(payload, root=root)
+        self.comm.barrier()  # outputs only; keeps the pickled gather separate from later collectives
+        if parts is None:
+            return None
+        order = np.argsort(np.concatenate([p["__ids"] for p in parts]), kind="stable")
+        return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])[order]) for k in arrays}
+
+    def ghost_bytes_per_step(self, itemsize: int = 8) -> int:
+        """Bytes this rank receives per step in the ghost exchange: positions in, forces back."""
+        return 2 * 3 * itemsize * self.n_ghosts
+
+
+class SerialDomain(_Domain):
+    """One rank, no ghosts: the periodic pair list with lattice shifts (module docstring)."""
+
+    serial = True
+    keeps_reference_list = True
+
+    def __init__(self, comm: Comm, cell: torch.Tensor, pbc: torch.Tensor, radius: float, wrap: bool = True) -> None:
+        super().__init__(comm, radius)
+        if self.size != 1:
+            raise SimulationError("domain: more than one rank needs ghost atoms (ghosts=True)")
+        self.wrap = bool(wrap)
+
+    def scatter(self, state: State) -> State:
+        return state
+
+    def build(self, state: State) -> tuple[torch.Tensor, NeighborList]:
+        """Wrap into the cell (if enabled) and the periodic pair list of radius ``self.radius``."""
+        if self.wrap:
+            wrap_positions(state)
+        with torch.no_grad():
+            nl = neighbor_list(state.positions.detach(), state.cell.detach().unsqueeze(0), state.pbc.reshape(1, 3),
+                               self.radius)
+        self.n_local = self.n_all = state.n_atoms
+        self.n_builds += 1
+        return state.positions, nl
+
+    def forward(self, state: State) -> torch.Tensor:
+        return state.positions
+
+    def pair_types(self, state: State) -> torch.Tensor:
+        return state.types
+
+    def frame(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        return state.cell, state.pbc
+
+    def n_centers(self, state: State) -> Optional[int]:
+        return None
+
+    def reduce(self, out: Optional[dict[str, torch.Tensor]], err: str, step: int) -> dict[str, torch.Tensor]:
+        """The identity (one rank owns everything; errors were raised where they happened)."""
+        assert out is not None
+        return out
+
+
+class GhostDomain(_Domain):
+    """Decomposition of a periodic box over the ranks of ``comm`` with ghost atoms (module docstring).
 
     ``radius``: ghost-shell width cutoff + skin (Å). ``grid``: (n_x, n_y, n_z) or None (automatic).
-    ``ghosts``: use ghost atoms (default: when ``comm.size > 1``). Counters: ``n_migrated`` (atoms
-    sent to another rank, summed over this rank's migrations), ``n_ghosts`` (ghost atoms received per
-    step at the last build), ``n_builds``.
+    Counters: ``n_migrated`` (atoms sent to another rank, summed over this rank's migrations),
+    ``n_ghosts`` (ghost atoms received per step at the last build), ``n_builds``.
     """
 
     def __init__(
@@ -121,16 +216,10 @@ class Domain:
         pbc: torch.Tensor,
         radius: float,
         grid: Optional[Sequence[int]] = None,
-        ghosts: Optional[bool] = None,
     ) -> None:
-        self.comm = comm
-        self.x = p2p(comm)
-        self.size, self.rank = int(comm.size), int(comm.rank)
-        self.radius = float(radius)
+        super().__init__(comm, radius)
+        self.x = comm
         self.pbc = [bool(p) for p in pbc.tolist()]
-        self.ghost_mode = bool(ghosts) if ghosts is not None else self.size > 1
-        if self.size > 1 and not self.ghost_mode:
-            raise SimulationError("domain: more than one rank needs ghost atoms (ghosts=True)")
         if grid is None:
             dims = choose_grid(self.size, cell, pbc, self.radius)
         else:
@@ -145,20 +234,8 @@ class Domain:
         self.coords, self.neighbors = self.x.cart_neighbors(dims, self.pbc)
         self.stages: list[_Stage] = []
         self.hops = [1, 1, 1]  # ghost-exchange hops per direction at the last build
-        self.n_local = 0
-        self.n_all = 0
-        self.all_types: Optional[torch.Tensor] = None
-        self.n_migrated = 0
-        self.n_builds = 0
-
-    @property
-    def serial(self) -> bool:
-        """True when the shift-based (no ghost) path is used: one rank, ``ghosts=False``."""
-        return not self.ghost_mode
-
-    @property
-    def n_ghosts(self) -> int:
-        return self.n_all - self.n_local
+        self.all_types = torch.zeros(0, dtype=torch.long)
+        self.ghost_ids = torch.zeros(0, dtype=torch.long)
 
     # --- ownership ----------------------------------------------------------------------------------
     def owner(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> np.ndarray:
@@ -170,8 +247,6 @@ class Domain:
 
     def scatter(self, state: State) -> State:
         """This rank's part of a global ``state`` (identical on all ranks), wrapped into the box."""
-        if self.serial:
-            return state
         st = state.clone()
         wrap_positions(st)
         mine = np.nonzero(self.owner(st.positions, st.cell, st.pbc) == self.rank)[0]
@@ -205,17 +280,17 @@ class Domain:
         return inv, margin, hops
 
     def build(self, state: State) -> tuple[torch.Tensor, NeighborList]:
-        """Ghost exchange from scratch and the pair list (local centers, radius ``self.radius``).
-
-        Returns positions of local + ghost atoms (n_all, 3) Å and the list (zero shifts). Call after
-        :meth:`migrate` (owned atoms inside the subdomain)."""
+        """Migration (:meth:`migrate`), the ghost exchange from scratch and the pair list (local
+        centers, radius ``self.radius``). Returns positions of local + ghost atoms (n_all, 3) Å and the
+        list (zero shifts)."""
+        self.migrate(state)
         dev, dt = state.device, state.dtype
         inv, margin, hops = self._margins(state.cell, state.pbc)
         cell = state.cell.detach().to(torch.float64).cpu().numpy()
         n = state.positions.shape[0]
         pos = state.positions.detach().cpu().numpy()
         types = state.types.cpu().numpy()
-        ids = state.ids.cpu().numpy()  # type: ignore[union-attr]
+        ids = state.ids.cpu().numpy()
         self.stages = []
         self.hops = hops
         off = n
@@ -285,24 +360,59 @@ class Domain:
             ft.index_add_(0, torch.from_numpy(st.sel), torch.from_numpy(recv))
         return ft[: self.n_local].to(dev)
 
-    # --- output -----------------------------------------------------------------------------------------
-    def gather(self, arrays: dict[str, torch.Tensor], ids: torch.Tensor, root: int = 0) -> Optional[dict[str, torch.Tensor]]:
-        """Per-atom arrays of all ranks on ``root`` in global-id order (None on other ranks)."""
-        if self.size == 1:
-            order = torch.argsort(ids)
-            return {k: v[order] for k, v in arrays.items()}
-        payload = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
-        payload["__ids"] = ids.cpu().numpy()
-        parts = self.x.gather_obj(payload, root=root)
-        self.x.barrier()  # outputs only; keeps the pickled gather separate from later collectives
-        if parts is None:
-            return None
-        order = np.argsort(np.concatenate([p["__ids"] for p in parts]), kind="stable")
-        return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])[order]) for k in arrays}
+    def pair_types(self, state: State) -> torch.Tensor:
+        return self.all_types
 
-    def ghost_bytes_per_step(self, itemsize: int = 8) -> int:
-        """Bytes this rank receives per step in the ghost exchange: positions in, forces back."""
-        return 2 * 3 * itemsize * self.n_ghosts
+    def frame(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """No cell and no periodicity: the ghosts are explicit images (zero shifts)."""
+        return (torch.zeros(3, 3, dtype=state.dtype, device=state.device),
+                torch.zeros(3, dtype=torch.bool, device=state.device))
+
+    def n_centers(self, state: State) -> Optional[int]:
+        return state.n_local
+
+    def reduce(self, out: Optional[dict[str, torch.Tensor]], err: str, step: int) -> dict[str, torch.Tensor]:
+        """Collective: energy, virial and scalar extras summed over ranks, forces on the owned atoms.
+        ``out`` None with a message ``err`` when the potential failed on this rank: every rank then
+        raises the same :class:`SimulationError` (naming the lowest failing rank)."""
+        if out is None:
+            dt = torch.float64
+            out = {"energy": torch.zeros((), dtype=dt), "forces": torch.zeros(self.n_all, 3, dtype=dt),
+                   "virial": torch.zeros(3, 3, dtype=dt)}
+        energy, forces, virial = out["energy"], out["forces"], out["virial"]
+        dt, dev = forces.dtype, forces.device
+        flag = torch.ones(1, dtype=torch.float64, device=dev) * (1.0 if err else 0.0)
+        red = self.comm.allreduce_sum(torch.cat([energy.reshape(1).double(), virial.reshape(9).double(), flag]))
+        if float(red[10]) > 0:
+            raise SimulationError(f"step {step}: model evaluation failed: {self._failed_rank_message(err)}")
+        res = {"energy": red[0].to(dt), "forces": self.reverse(forces).to(dt), "virial": red[1:10].reshape(3, 3).to(dt)}
+        extra = sorted(k for k, v in out.items() if k not in _FORCE_KEYS and v.numel() == 1)
+        if extra:  # the same keys on every rank (the same potential): one more reduction
+            vals = self.comm.allreduce_sum(torch.stack([out[k].reshape(()).double() for k in extra]))
+            res.update({k: vals[i].to(out[k].dtype) for i, k in enumerate(extra)})
+        res.update({k: v for k, v in out.items() if k not in res})
+        return res
+
+    def _failed_rank_message(self, err: str) -> str:
+        """Collective: the message of the lowest-numbered rank that failed, prefixed with its rank."""
+        size = self.size
+        score = torch.tensor([float(size - self.rank) if err else 0.0], dtype=torch.float64)
+        root = size - int(self.comm.allreduce_max(score)[0])
+        msg = self.comm.bcast_obj(err, root=root)
+        return f"rank {root}: {msg}" if size > 1 else msg
 
 
-__all__ = ["Domain", "choose_grid"]
+Domain = SerialDomain | GhostDomain
+
+
+def make_domain(comm: Comm, cell: torch.Tensor, pbc: torch.Tensor, radius: float, grid: Optional[Sequence[int]] = None,
+                ghosts: Optional[bool] = None) -> Domain:
+    """:class:`GhostDomain` when ``ghosts`` (default: more than one rank), else :class:`SerialDomain`."""
+    if ghosts if ghosts is not None else comm.size > 1:
+        return GhostDomain(comm, cell, pbc, radius, grid=grid)
+    if grid is not None and [int(n) for n in grid] != [1, 1, 1]:
+        raise SimulationError(f"parallel.grid: expected 3 positive ints with product 1 (the number of ranks), got {list(grid)}")
+    return SerialDomain(comm, cell, pbc, radius)
+
+
+__all__ = ["SerialDomain", "GhostDomain", "Domain", "make_domain", "choose_grid"]

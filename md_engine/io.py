@@ -1,12 +1,10 @@
-"""Outputs: thermo log (printed + CSV), trajectories (extxyz, H5MD), checkpoints.
+"""Outputs: thermo log (printed + CSV, columns = observables by name), trajectories (extxyz, H5MD),
+periodic checkpoints (:mod:`md_engine.checkpoint`).
 
 Every reporter has ``interval`` (steps), ``open(sim, restart_step)``, ``report(sim)`` and ``close()``;
 files are flushed after each record so that a crash loses at most one interval. On a restart
 (``restart_step`` not None) existing files are kept and records after the restart step are dropped,
 so the outputs continue exactly where the checkpoint left them.
-
-Checkpoints are ``torch.save`` dicts of tensors, ints, floats, strs and lists/dicts of those
-(loadable with ``weights_only=True``), written atomically.
 
 H5MD layout (https://www.nongnu.org/h5md/): ``/h5md`` (version, author, creator),
 ``/particles/all/{position,velocity}/{value,step,time}``, ``/particles/all/box`` (attrs dimension,
@@ -20,22 +18,14 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TextIO
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from mlpot.atomic_io import atomic_path
-from mlpot.errors import SimulationError
+
+from md_engine.observables import THERMO_COLUMNS, observable
 
 if TYPE_CHECKING:
     from md_engine.simulation import Simulation
-
-CHECKPOINT_VERSION = 1
-
-THERMO_COLUMNS = [
-    "step", "time_ps", "potential_eV", "kinetic_eV", "total_eV", "conserved_eV", "temperature_K",
-    "pressure_bar", "volume_A3", "ns_per_day",
-]
 
 
 class Reporter:
@@ -56,51 +46,56 @@ class Reporter:
 
 
 class ThermoReporter(Reporter):
-    """Thermo lines every ``interval`` steps: printed (to ``stream``, None: silent) and appended to a CSV."""
+    """Thermo lines every ``interval`` steps: printed (to ``stream``, None: silent) and appended to a CSV.
 
-    def __init__(self, path: Optional[str | Path], interval: int = 10, stream: Optional[TextIO] = sys.stdout) -> None:
+    ``columns``: observable names (:data:`md_engine.observables.OBSERVABLES`, or any scalar output of
+    the potential, e.g. ``"dU_dlambda"``); default :data:`md_engine.observables.THERMO_COLUMNS`."""
+
+    def __init__(self, path: Optional[str | Path], interval: int = 10, stream: Optional[TextIO] = sys.stdout,
+                 columns: Optional[Sequence[str]] = None) -> None:
         self.path = Path(path) if path else None
         self.interval = int(interval)
         self.stream = stream
+        self.columns = list(columns) if columns is not None else list(THERMO_COLUMNS)
+        if self.columns[:1] != ["step"]:
+            self.columns.insert(0, "step")
         self._fh: Optional[TextIO] = None
         self._writer: Any = None
         self._printed_header = False
         self.rows: list[dict[str, float]] = []
 
     def open(self, sim: "Simulation", restart_step: Optional[int] = None) -> None:
+        for name in self.columns:  # unknown names fail now, on every rank alike
+            observable(name, sim.state)
         if self.path is None or sim.comm.rank != 0:  # MPI: rank 0 writes
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if restart_step is not None and self.path.exists():
-            _truncate_csv(self.path, restart_step)
+            _truncate_csv(self.path, restart_step, self.columns)
             self._fh = open(self.path, "a", newline="")
             self._writer = csv.writer(self._fh)
         else:
             self._fh = open(self.path, "w", newline="")
             self._writer = csv.writer(self._fh)
-            self._writer.writerow(THERMO_COLUMNS)
+            self._writer.writerow(self.columns)
             self._fh.flush()
 
     def report(self, sim: "Simulation") -> None:
-        row = sim.thermo()  # collective: all ranks
+        row = sim.thermo(self.columns)  # collective: all ranks
         if sim.comm.rank != 0:
             return
         self.rows.append(row)
-        if self._writer is not None:
-            self._writer.writerow([row["step"]] + [f"{row[c]:.10g}" for c in THERMO_COLUMNS[1:]])
-            self._fh.flush()  # type: ignore[union-attr]
+        if self._writer is not None and self._fh is not None:
+            self._writer.writerow([int(row["step"])] + [f"{row[c]:.10g}" for c in self.columns[1:]])
+            self._fh.flush()
         if self.stream is not None:
+            obs = [observable(c, sim.state) for c in self.columns]
             if not self._printed_header:
-                self.stream.write(
-                    f"{'step':>10} {'time[ps]':>10} {'Epot[eV]':>14} {'Ekin[eV]':>12} {'Etot[eV]':>14} "
-                    f"{'Econs[eV]':>14} {'T[K]':>9} {'P[bar]':>11} {'V[A3]':>11} {'ns/day':>8}\n"
-                )
+                widths = [int(o.fmt.split(".")[0].rstrip("dfgse") or 0) for o in obs]
+                self.stream.write(" ".join(f"{o.header:>{w}}" for o, w in zip(obs, widths)) + "\n")
                 self._printed_header = True
-            self.stream.write(
-                f"{row['step']:>10d} {row['time_ps']:>10.4f} {row['potential_eV']:>14.6f} {row['kinetic_eV']:>12.6f} "
-                f"{row['total_eV']:>14.6f} {row['conserved_eV']:>14.6f} {row['temperature_K']:>9.2f} "
-                f"{row['pressure_bar']:>11.2f} {row['volume_A3']:>11.3f} {row['ns_per_day']:>8.3f}\n"
-            )
+            self.stream.write(" ".join(format(int(row[o.name]) if o.fmt.endswith("d") else row[o.name], o.fmt)
+                                       for o in obs) + "\n")
             self.stream.flush()
 
     def close(self) -> None:
@@ -109,10 +104,10 @@ class ThermoReporter(Reporter):
             self._fh = None
 
 
-def _truncate_csv(path: Path, step: int) -> None:
+def _truncate_csv(path: Path, step: int, columns: Sequence[str] = THERMO_COLUMNS) -> None:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else [THERMO_COLUMNS]
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else [list(columns)]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             csv.writer(fh).writerows(keep)
@@ -158,13 +153,12 @@ class ExtxyzReporter(Reporter):
         atoms = st.to_atoms()
         if not self.velocities:
             atoms.arrays.pop("momenta", None)
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=float(st.energy), forces=st.forces.detach().cpu().numpy()  # type: ignore[union-attr]
-        )
+        atoms.calc = SinglePointCalculator(atoms, energy=float(st.energy), forces=st.forces.detach().cpu().numpy())
         atoms.info["step"] = st.step
         atoms.info["time_ps"] = st.time_fs / 1000.0
         ase.io.write(self._fh, atoms, format="extxyz", parallel=False)  # rank 0 only: no ASE MPI collectives
-        self._fh.flush()  # type: ignore[union-attr]
+        if self._fh is not None:
+            self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:
@@ -262,7 +256,7 @@ class H5MDReporter(Reporter):
 
     def report(self, sim: "Simulation") -> None:
         st = sim.gathered_state()  # collective
-        row = sim.thermo()  # collective
+        row = sim.thermo(list(_H5MD_COLUMNS.values()))  # collective
         if st is None:
             return
         t = st.time_fs / 1000.0
@@ -272,12 +266,9 @@ class H5MDReporter(Reporter):
         if self.velocities:
             self._append(part["velocity"], st.velocities.detach().cpu().numpy(), st.step, t)
         if self.forces:
-            self._append(part["force"], st.forces.detach().cpu().numpy(), st.step, t)  # type: ignore[union-attr]
-        obs = {"potential_energy": row["potential_eV"], "kinetic_energy": row["kinetic_eV"],
-               "total_energy": row["total_eV"], "conserved_energy": row["conserved_eV"],
-               "temperature": row["temperature_K"], "pressure": row["pressure_bar"], "volume": row["volume_A3"]}
-        for name, val in obs.items():
-            self._append(self._f["observables"][name], val, st.step, t)
+            self._append(part["force"], st.forces.detach().cpu().numpy(), st.step, t)
+        for name, col in _H5MD_COLUMNS.items():
+            self._append(self._f["observables"][name], row[col], st.step, t)
         self._f.flush()
 
     def close(self) -> None:
@@ -286,6 +277,10 @@ class H5MDReporter(Reporter):
             self._f = None
 
 
+#: H5MD observable name → thermo observable
+_H5MD_COLUMNS = {"potential_energy": "potential_eV", "kinetic_energy": "kinetic_eV", "total_energy": "total_eV",
+                 "conserved_energy": "conserved_eV", "temperature": "temperature_K", "pressure": "pressure_bar",
+                 "volume": "volume_A3"}
 _OBS_UNITS = {"potential_energy": "eV", "kinetic_energy": "eV", "total_energy": "eV", "conserved_energy": "eV",
               "temperature": "K", "pressure": "bar", "volume": "angstrom3"}
 
@@ -325,72 +320,17 @@ def read_h5md(path: str | Path) -> dict[str, Any]:
 
 
 class CheckpointReporter(Reporter):
-    """Full restart state every ``interval`` steps, written atomically to ``path``."""
+    """Full restart state every ``interval`` steps, written atomically to ``path`` (:mod:`md_engine.checkpoint`)."""
 
     def __init__(self, path: str | Path, interval: int = 1000) -> None:
         self.path = Path(path)
         self.interval = int(interval)
 
     def report(self, sim: "Simulation") -> None:
+        from md_engine.checkpoint import save_checkpoint
+
         save_checkpoint(sim, self.path)
 
 
-def checkpoint_dict(sim: "Simulation") -> Optional[dict[str, Any]]:
-    """Collective: the restart state as global arrays in global-id order (any rank count restarts
-    it); None on ranks other than 0."""
-    st = sim.gathered_state()
-    if st is None:
-        return None
-    if sim.domain.serial:
-        neighbors = sim.verlet.state_dict()
-    else:
-        neighbors = {"n_builds": sim.verlet.n_builds, "n_updates": sim.verlet.n_updates}
-        if "ref_positions" in st.extra:
-            neighbors["ref_positions"] = st.extra["ref_positions"].cpu()
-            neighbors["ref_cell"] = sim.verlet.ref_cell.cpu()  # type: ignore[union-attr]
-    d: dict[str, Any] = {
-        "version": CHECKPOINT_VERSION,
-        "step": int(st.step),
-        "time_fs": float(st.time_fs),
-        "positions": st.positions.detach().cpu(),
-        "velocities": st.velocities.detach().cpu(),
-        "masses": st.masses.detach().cpu(),
-        "types": st.types.cpu(),
-        "cell": st.cell.detach().cpu(),
-        "pbc": st.pbc.cpu(),
-        "image": st.image.cpu(),  # type: ignore[union-attr]
-        "bounds": st.bounds.detach().cpu(),  # type: ignore[union-attr]
-        "type_map": list(st.type_map),
-        "integrator_class": type(sim.integrator).__name__,
-        "integrator": sim.integrator.state_dict(),
-        "neighbors": neighbors,
-        "n_ranks": int(sim.comm.size),
-        "wall_s": float(sim.wall_s),
-    }
-    return d
-
-
-def save_checkpoint(sim: "Simulation", path: str | Path) -> Path:
-    path = Path(path)
-    d = checkpoint_dict(sim)
-    if d is not None:  # rank 0
-        with atomic_path(path) as tmp:
-            torch.save(d, tmp)
-    if sim.comm.size > 1:
-        from md_engine.comm import p2p
-
-        p2p(sim.comm).barrier()  # the file exists for every rank when this returns
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise SimulationError(f"{path}: checkpoint not found")
-    try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SimulationError(f"{path}: not a readable md_engine checkpoint ({exc})") from exc
-    if not isinstance(d, dict) or d.get("version") != CHECKPOINT_VERSION:
-        raise SimulationError(f"{path}: expected an md_engine checkpoint of version {CHECKPOINT_VERSION}")
-    return d
+__all__ = ["Reporter", "ThermoReporter", "ExtxyzReporter", "H5MDReporter", "CheckpointReporter", "read_thermo",
+           "read_h5md"]

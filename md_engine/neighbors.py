@@ -21,20 +21,9 @@ import torch
 
 from mlpot.neighbors import NeighborList, complete_cell, neighbor_list
 
-from md_engine.state import Comm, State, global_sum
-
-
-def wrap_positions(state: State) -> None:
-    """Wrap positions into [0, 1) fractional coordinates along periodic directions, in place; the
-    lattice translations removed are added to ``state.image``."""
-    if not bool(state.pbc.any()):
-        return
-    full = complete_cell(state.cell.unsqueeze(0), state.pbc.reshape(1, 3))[0]
-    frac = state.positions @ torch.linalg.inv(full)
-    shift = torch.floor(frac) * state.pbc.to(frac.dtype)
-    if bool((shift != 0).any()):
-        state.positions -= shift @ full
-        state.image += shift.to(torch.long)
+from md_engine.comm import Comm
+from md_engine.space import wrap_positions
+from md_engine.state import State
 
 
 _CHUNK_PAIRS = 1 << 21  # candidate pairs distance-tested at once (bounds the working memory)
@@ -198,6 +187,21 @@ class VerletList:
             max_d = comm.allreduce_max(max_d)
         return 2 * max_d - (sigma_min * self.radius - self.cutoff)
 
+    def needs_rebuild(self, state: State, comm: Optional[Comm] = None) -> bool:
+        """Count one update and say whether the list must be rebuilt now: no list yet, the
+        ``rebuild_every`` count reached, or the displacement criterion (collective with ``comm``)."""
+        self.n_updates += 1
+        if self.nl is None or (self.rebuild_every is not None and self.n_updates % self.rebuild_every == 0):
+            return True
+        return bool(self.excess_displacement(state, comm) > 0)
+
+    def store(self, nl: NeighborList, positions: torch.Tensor, cell: torch.Tensor) -> None:
+        """Adopt ``nl``, built elsewhere at ``positions`` in ``cell``, as the current list."""
+        self.nl = nl
+        self.ref_positions = positions.detach().clone()
+        self.ref_cell = cell.detach().clone()
+        self.n_builds += 1
+
     def update(self, state: State, excess: Optional[float] = None, comm: Optional[Comm] = None) -> tuple[NeighborList, bool]:
         """The current list, rebuilt first if needed; returns (list, rebuilt).
 
@@ -232,4 +236,4 @@ class VerletList:
         self.n_builds = int(d.get("n_builds", self.n_builds))
 
 
-__all__ = ["VerletList", "local_pair_list", "wrap_positions", "global_sum"]
+__all__ = ["VerletList", "local_pair_list", "wrap_positions"]

@@ -1,7 +1,12 @@
-"""Potentials behind one small interface (the contract's ``Potential``).
+"""Potentials behind one small interface, :class:`Potential`, with named outputs.
 
 ``compute(positions (N,3) Å, atom_types (N,) int64, cell (3,3) Å, pbc (3,) bool, nl: NeighborList,
-virial: bool) -> (energy 0-d eV, forces (N,3) eV/Å, virial (3,3) eV)``; attribute ``cutoff`` (Å).
+n_local=None, outputs=frozenset({"energy", "forces", "virial"})) -> dict[str, Tensor]``: ``energy``
+0-d eV (the local-centre contribution), ``forces`` (N,3) eV/Å (on every row, ghosts included),
+``virial`` (3,3) eV, each when requested, plus any extra named outputs the potential defines (e.g.
+``"dU_dlambda"``, a 0-d local contribution: the simulation sums scalar outputs over ranks and keeps
+them in ``state.outputs``, and every scalar output is a thermo observable by its name). Attribute
+``cutoff`` (Å).
 
 The pair list is full (both (i,j) and (j,i)) and may contain pairs beyond ``cutoff`` (Verlet skin):
 they contribute nothing. Virial (DeePMD convention, = −stress·V): W = −Σ_pairs r_ij ⊗ ∂E/∂r_ij.
@@ -14,17 +19,32 @@ sent back to their owners by the domain layer. ``None`` means all atoms.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence, Union
+from typing import AbstractSet, Any, Optional, Protocol, Sequence, Union
 
 import torch
 
 from mlpot.errors import ModelError, SimulationError
 from mlpot.neighbors import NeighborList
 
+try:  # the one pair-vector function (mlpot.neighbors, contract C4)
+    from mlpot.neighbors import pair_vectors
+except ImportError:  # pragma: no cover - until the neighbors package lands; then delete this fallback
+
+    def pair_vectors(positions: torch.Tensor, cells: torch.Tensor, frame_index: Optional[torch.Tensor],
+                     nl: NeighborList) -> torch.Tensor:
+        """r_ij = r_j − r_i + s·cell for one frame (``frame_index`` None, cell (3, 3)), (P, 3) Å."""
+        d = positions.index_select(0, nl.neighbors) - positions.index_select(0, nl.centers)
+        return torch.addmm(d, nl.shifts.to(positions.dtype), cells.reshape(3, 3).to(positions.dtype))
+
 Params = Union[float, Sequence[Sequence[float]], torch.Tensor]
+
+#: what the simulation asks every potential for
+FORCE_OUTPUTS: frozenset[str] = frozenset({"energy", "forces", "virial"})
 
 
 class Potential(Protocol):
+    """What the engine needs from a potential (module docstring)."""
+
     cutoff: float
 
     def compute(
@@ -34,18 +54,9 @@ class Potential(Protocol):
         cell: torch.Tensor,
         pbc: torch.Tensor,
         nl: NeighborList,
-        virial: bool = True,
         n_local: Optional[int] = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
-
-
-def pair_vectors(positions: torch.Tensor, cell: torch.Tensor, nl: NeighborList) -> torch.Tensor:
-    """r_ij = r_j − r_i + s·cell for one frame, (P, 3) Å. The shift term is skipped when the
-    cell is all zeros (the ghost-atom path: explicit images, zero shifts)."""
-    d = positions.index_select(0, nl.neighbors) - positions.index_select(0, nl.centers)
-    if bool(cell.any()):
-        d = torch.addmm(d, nl.shifts.to(positions.dtype), cell.to(positions.dtype))
-    return d
+        outputs: AbstractSet[str] = FORCE_OUTPUTS,
+    ) -> dict[str, torch.Tensor]: ...
 
 
 class LennardJones:
@@ -116,11 +127,12 @@ class LennardJones:
         cell: torch.Tensor,
         pbc: torch.Tensor,
         nl: NeighborList,
-        virial: bool = True,
         n_local: Optional[int] = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Energy (eV), forces (N, 3) eV/Å and virial (3, 3) eV from a full pair list."""
-        d = pair_vectors(positions, cell, nl)
+        outputs: AbstractSet[str] = FORCE_OUTPUTS,
+    ) -> dict[str, torch.Tensor]:
+        """``energy`` (eV), ``forces`` (N, 3) eV/Å and ``virial`` (3, 3) eV (those requested) from a
+        full pair list."""
+        d = pair_vectors(positions, cell, None, nl)
         r2 = torch.einsum("pk,pk->p", d, d)
         if self.epsilon.ndim == 0 and self.sigma.ndim == 0:  # one species pair: 0-d, broadcast
             eps = self.epsilon.to(dtype=positions.dtype, device=positions.device)
@@ -132,13 +144,16 @@ class LennardJones:
         weight = torch.full_like(phi, 0.5)
         if n_local is not None:
             weight = torch.where(nl.centers < n_local, weight, torch.zeros_like(weight))
-        energy = (weight * phi).sum()
+        out = {"energy": (weight * phi).sum()}
         g = (weight * dphi)[:, None] * d  # ∂E/∂r_ij (P, 3)
-        forces = torch.zeros_like(positions)
-        forces.index_add_(0, nl.centers, g)
-        forces.index_add_(0, nl.neighbors, -g)
-        w = -(d.T @ g) if virial else torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
-        return energy, forces, w
+        if "forces" in outputs:
+            forces = torch.zeros_like(positions)
+            forces.index_add_(0, nl.centers, g)
+            forces.index_add_(0, nl.neighbors, -g)
+            out["forces"] = forces
+        if "virial" in outputs:
+            out["virial"] = -(d.T @ g)
+        return out
 
 
 class MlpotPotential:
@@ -174,7 +189,7 @@ class MlpotPotential:
         """The pairs of the Verlet list (rcut + skin) with |r_ij| < rcut. The model would skip the skin
         pairs itself, but its chunked evaluation sizes chunks by pair count: with the ~1.6x skin pairs
         (1 Å skin at 6 Å) left in, chunks hold fewer real pairs and every chunk re-filters them."""
-        keep = torch.nonzero(torch.linalg.vector_norm(pair_vectors(positions, cell, nl), dim=-1) < self.cutoff).reshape(-1)
+        keep = torch.nonzero(torch.linalg.vector_norm(pair_vectors(positions, cell, None, nl), dim=-1) < self.cutoff).reshape(-1)
         if keep.shape[0] == nl.centers.shape[0]:
             return nl
         return NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])
@@ -186,9 +201,10 @@ class MlpotPotential:
         cell: torch.Tensor,
         pbc: torch.Tensor,
         nl: NeighborList,
-        virial: bool = True,
         n_local: Optional[int] = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs: AbstractSet[str] = FORCE_OUTPUTS,
+    ) -> dict[str, torch.Tensor]:
+        """``energy`` (eV), ``forces`` (N, 3) eV/Å, ``virial`` (3, 3) eV (those requested)."""
         from mlpot.model import evaluate
 
         out_dtype = positions.dtype
@@ -197,15 +213,17 @@ class MlpotPotential:
         try:
             # with ghosts only the local atoms are centers (descriptor + fitting on them only);
             # pairs centered on ghosts, if any, are ignored by the model
-            out = evaluate(
+            # (after mlpot.model's named outputs land, contract C3: outputs=tuple(outputs) instead of the flags)
+            res = evaluate(
                 self.model, positions.to(self.dtype), atom_types, cell.to(self.dtype).unsqueeze(0),
-                pbc.reshape(1, 3), frame_index=None, nl=nl, forces=True, virial=virial,
+                pbc.reshape(1, 3), frame_index=None, nl=nl, forces="forces" in outputs, virial="virial" in outputs,
                 n_centers=n_local if ghosts else None,
             )
         except ModelError as exc:
             raise SimulationError(f"model evaluation failed: {exc}") from exc
-        energy = out["energy"].reshape(()).detach().to(out_dtype)
-        forces = out["forces"].detach().to(out_dtype)
-        w = out["virial"].reshape(3, 3).detach().to(out_dtype) if virial and out.get("virial") is not None \
-            else torch.zeros(3, 3, dtype=out_dtype, device=positions.device)
-        return energy, forces, w
+        out = {"energy": res["energy"].reshape(()).detach().to(out_dtype)}
+        if "forces" in outputs:
+            out["forces"] = res["forces"].detach().to(out_dtype)
+        if "virial" in outputs:
+            out["virial"] = res["virial"].reshape(3, 3).detach().to(out_dtype)
+        return out

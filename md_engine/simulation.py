@@ -1,9 +1,16 @@
 """The MD loop: ``Simulation(state, potential, integrator, reporters, ...).run(nsteps)``.
 
-The force evaluation is one method, :meth:`Simulation.compute_forces` (neighbor-list update +
-potential), which the domain-decomposition layer wraps (ghost exchange before, reverse force
-communication and reductions after). :meth:`Simulation.evaluate` adds the safety checks and stores the
-results in the state; integrators call it once per step.
+The force evaluation is one path, :meth:`Simulation.compute_forces`, for one rank and many alike
+(serial = the one-rank decomposition, :mod:`md_engine.domain`)::
+
+    if verlet.needs_rebuild(state, comm):  pos, nl = domain.build(state); verlet.store(nl, ...)
+    else:                                  pos = domain.forward(state)
+    out = potential.compute(pos, types, cell, pbc, nl, n_local, outputs)   # named outputs
+    out = domain.reduce(out)          # global energy/virial/scalar extras, forces on owned atoms
+
+:meth:`Simulation.evaluate` stores the results in the state (``energy``, ``forces``, ``virial`` and
+the extra outputs in ``state.outputs``) and runs the safety checks of the first evaluation;
+integrators call it once per step.
 
 Safety checks (after every force evaluation, in one device synchronisation):
 
@@ -31,15 +38,17 @@ from typing import Any, Optional, Sequence
 import torch
 
 from mlpot.errors import ModelError, SimulationError
-from mlpot.units import EV_PER_A3_TO_BAR
 
-from md_engine.comm import p2p
-from md_engine.domain import Domain
-from md_engine.integrators import Integrator, pressure
-from md_engine.io import CheckpointReporter, Reporter, load_checkpoint, save_checkpoint
+from md_engine.checkpoint import restore_checkpoint, save_checkpoint
+from md_engine.comm import SERIAL, Comm
+from md_engine.domain import make_domain
+from md_engine.integrators import Integrator
+from md_engine.io import CheckpointReporter, Reporter
 from md_engine.neighbors import VerletList
-from md_engine.potentials import Potential, pair_vectors
-from md_engine.state import Comm, SERIAL, State, global_n_atoms, kinetic_energy, lost_atom_excess, temperature
+from md_engine.observables import THERMO_COLUMNS, observe
+from md_engine.potentials import FORCE_OUTPUTS, Potential, pair_vectors
+from md_engine.space import lost_atom_excess
+from md_engine.state import State
 
 
 def _match_type_map(state: State, potential: Potential) -> None:
@@ -63,7 +72,9 @@ class Simulation:
     ``skin`` (Å): Verlet skin; ``rebuild_every``: force neighbor rebuilds every that many steps
     (None: only when needed). ``min_distance`` (Å), ``lost_margin`` (Å): see module docstring;
     ``check_every``: steps between those safety checks (also done before every output).
-    ``progress``: show a tqdm bar (ns/day, ETA). ``comm``: communicator (serial by default).
+    ``progress``: show a tqdm bar (ns/day, ETA). ``comm``: communicator (serial by default);
+    ``grid``: MPI rank grid (None: automatic); ``ghosts``: use ghost atoms (default: with more than
+    one rank; ``True`` on one rank runs the ghost path on periodic self-images).
     """
 
     def __init__(
@@ -88,10 +99,8 @@ class Simulation:
         self.potential = potential
         _match_type_map(state, potential)
         self.comm: Comm = comm or SERIAL
-        # the decomposition; one rank without ghosts = the shift-based serial path (md_engine.domain)
-        self.domain = Domain(self.comm, state.cell, state.pbc, potential.cutoff + skin, grid=grid, ghosts=ghosts)
+        self.domain = make_domain(self.comm, state.cell, state.pbc, potential.cutoff + skin, grid=grid, ghosts=ghosts)
         self.state = self.domain.scatter(state)
-        self._pair_positions: Optional[torch.Tensor] = None
         self.integrator = integrator
         self.reporters = list(reporters)
         self.verlet = VerletList(potential.cutoff, skin, rebuild_every=rebuild_every)
@@ -105,110 +114,57 @@ class Simulation:
         self.failure_checkpoint = Path(failure_checkpoint) if failure_checkpoint else None
         self.progress = progress
         self.wall_s = 0.0
+        self._pair_positions = self.state.positions
         self._ready = False
         self._restart_step: Optional[int] = None
         self._opened = False
         self._t0 = time.perf_counter()
         self._steps_timed = 0
-        self.n_rebuilds_at_start = 0
 
     # --- forces -----------------------------------------------------------------------------------
-    def compute_forces(self, state: State, update_neighbors: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Neighbor-list update (if ``update_neighbors``) and potential: (energy eV, forces eV/Å, virial eV).
+    def compute_forces(self, state: State, update_neighbors: bool = True) -> dict[str, torch.Tensor]:
+        """The one force path (module docstring): neighbor-list update (if ``update_neighbors``, or
+        when there is no list yet), the potential on the domain's pair positions, the reduction.
 
-        With ghost atoms (MPI): migration + ghost build at list rebuilds, else the ghost position
-        exchange; the potential on local + ghost atoms; reverse forces; global energy and virial."""
-        if not self.domain.serial:
-            return self._compute_forces_domain(state, update_neighbors)
-        if update_neighbors or self.verlet.nl is None:
-            nl, _ = self.verlet.update(state, comm=self.comm)
-        else:
-            nl = self.verlet.nl
-        try:
-            return self.potential.compute(state.positions, state.types, state.cell, state.pbc, nl, virial=True)
-        except ModelError as exc:
-            raise SimulationError(f"step {state.step}: model evaluation failed: {exc}") from exc
-
-    def _compute_forces_domain(self, state: State, update_neighbors: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        Returns the global outputs: ``energy`` 0-d eV, ``forces`` (n_local, 3) eV/Å, ``virial``
+        (3, 3) eV, plus the potential's extra outputs (scalars summed over ranks)."""
         dom, v = self.domain, self.verlet
-        need = v.nl is None
-        if update_neighbors and not need:
-            v.n_updates += 1
-            need = (v.rebuild_every is not None and v.n_updates % v.rebuild_every == 0) or \
-                float(v.excess_displacement(state, self.comm)) > 0
-        if need:
-            dom.migrate(state)
-            pos_all, nl = dom.build(state)
-            v.nl, v.ref_positions, v.ref_cell = nl, state.positions.detach().clone(), state.cell.detach().clone()
-            v.n_builds += 1
+        if v.nl is None or (update_neighbors and v.needs_rebuild(state, self.comm)):
+            pos, nl = dom.build(state)
+            v.store(nl, state.positions, state.cell)
         else:
-            pos_all = dom.forward(state)
-        self._pair_positions = pos_all
-        dt, dev = state.dtype, state.device
-        err = ""
+            pos, nl = dom.forward(state), v.nl
+        self._pair_positions = pos
+        cell, pbc = dom.frame(state)
+        err, out = "", None
         try:
-            energy, forces, virial = self.potential.compute(
-                pos_all, dom.all_types, torch.zeros(3, 3, dtype=dt, device=dev),
-                torch.zeros(3, dtype=torch.bool, device=dev), v.nl, virial=True, n_local=state.n_local,
-            )
-        except Exception as exc:  # any failure on one rank must not leave the others waiting
-            err = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ModelError, SimulationError)) else str(exc)
-            energy = torch.zeros((), dtype=dt, device=dev)
-            forces = torch.zeros(dom.n_all, 3, dtype=dt, device=dev)
-            virial = torch.zeros(3, 3, dtype=dt, device=dev)
-        flag = torch.tensor([1.0 if err else 0.0], dtype=torch.float64, device=dev)
-        red = self.comm.allreduce_sum(torch.cat([energy.reshape(1).double(), virial.reshape(9).double(), flag]))
-        if float(red[10]) > 0:
-            raise SimulationError(f"step {state.step}: model evaluation failed: {self._failed_rank_message(err)}")
-        return red[0].to(dt), dom.reverse(forces).to(dt), red[1:10].reshape(3, 3).to(dt)
-
-    def _failed_rank_message(self, err: str) -> str:
-        """Collective: the message of the lowest-numbered rank that failed, prefixed with its rank."""
-        size = self.comm.size
-        score = torch.tensor([float(size - self.comm.rank) if err else 0.0], dtype=torch.float64)
-        root = size - int(self.comm.allreduce_max(score)[0])
-        msg = p2p(self.comm).bcast_obj(err, root=root)
-        return f"rank {root}: {msg}" if size > 1 else msg
-
-    def gathered_state(self) -> Optional[State]:
-        """Collective: the global state in global-id order on rank 0 (None on other ranks); with one
-        rank without ghosts, ``self.state`` itself. Includes forces, energy and virial."""
-        st = self.state
-        if self.domain.serial:
-            return st
-        arrays = {name: getattr(st, name) for name in ("positions", "velocities", "masses", "types", "image")}
-        if st.forces is not None:
-            arrays["forces"] = st.forces
-        if self.verlet.ref_positions is not None:
-            arrays["ref_positions"] = self.verlet.ref_positions
-        g = self.domain.gather(arrays, st.ids)  # type: ignore[arg-type]
-        if g is None:
-            return None
-        out = State(positions=g["positions"], velocities=g["velocities"], masses=g["masses"], types=g["types"],
-                    cell=st.cell.detach().cpu(), pbc=st.pbc.cpu(), type_map=list(st.type_map), image=g["image"],
-                    bounds=st.bounds.detach().cpu(), step=st.step, time_fs=st.time_fs)  # type: ignore[union-attr]
-        out.energy, out.virial, out.forces = st.energy, st.virial, g.get("forces")
-        if "ref_positions" in g:
-            out.extra["ref_positions"] = g["ref_positions"]
-        return out
+            out = self.potential.compute(pos, dom.pair_types(state), cell, pbc, nl, n_local=dom.n_centers(state),
+                                         outputs=FORCE_OUTPUTS)
+        except Exception as exc:  # with several ranks: a failure on one must not leave the others waiting
+            if self.comm.size == 1:
+                if isinstance(exc, ModelError):
+                    raise SimulationError(f"step {state.step}: model evaluation failed: {exc}") from exc
+                raise
+            err = str(exc) if isinstance(exc, (ModelError, SimulationError)) else f"{type(exc).__name__}: {exc}"
+        return dom.reduce(out, err, state.step)
 
     def evaluate(self, state: State, update_neighbors: bool = True) -> None:
-        """Forces at the current positions, stored in ``state``; the safety checks for the first one
-        (later ones are checked by :meth:`run` every ``check_every`` steps and before every output)."""
-        energy, forces, virial = self.compute_forces(state, update_neighbors)
-        state.energy, state.forces, state.virial = energy, forces, virial
+        """Forces at the current positions, stored in ``state`` (energy, forces, virial; the other
+        outputs in ``state.outputs``); the safety checks for the first one (later ones are checked by
+        :meth:`run` every ``check_every`` steps and before every output)."""
+        out = self.compute_forces(state, update_neighbors)
+        state.energy, state.forces, state.virial = out["energy"], out["forces"], out["virial"]
+        state.outputs = {k: t for k, t in out.items() if k not in FORCE_OUTPUTS}
         if not self._ready:
             self.check(state)
 
     def check(self, state: State) -> None:
+        """The safety checks (module docstring), one reduction over ranks; :class:`SimulationError`."""
         nl = self.verlet.nl
         assert nl is not None
-        finite = torch.isfinite(state.energy).all() & torch.isfinite(state.forces).all()  # type: ignore[arg-type]
+        finite = torch.isfinite(state.energy).all() & torch.isfinite(state.forces).all()
         if nl.centers.numel():
-            if self.domain.serial:
-                d = pair_vectors(state.positions, state.cell, nl)
-            else:  # local + ghost positions, no shifts
-                d = self._pair_positions[nl.neighbors] - self._pair_positions[nl.centers]  # type: ignore[index]
+            d = pair_vectors(self._pair_positions, self.domain.frame(state)[0], None, nl)
             dmin = torch.einsum("pk,pk->p", d, d).min().sqrt()
         else:
             dmin = torch.tensor(float("inf"), dtype=state.dtype, device=state.device)
@@ -230,7 +186,30 @@ class Simulation:
                 f"non-periodic direction (lost_margin = {self.lost_margin} Å)"
             )
 
-    # --- setup, checkpoint, restart ----------------------------------------------------------------
+    # --- global view, setup, checkpoint, restart ---------------------------------------------------
+    def gather(self, include_reference: bool = False) -> Optional[tuple[State, Optional[torch.Tensor]]]:
+        """Collective: (the global state in global-id order, with energy, forces, virial and outputs;
+        the neighbor list's reference positions in the same order if ``include_reference``) on rank 0,
+        None on the other ranks."""
+        st = self.state
+        arrays = {name: getattr(st, name) for name in ("positions", "velocities", "masses", "types", "image", "forces")}
+        ref = self.verlet.ref_positions
+        if include_reference and ref is not None:
+            arrays["ref_positions"] = ref
+        g = self.domain.gather(arrays, st.ids)
+        if g is None:
+            return None
+        out = State(positions=g["positions"], velocities=g["velocities"], masses=g["masses"], types=g["types"],
+                    cell=st.cell.detach().cpu(), pbc=st.pbc.cpu(), type_map=list(st.type_map), image=g["image"],
+                    bounds=st.bounds.detach().cpu(), step=st.step, time_fs=st.time_fs, energy=st.energy,
+                    forces=g["forces"], virial=st.virial, outputs=dict(st.outputs))
+        return out, g.get("ref_positions")
+
+    def gathered_state(self) -> Optional[State]:
+        """Collective: the global state in global-id order on rank 0 (None on other ranks)."""
+        g = self.gather()
+        return None if g is None else g[0]
+
     def setup(self) -> None:
         """Integrator setup and the first force evaluation (idempotent)."""
         if self._ready:
@@ -240,69 +219,22 @@ class Simulation:
         self._ready = True
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore state, integrator (thermostat variables, RNG) and neighbor list from ``path``."""
-        d = load_checkpoint(path)
-        st = self.state
-        dev, dt = st.device, st.dtype
-        n_global = global_n_atoms(st, self.comm)
-        if list(d["type_map"]) != list(st.type_map) or d["positions"].shape != (n_global, 3):
-            raise SimulationError(f"{path}: checkpoint of {d['positions'].shape[0]} atoms / type_map {d['type_map']} "
-                                  f"does not match the system ({n_global} atoms, {st.type_map})")
-        if not self.domain.serial:  # global arrays in the file: distribute them (any rank count wrote it)
-            g = State(positions=d["positions"].to(device=dev, dtype=dt), velocities=d["velocities"].to(device=dev, dtype=dt),
-                      masses=d["masses"].to(device=dev, dtype=dt), types=d["types"].to(dev), cell=d["cell"].to(device=dev, dtype=dt),
-                      pbc=d["pbc"].to(dev), type_map=list(d["type_map"]), image=d["image"].to(dev),
-                      bounds=d["bounds"].to(device=dev, dtype=dt), step=int(d["step"]), time_fs=float(d["time_fs"]))
-            self.state = st = self.domain.scatter(g)
-            self.wall_s = float(d.get("wall_s", 0.0))
-            self.integrator.setup(st, self.comm)
-            self.integrator.load_state_dict(d["integrator"])
-            gen = self.integrator.generator
-            if gen is not None and self.comm.rank > 0:  # per-rank noise streams: fresh, reproducible seeds
-                gen.manual_seed(self.integrator.seed + 7919 * self.comm.rank + 1000003 * st.step)
-            self.verlet.nl = None  # rebuilt (with migration and ghosts) by the first evaluation
-            self.verlet.n_updates = int(d["neighbors"].get("n_updates", 0))
-            self.evaluate(st, update_neighbors=False)
-            self._ready = True
-            self._restart_step = st.step
-            return
-        if d["integrator_class"] != type(self.integrator).__name__:
-            raise SimulationError(f"{path}: checkpoint written by integrator {d['integrator_class']}, "
-                                  f"restarting with {type(self.integrator).__name__}")
-        for name in ("positions", "velocities", "masses", "cell", "bounds"):
-            setattr(st, name, d[name].to(device=dev, dtype=dt))
-        st.types = d["types"].to(dev)
-        st.pbc = d["pbc"].to(dev)
-        st.image = d["image"].to(dev)
-        st.step = int(d["step"])
-        st.time_fs = float(d["time_fs"])
-        self.wall_s = float(d.get("wall_s", 0.0))
-        self.integrator.setup(st, self.comm)
-        self.integrator.load_state_dict(d["integrator"])
-        self.verlet.load_state_dict(d["neighbors"], st)
-        self.evaluate(st, update_neighbors=False)
+        """Restore state, integrator variables and neighbor list from ``path`` (:mod:`md_engine.checkpoint`)."""
+        restore_checkpoint(self, path)
+
+    def restored(self, state: State) -> None:
+        """After a restore: the forces of the restored state; the run continues from its step."""
+        self.evaluate(state, update_neighbors=False)
         self._ready = True
-        self._restart_step = st.step
+        self._restart_step = state.step
 
     def save_checkpoint(self, path: str | Path) -> Path:
         return save_checkpoint(self, path)
 
     # --- observables -------------------------------------------------------------------------------
-    def thermo(self) -> dict[str, Any]:
-        st = self.state
-        ke = float(kinetic_energy(st, self.comm))
-        pe = float(st.energy)  # type: ignore[arg-type]
-        periodic = bool(st.pbc.all())
-        vol = float(st.volume) if periodic else float("nan")
-        p = float(pressure(st, self.comm)) * EV_PER_A3_TO_BAR if periodic else float("nan")
-        elapsed = time.perf_counter() - self._t0
-        ns_day = (self._steps_timed * self.integrator.dt * 1e-6) / (elapsed / 86400.0) if self._steps_timed and elapsed > 0 else 0.0
-        return {
-            "step": int(st.step), "time_ps": st.time_fs / 1000.0, "potential_eV": pe, "kinetic_eV": ke,
-            "total_eV": pe + ke, "conserved_eV": pe + ke + self.integrator.conserved_extra(st),
-            "temperature_K": float(temperature(st, self.comm, self.integrator.dof)), "pressure_bar": p,
-            "volume_A3": vol, "ns_per_day": ns_day,
-        }
+    def thermo(self, columns: Sequence[str] = THERMO_COLUMNS) -> dict[str, Any]:
+        """Collective: the observables ``columns`` by name (:mod:`md_engine.observables`)."""
+        return observe(self, list(columns))
 
     @property
     def n_rebuilds(self) -> int:

@@ -15,13 +15,14 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLJ
 from ase.md.verlet import VelocityVerlet as AseVV
 
-from mlpot.errors import ModelError, SimulationError
+from mlpot.errors import DataError, ModelError, SimulationError
 from md_engine import (
     CSVR,
     CheckpointReporter,
     ExtxyzReporter,
     H5MDReporter,
     Langevin,
+    NPT,
     LennardJones,
     NoseHooverChain,
     Simulation,
@@ -60,7 +61,8 @@ def test_lj_energy_forces_stress_match_ase(smooth):
     atoms.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=smooth)
     st = State.from_atoms(atoms, device="cpu")
     nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC + 1.0)  # with skin pairs
-    e, f, w = lj(smooth).compute(st.positions, st.types, st.cell, st.pbc, nl, virial=True)
+    out = lj(smooth).compute(st.positions, st.types, st.cell, st.pbc, nl)
+    e, f, w = out["energy"], out["forces"], out["virial"]
     assert abs(float(e) - atoms.get_potential_energy()) < 1e-10
     assert np.abs(f.numpy() - atoms.get_forces()).max() < 1e-10
     stress = atoms.get_stress(voigt=False)  # eV/Å³
@@ -78,10 +80,11 @@ def test_lj_per_type_table_and_finite_differences():
 
     def energy(pos, cell):
         nl = neighbor_list_brute_force(pos, cell[None], st.pbc[None], RC)
-        return pot.compute(pos, st.types, cell, st.pbc, nl)[0]
+        return pot.compute(pos, st.types, cell, st.pbc, nl)["energy"]
 
     nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC)
-    e, f, w = pot.compute(st.positions, st.types, st.cell, st.pbc, nl)
+    out = pot.compute(st.positions, st.types, st.cell, st.pbc, nl)
+    e, f, w = out["energy"], out["forces"], out["virial"]
     h = 1e-5
     for i, k in [(0, 0), (5, 1), (17, 2)]:
         p1, p2 = st.positions.clone(), st.positions.clone()
@@ -138,7 +141,7 @@ def test_verlet_skin_identical_to_rebuild_every_step(ensemble):
             integ = VelocityVerlet(4.0)
         else:
             baro = StochasticCellRescaling(pressure=2000.0, tau=200.0, compressibility=1e-3)
-            integ = CSVR(4.0, temperature=400.0, tau=50.0, seed=11, barostat=baro)
+            integ = NPT(CSVR(4.0, temperature=400.0, tau=50.0, seed=11), baro)
         return Simulation(st, lj(), integ, skin=skin, rebuild_every=every)
 
     a, b = make(0.6, None), make(0.0, 1)
@@ -178,8 +181,8 @@ def _ensemble(name: str, seed: int = 3):
         return Langevin(4.0, 120.0, tau=100.0, seed=seed)
     if name == "nhc":
         return NoseHooverChain(4.0, 120.0, tau=100.0)
-    return CSVR(4.0, 120.0, tau=100.0, seed=seed,
-                barostat=StochasticCellRescaling(pressure=500.0, tau=500.0, compressibility=1e-3))
+    return NPT(CSVR(4.0, 120.0, tau=100.0, seed=seed),
+               StochasticCellRescaling(pressure=500.0, tau=500.0, compressibility=1e-3))
 
 
 @pytest.mark.parametrize("name", ["langevin", "nhc", "csvr-npt"])
@@ -251,14 +254,14 @@ class _Faulty:
 
     def compute(self, *args, **kwargs):
         self.calls += 1
-        e, f, w = self.inner.compute(*args, **kwargs)
+        out = self.inner.compute(*args, **kwargs)
         if self.calls > self.at:
             if self.kind == "nan":
-                f = f.clone()
-                f[3, 1] = float("nan")
+                out["forces"] = out["forces"].clone()
+                out["forces"][3, 1] = float("nan")
             else:
                 raise ModelError("frame 0, atom 3: 47 neighbors of type O, sel = 46")
-        return e, f, w
+        return out
 
 
 def _failing_run(tmp_path, st, pot, **kw):
@@ -328,7 +331,7 @@ def test_state_from_lammps_data_and_mb_velocities(water_dir):
     assert abs(float(temperature(st)) - 300.0) < 1e-9
     st2 = State.from_file(water_dir / "water.lmp", type_map=["O", "H"], temperature=300.0, seed=3, device="cpu")
     assert torch.equal(st.velocities, st2.velocities)
-    with pytest.raises(Exception, match="type_map"):
+    with pytest.raises(DataError, match="type_map"):
         State.from_file(water_dir / "water.lmp", type_map=["O"], device="cpu")
     # round trip through ase.Atoms
     atoms = st.to_atoms()
@@ -348,3 +351,72 @@ def test_state_from_ase_formats(tmp_path, fmt):
     # same positions up to lattice translations (CIF wraps into the cell and rounds)
     frac = np.linalg.solve(atoms.cell.array.T, (st.positions.numpy() - atoms.positions).T).T
     assert np.abs(frac - np.round(frac)).max() < 1e-4
+
+
+# ------------------------------------------------------------------------------- named outputs, observables, RNG
+class _Alchemical:
+    """LJ scaled by λ: U(λ) = λ U_LJ, with the extra named output ∂U/∂λ = U_LJ (a 0-d local term)."""
+
+    def __init__(self, lam: float):
+        self.inner, self.lam = lj(), lam
+        self.cutoff = self.inner.cutoff
+
+    def compute(self, *args, **kwargs):
+        out = self.inner.compute(*args, **kwargs)
+        res = {k: self.lam * v for k, v in out.items()}
+        res["dU_dlambda"] = out["energy"]
+        return res
+
+
+def test_extra_potential_output_is_a_thermo_observable(tmp_path):
+    st = State.from_atoms(argon(2, seed=5), temperature=100.0, seed=1, device="cpu")
+    thermo = ThermoReporter(tmp_path / "t.csv", 5, stream=None, columns=["time_ps", "potential_eV", "dU_dlambda"])
+    sim = Simulation(st, _Alchemical(0.5), VelocityVerlet(2.0), [thermo])
+    sim.run(10)
+    rows = read_thermo(tmp_path / "t.csv")
+    assert list(rows) == ["step", "time_ps", "potential_eV", "dU_dlambda"] and rows["step"] == [0.0, 5.0, 10.0]
+    assert np.allclose(rows["potential_eV"], 0.5 * np.array(rows["dU_dlambda"]), rtol=1e-9, atol=0)
+    assert float(st.outputs["dU_dlambda"]) == pytest.approx(2 * float(st.energy), rel=1e-12)
+    from mlpot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown observable 'temperatur_K'.*did you mean `temperature_K`"):
+        Simulation(st.clone(), lj(), VelocityVerlet(2.0), [ThermoReporter(None, 5, stream=None, columns=["temperatur_K"])]).run(1)
+
+
+def test_keyed_rng_philox_and_decomposition_independence():
+    from md_engine import rng
+
+    # Philox-4x32-10 known-answer vectors (Random123 kat_vectors)
+    z = lambda v: np.array([v], dtype=np.uint64)  # noqa: E731
+    out = rng.philox4x32([z(0x243F6A88), z(0x85A308D3), z(0x13198A2E), z(0x03707344)], (0xA4093822, 0x299F31D0))
+    assert [int(w[0]) for w in out] == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+    t = torch.tensor([0xFFFFFFFF])
+    out = rng.philox4x32([t, t, t, t], (0xFFFFFFFF, 0xFFFFFFFF))  # the torch (device) path
+    assert [int(w[0]) for w in out] == [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+    # per-atom noise depends on (seed, stream, step, id) only: any subset, any order
+    ids = torch.arange(5000)
+    full = rng.atom_normals(3, "langevin", 17, ids)
+    part = torch.tensor([4999, 7, 1234, 0])
+    assert torch.equal(rng.atom_normals(3, "langevin", 17, part), full[part])
+    assert not torch.equal(rng.atom_normals(3, "langevin", 18, ids), full)
+    assert abs(float(full.mean())) < 0.03 and abs(float(full.std()) - 1) < 0.02
+    # global draws: the same numbers for the same key, on every rank
+    a, b = rng.generator(5, "csvr", 0, 10, 1).standard_normal(3), rng.generator(5, "csvr", 0, 10, 1).standard_normal(3)
+    assert np.array_equal(a, b) and not np.array_equal(a, rng.generator(5, "csvr", 0, 10, 0).standard_normal(3))
+
+
+def test_ensemble_registry_and_config():
+    from mlpot.errors import ConfigError
+
+    from md_engine import INTEGRATORS
+    from md_engine.config import parse_config
+
+    assert INTEGRATORS.names() == ["npt-scr", "nve", "nvt-csvr", "nvt-langevin", "nvt-nh"]
+    base = {"structure": "x.xyz", "potential": {"lj": {"epsilon": EPS, "sigma": SIG, "cutoff": RC}}, "steps": 1}
+    with pytest.raises(ConfigError, match="ensemble.*did you mean `nvt-csvr`"):
+        parse_config({**base, "ensemble": "nvt-cvsr", "temperature": 10.0})
+    with pytest.raises(ConfigError, match="pressure: required for ensemble npt-scr"):
+        parse_config({**base, "ensemble": "npt-scr", "temperature": 10.0})
+    cfg = parse_config({**base, "ensemble": "npt-scr", "temperature": 10.0, "pressure": 1.0, "npt_thermostat": "nh"})
+    integ = INTEGRATORS[cfg.ensemble](cfg)
+    assert isinstance(integ, NPT) and isinstance(integ.thermostat, NoseHooverChain)

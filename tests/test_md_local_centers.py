@@ -14,9 +14,10 @@ import torch
 
 from mlpot.model import EnergyModel, evaluate
 from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list_brute_force
-from md_engine.domain import Domain
+from md_engine.comm import SERIAL
+from md_engine.domain import GhostDomain
 from md_engine.neighbors import local_pair_list
-from md_engine.state import SERIAL, State
+from md_engine.state import State
 
 RC, SKIN = 3.5, 0.5
 
@@ -54,7 +55,7 @@ def _water_box() -> State:
 def ghost_setup():
     """Local + ghost atoms (explicit periodic images) of the box, local-center pair list."""
     st = _water_box()
-    dom = Domain(SERIAL, st.cell, st.pbc, RC + SKIN, ghosts=True)
+    dom = GhostDomain(SERIAL, st.cell, st.pbc, RC + SKIN)
     dom.migrate(st)
     pos_all, nl = dom.build(st)
     return st, dom, pos_all, nl

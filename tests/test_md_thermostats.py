@@ -5,13 +5,15 @@ block averages, tolerance 4 standard errors."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
 
 from md_engine import (
-    CSVR, Langevin, LennardJones, NoseHooverChain, Reporter, Simulation, State, StochasticCellRescaling,
+    CSVR, NPT, Langevin, LennardJones, NoseHooverChain, Reporter, Simulation, State, StochasticCellRescaling,
     kinetic_energy, pressure,
 )
 from mlpot.units import EV_PER_A3_TO_BAR, KB_EV_PER_K
@@ -70,7 +72,7 @@ def test_nvt_kinetic_energy_distribution(name):
 def test_npt_stochastic_cell_rescaling_pressure():
     p0 = 300.0
     baro = StochasticCellRescaling(p0, tau=1000.0, compressibility=2e-4)
-    rows, sim = run(CSVR(10.0, T, tau=50.0, seed=5, barostat=baro), steps=4000)
+    rows, sim = run(NPT(CSVR(10.0, T, tau=50.0, seed=5), baro), steps=4000)
     p, dp = mean_and_error(rows[:, 1])
     assert abs(p - p0) < 4 * dp and dp < 60.0, (p, dp)
     vol = rows[:, 2]
@@ -79,3 +81,56 @@ def test_npt_stochastic_cell_rescaling_pressure():
     m, dm = mean_and_error(rows[:, 0] / (0.5 * nf * kt))
     assert abs(m - 1) < 4 * dm
     assert np.ptp(rows[:, 3]) < 0.05 * 0.5 * nf * kt  # effective energy: no drift from the barostat bookkeeping
+
+
+def _static_energy(a: float, log_v: float = 0.0) -> tuple[float, float]:
+    """Energy (eV) and tr W (eV) of the perfect 32-atom fcc crystal (lattice constant a, Å) scaled
+    isotropically to volume (2a)³·e^{log_v}."""
+    from mlpot.neighbors import neighbor_list
+
+    s = math.exp(log_v / 3)
+    base = torch.tensor(bulk("Ar", "fcc", a=1.0, cubic=True).repeat((2, 2, 2)).positions)
+    cell, pos = torch.eye(3, dtype=torch.float64) * 2 * a * s, base * a * s
+    pbc = torch.ones(3, dtype=torch.bool)
+    nl = neighbor_list(pos, cell[None], pbc[None], 8.0)
+    out = LennardJones(0.0104, 3.4, 8.0, smooth=True, ro=6.5).compute(pos, torch.zeros(32, dtype=torch.long), cell, pbc, nl)
+    return float(out["energy"]), float(torch.trace(out["virial"]))
+
+
+def test_npt_isotropic_volume_fluctuation_matches_compressibility():
+    """Isotropic stochastic cell rescaling samples the volume distribution, not only its mean: a 5 K
+    (harmonic) crystal at P₀ has ⟨δV²⟩ = k_BT V κ_T, with κ_T = V/H, H = ∂²(E + P₀V)/∂(ln V)² from
+    central finite differences of static energies (lattice constant at P₀ by bisection). Tolerance
+    4 standard errors + 10 % (thermal softening and the Euler–Maruyama discretisation, ≈ 3 % here)."""
+    from mlpot.units import BAR_TO_EV_PER_A3
+
+    p0, temp = 300.0, 5.0
+    p0_ev = p0 * BAR_TO_EV_PER_A3
+    lo, hi = 4.9, 5.8
+    for _ in range(45):  # static pressure tr W/(3V) = P₀
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _static_energy(mid)[1] / (3 * (2 * mid) ** 3) > p0_ev else (lo, mid)
+    a = 0.5 * (lo + hi)
+    vol, h = (2 * a) ** 3, 2e-3
+
+    def g(x):
+        return _static_energy(a, x)[0] + p0_ev * vol * math.exp(x)
+
+    hess = (g(h) - 2 * g(0.0) + g(-h)) / (h * h)  # eV
+    kappa = vol / hess  # Å³/eV: κ_T = −(1/V) dV/dP
+    pred = KB_EV_PER_K * temp * vol * kappa  # ⟨δV²⟩, Å⁶
+
+    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+    st = State.from_atoms(atoms, temperature=temp, seed=3, device="cpu")
+    baro = StochasticCellRescaling(p0, tau=1000.0, compressibility=2e-4)
+    sampler = Sampler()
+    sim = Simulation(st, LennardJones(0.0104, 3.4, 8.0, smooth=True, ro=6.5), NPT(CSVR(10.0, temp, tau=50.0, seed=2), baro),
+                     [sampler], skin=1.0)
+    sim.run(300)
+    sampler.rows.clear()
+    sim.run(4000)
+    v = np.array(sampler.rows)[:, 2]
+    m, dm = mean_and_error((v - v.mean()) ** 2)
+    assert abs(m / pred - 1) < 4 * dm / pred + 0.10 and dm < 0.15 * pred, (m, dm, pred)
+    p, dp = mean_and_error(np.array(sampler.rows)[:, 1])
+    assert abs(p - p0) < 4 * dp, (p, dp)

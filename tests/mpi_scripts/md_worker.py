@@ -53,7 +53,7 @@ def lj_potential():
 def model_state():
     """The bundled 192-atom water box, sheared into a triclinic cell, types O/H."""
     from md_engine import State
-    from md_engine.state import read_structure
+    from md_engine.structure import read_structure
 
     atoms = read_structure(ROOT / "data/water/water.lmp", type_map=["O", "H"])
     cell = atoms.cell.array.copy()
@@ -88,10 +88,10 @@ def thermostat_for(name: str):
 
 def npt_aniso_integrator():
     """CSVR + anisotropic stochastic cell rescaling (no per-atom noise: rank-count independent)."""
-    from md_engine import CSVR, StochasticCellRescaling
+    from md_engine import CSVR, NPT, StochasticCellRescaling
 
     baro = StochasticCellRescaling(pressure=2000.0, tau=200.0, compressibility=1e-3, mode="anisotropic")
-    return CSVR(2.0, 300.0, tau=50.0, seed=11, barostat=baro)
+    return NPT(CSVR(2.0, 300.0, tau=50.0, seed=11), baro)
 
 
 def unwrapped(st) -> np.ndarray:
