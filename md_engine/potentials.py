@@ -213,10 +213,10 @@ class MlpotPotential:
         try:
             # with ghosts only the local atoms are centers (descriptor + fitting on them only);
             # pairs centered on ghosts, if any, are ignored by the model
-            # (after mlpot.model's named outputs land, contract C3: outputs=tuple(outputs) instead of the flags)
             res = evaluate(
                 self.model, positions.to(self.dtype), atom_types, cell.to(self.dtype).unsqueeze(0),
-                pbc.reshape(1, 3), frame_index=None, nl=nl, forces="forces" in outputs, virial="virial" in outputs,
+                pbc.reshape(1, 3), frame_index=None, nl=nl,
+                outputs=("energy",) + tuple(k for k in ("forces", "virial") if k in outputs),
                 n_centers=n_local if ghosts else None,
             )
         except ModelError as exc:
