@@ -18,7 +18,7 @@ _EXPORTS = {
     "md_engine.state": ["State", "Comm", "SerialComm", "kinetic_energy", "temperature", "maxwell_boltzmann",
                         "remove_com_velocity"],
     "md_engine.potentials": ["Potential", "LennardJones", "MlpotPotential"],
-    "md_engine.neighbors": ["VerletList", "wrap_positions"],
+    "mlpot.neighbors": ["VerletList", "wrap_positions"],
     "md_engine.integrators": ["Integrator", "VelocityVerlet", "Langevin", "NoseHooverChain", "CSVR",
                               "StochasticCellRescaling", "pressure"],
     "md_engine.io": ["Reporter", "ThermoReporter", "ExtxyzReporter", "H5MDReporter", "CheckpointReporter",

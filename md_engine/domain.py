@@ -36,7 +36,7 @@ global ids (``State.ids``).
 
 **One rank.** ``Domain`` with one rank and ``ghosts=False`` (the default for one rank) owns all atoms
 and adds no ghosts: the potential then sees the periodic pair list with lattice shifts
-(:class:`md_engine.neighbors.VerletList`), which also handles boxes smaller than the cutoff. The same
+(:class:`mlpot.neighbors.VerletList`), which also handles boxes smaller than the cutoff. The same
 class with ``ghosts=True`` runs the ghost path on one rank (periodic self-images), which the tests
 compare with the shift path.
 """
@@ -51,10 +51,9 @@ import numpy as np
 import torch
 
 from mlpot.errors import SimulationError
-from mlpot.neighbors import NeighborList, complete_cell
+from mlpot.neighbors import NeighborList, complete_cell, local_pair_list, wrap_positions
 
 from md_engine.comm import p2p
-from md_engine.neighbors import local_pair_list, wrap_positions
 from md_engine.state import Comm, State
 
 MIGRATING = ("positions", "velocities", "masses", "types", "image", "ids")
@@ -256,7 +255,7 @@ class Domain:
         self.all_types = torch.from_numpy(types).to(dev)
         self.ghost_ids = torch.from_numpy(ids[n:]).to(dev)
         all_pos = torch.from_numpy(np.ascontiguousarray(pos)).to(device=dev, dtype=dt)
-        # local centers only; ghost–ghost pairs are never generated (md_engine.neighbors.local_pair_list)
+        # local centers only; ghost–ghost pairs are never generated (mlpot.neighbors.local_pair_list)
         nl = local_pair_list(all_pos, n, self.radius)
         self.n_builds += 1
         return all_pos, nl

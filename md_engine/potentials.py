@@ -19,7 +19,7 @@ from typing import Any, Optional, Protocol, Sequence, Union
 import torch
 
 from mlpot.errors import ModelError, SimulationError
-from mlpot.neighbors import NeighborList
+from mlpot.neighbors import NeighborList, pair_vectors
 
 Params = Union[float, Sequence[Sequence[float]], torch.Tensor]
 
@@ -37,15 +37,6 @@ class Potential(Protocol):
         virial: bool = True,
         n_local: Optional[int] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
-
-
-def pair_vectors(positions: torch.Tensor, cell: torch.Tensor, nl: NeighborList) -> torch.Tensor:
-    """r_ij = r_j − r_i + s·cell for one frame, (P, 3) Å. The shift term is skipped when the
-    cell is all zeros (the ghost-atom path: explicit images, zero shifts)."""
-    d = positions.index_select(0, nl.neighbors) - positions.index_select(0, nl.centers)
-    if bool(cell.any()):
-        d = torch.addmm(d, nl.shifts.to(positions.dtype), cell.to(positions.dtype))
-    return d
 
 
 class LennardJones:
@@ -120,7 +111,7 @@ class LennardJones:
         n_local: Optional[int] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Energy (eV), forces (N, 3) eV/Å and virial (3, 3) eV from a full pair list."""
-        d = pair_vectors(positions, cell, nl)
+        d = pair_vectors(positions, cell, None, nl)
         r2 = torch.einsum("pk,pk->p", d, d)
         if self.epsilon.ndim == 0 and self.sigma.ndim == 0:  # one species pair: 0-d, broadcast
             eps = self.epsilon.to(dtype=positions.dtype, device=positions.device)
@@ -174,7 +165,7 @@ class MlpotPotential:
         """The pairs of the Verlet list (rcut + skin) with |r_ij| < rcut. The model would skip the skin
         pairs itself, but its chunked evaluation sizes chunks by pair count: with the ~1.6x skin pairs
         (1 Å skin at 6 Å) left in, chunks hold fewer real pairs and every chunk re-filters them."""
-        keep = torch.nonzero(torch.linalg.vector_norm(pair_vectors(positions, cell, nl), dim=-1) < self.cutoff).reshape(-1)
+        keep = torch.nonzero(torch.linalg.vector_norm(pair_vectors(positions, cell, None, nl), dim=-1) < self.cutoff).reshape(-1)
         if keep.shape[0] == nl.centers.shape[0]:
             return nl
         return NeighborList(nl.centers[keep], nl.neighbors[keep], nl.shifts[keep])

@@ -31,14 +31,14 @@ from typing import Any, Optional, Sequence
 import torch
 
 from mlpot.errors import ModelError, SimulationError
+from mlpot.neighbors import VerletList, pair_vectors
 from mlpot.units import EV_PER_A3_TO_BAR
 
 from md_engine.comm import p2p
 from md_engine.domain import Domain
 from md_engine.integrators import Integrator, pressure
 from md_engine.io import CheckpointReporter, Reporter, load_checkpoint, save_checkpoint
-from md_engine.neighbors import VerletList
-from md_engine.potentials import Potential, pair_vectors
+from md_engine.potentials import Potential
 from md_engine.state import Comm, SERIAL, State, global_n_atoms, kinetic_energy, lost_atom_excess, temperature
 
 
@@ -206,7 +206,7 @@ class Simulation:
         finite = torch.isfinite(state.energy).all() & torch.isfinite(state.forces).all()  # type: ignore[arg-type]
         if nl.centers.numel():
             if self.domain.serial:
-                d = pair_vectors(state.positions, state.cell, nl)
+                d = pair_vectors(state.positions, state.cell, None, nl)
             else:  # local + ghost positions, no shifts
                 d = self._pair_positions[nl.neighbors] - self._pair_positions[nl.centers]  # type: ignore[index]
             dmin = torch.einsum("pk,pk->p", d, d).min().sqrt()

@@ -1,5 +1,5 @@
 """Local-center evaluation for the MPI ghost path: ``EnergyModel``/``evaluate(n_centers=...)`` and
-``md_engine.neighbors.local_pair_list``.
+``mlpot.neighbors.local_pair_list``.
 
 References: the full model evaluation (every atom a center) differentiated by autograd with respect
 to the local atomic energies only; the periodic (shift-based) serial evaluation of the same box; the
@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from mlpot.model import EnergyModel, evaluate
-from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list_brute_force
+from mlpot.neighbors import NeighborList, edge_vectors, local_pair_list, neighbor_list_brute_force
 from md_engine.domain import Domain
-from md_engine.neighbors import local_pair_list
 from md_engine.state import SERIAL, State
 
 RC, SKIN = 3.5, 0.5
