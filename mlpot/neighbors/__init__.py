@@ -100,7 +100,7 @@ def complete_cell(cells: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
 
 
 # the submodules import the names above from this (then partly initialised) package
-from mlpot.neighbors.cell_list import local_pair_list, neighbor_list  # noqa: E402
+from mlpot.neighbors.cell_list import local_pair_list, neighbor_list, neighbor_list_with  # noqa: E402
 from mlpot.neighbors.reference import neighbor_list_brute_force  # noqa: E402
 from mlpot.neighbors.verlet import VerletList, wrap_positions  # noqa: E402
 
@@ -110,6 +110,7 @@ __all__ = [
     "edge_vectors",
     "complete_cell",
     "neighbor_list",
+    "neighbor_list_with",
     "local_pair_list",
     "neighbor_list_brute_force",
     "VerletList",

@@ -1,5 +1,6 @@
 """The cell-list kernel: one candidate-pair search (bins, half stencil, chunked distance test) and
-its two front ends, :func:`neighbor_list` (periodic, batched over frames) and
+its two front ends, :func:`neighbor_list` (periodic, batched over frames; it hands one float64
+CPU frame to vesin when installed, :mod:`mlpot.neighbors.vesin_backend`) and
 :func:`local_pair_list` (the ghost cluster of a domain-decomposed MD run).
 
 Binning is done in fractional coordinates f = r · inv(cell) of a full-rank "binning cell" per
@@ -246,6 +247,9 @@ def _search(
     )
 
 
+BACKENDS = ("auto", "cell_list", "vesin")
+
+
 def neighbor_list(
     positions: torch.Tensor,
     cells: torch.Tensor,
@@ -258,10 +262,30 @@ def neighbor_list(
     positions: (n_atoms, 3) Å; cells: (n_frames, 3, 3) Å; pbc: (n_frames, 3) or (3,) bool;
     frame_index: (n_atoms,) int64, default all atoms in frame 0.
 
-    Cell-list search batched over frames, O(N) work and memory (plus an O(N log N) sort), on the
-    device of ``positions``, no gradient. Binning is done in float64; distances are compared in the
-    dtype of ``positions``. Raises :class:`mlpot.errors.DataError` for a singular periodic cell.
+    O(N) work and memory, no gradient. One frame in float64 on the CPU goes to vesin when it is
+    installed (:mod:`mlpot.neighbors.vesin_backend`, faster there); everything else (batches of
+    frames, float32, GPU) to the torch cell-list kernel of this module, batched over frames, on the
+    device of ``positions``, binning in float64 and comparing distances in the dtype of
+    ``positions``. Both give the same pair set. Raises :class:`mlpot.errors.DataError` for a
+    singular periodic cell.
     """
+    return neighbor_list_with("auto", positions, cells, pbc, cutoff, frame_index)
+
+
+def neighbor_list_with(
+    backend: str,
+    positions: torch.Tensor,
+    cells: torch.Tensor,
+    pbc: torch.Tensor,
+    cutoff: float,
+    frame_index: Optional[torch.Tensor] = None,
+) -> NeighborList:
+    """:func:`neighbor_list` with an explicit ``backend``: "auto" (its dispatch rule),
+    "cell_list" (always the torch kernel) or "vesin" (one frame only; ImportError without vesin)."""
+    from mlpot.neighbors import vesin_backend
+
+    if backend not in BACKENDS:
+        raise ValueError(f"neighbor_list backend: expected one of {BACKENDS}, got {backend!r}")
     device = positions.device
     n_atoms = positions.shape[0]
     cell64 = cells.detach().to(device=device, dtype=torch.float64).reshape(-1, 3, 3)
@@ -281,6 +305,11 @@ def neighbor_list(
             from mlpot.errors import DataError
 
             raise DataError(f"neighbor_list: cells of frames {bad[:10]} are singular in their periodic directions")
+        if backend == "vesin" or (backend == "auto" and vesin_backend.use_vesin(positions, n_frames)):
+            if n_frames != 1:
+                raise ValueError(f"neighbor_list backend 'vesin': one frame only, got {n_frames}")
+            nl = vesin_backend.vesin_neighbor_list(positions, cell64[0], pbc[0], cutoff)
+            return NeighborList(nl.centers.to(device), nl.neighbors.to(device), nl.shifts.to(device))
         return _search(positions, cell64, inv, pbc, cutoff, fi, n_atoms)
 
 
@@ -306,4 +335,4 @@ def local_pair_list(positions: torch.Tensor, n_local: int, cutoff: float) -> Nei
         return _search(positions, zero, eye, pbc, float(cutoff), fi, int(n_local), periodic=False)
 
 
-__all__ = ["neighbor_list", "local_pair_list"]
+__all__ = ["neighbor_list", "neighbor_list_with", "local_pair_list", "BACKENDS"]
