@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from mlpot.neighbors import NeighborList, complete_cell
+from mlpot.neighbors import NeighborList, complete_cell, vesin_backend
 
 _MAX_BINS_PER_DIM = 4096  # bin ids stay below 2**36 per frame, so int64 keys never overflow
 _CHUNK_PAIRS = 1 << 21  # candidate pairs distance-tested at once (bounds the working memory)
@@ -282,8 +282,6 @@ def neighbor_list_with(
 ) -> NeighborList:
     """:func:`neighbor_list` with an explicit ``backend``: "auto" (its dispatch rule),
     "cell_list" (always the torch kernel) or "vesin" (one frame only; ImportError without vesin)."""
-    from mlpot.neighbors import vesin_backend
-
     if backend not in BACKENDS:
         raise ValueError(f"neighbor_list backend: expected one of {BACKENDS}, got {backend!r}")
     device = positions.device
@@ -291,9 +289,6 @@ def neighbor_list_with(
     cell64 = cells.detach().to(device=device, dtype=torch.float64).reshape(-1, 3, 3)
     n_frames = cell64.shape[0]
     pbc = torch.as_tensor(pbc, device=device).to(torch.bool).reshape(-1, 3).expand(n_frames, 3)
-    if frame_index is None:
-        frame_index = torch.zeros(n_atoms, dtype=torch.long, device=device)
-    fi = frame_index.to(device=device, dtype=torch.long)
     cutoff = float(cutoff)
     if n_atoms == 0 or n_frames == 0 or cutoff <= 0.0:
         return _empty_list(device)
@@ -310,6 +305,10 @@ def neighbor_list_with(
                 raise ValueError(f"neighbor_list backend 'vesin': one frame only, got {n_frames}")
             nl = vesin_backend.vesin_neighbor_list(positions, cell64[0], pbc[0], cutoff)
             return NeighborList(nl.centers.to(device), nl.neighbors.to(device), nl.shifts.to(device))
+        if frame_index is None:
+            fi = torch.zeros(n_atoms, dtype=torch.long, device=device)
+        else:
+            fi = frame_index.to(device=device, dtype=torch.long)
         return _search(positions, cell64, inv, pbc, cutoff, fi, n_atoms)
 
 
