@@ -9,8 +9,9 @@ mlpot's NeighborList (full list, torch int64 centers, neighbors, shifts), and ev
 (i, j, S) set is checked to equal the torch cell list's. The fast libraries are timed interleaved
 (one call of each per round, rounds until ``--budget`` seconds, at least ``--repeat`` rounds, after
 a warm-up round); ASE separately (``--ase-repeat`` calls at the largest size, where one call takes
-minutes). Reported: median µs per call. torch runs on ``--threads`` threads and vesin on as many;
-ASE is numpy (one thread). Raw results: ``--json`` (default benchmarks/results/neighbors.json).
+minutes). Reported: median µs per call, wall time and process CPU time (all threads; the more
+robust figure on a shared machine). torch runs on ``--threads`` threads and vesin on as many; ASE is
+numpy (one thread). Raw results: ``--json`` (default benchmarks/results/neighbors.json).
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ import common  # noqa: E402
 
 from mlpot.neighbors import NeighborList, neighbor_list, neighbor_list_with  # noqa: E402
 from mlpot.neighbors.vesin_backend import VESIN_MIN_ATOMS, vesin_available, vesin_neighbor_list  # noqa: E402
+
+
+def interleaved(fns: list[Callable[[], Any]], min_repeat: int, budget_s: float, max_repeat: int = 50) -> list[dict]:
+    """Rounds of one call of each function (after the caller's warm-up), at least ``min_repeat``
+    rounds, more while under ``budget_s``; per function the wall times and the process CPU times
+    (s, all threads; less sensitive than wall time to other jobs on a shared machine)."""
+    out: list[dict] = [{"wall": [], "cpu": []} for _ in fns]
+    start = time.perf_counter()
+    while len(out[0]["wall"]) < max_repeat and (len(out[0]["wall"]) < min_repeat or time.perf_counter() - start < budget_s):
+        for k, fn in enumerate(fns):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            out[k]["cpu"].append(time.process_time() - c0)
+            out[k]["wall"].append(time.perf_counter() - w0)
+    return out
 
 
 def rows(nl: NeighborList) -> np.ndarray:
@@ -110,20 +126,22 @@ def main() -> int:
                                  "libraries": {}}
         for name, fn in libs.items():  # the same (i, j, S) set, and the warm-up call
             entry["libraries"][name] = {"same_pairs": bool(np.array_equal(rows(fn()), ref))}
-        times = common.time_interleaved(list(libs.values()), warmup=0, min_repeat=args.repeat,
-                                        max_repeat=50, budget_s=args.budget)
+        times = interleaved(list(libs.values()), args.repeat, args.budget)
         for name, t in zip(libs, times):
-            entry["libraries"][name].update(times_s=t, median_us=common.median(t) * 1e6)
+            entry["libraries"][name].update(times_s=t["wall"], median_us=common.median(t["wall"]) * 1e6,
+                                            cpu_times_s=t["cpu"], median_cpu_us=common.median(t["cpu"]) * 1e6)
         if not args.no_ase:
             call = ase_call(pos_np, cell_np, args.cutoff)
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.process_time()
             nl = call()
-            first = time.perf_counter() - t0
+            first = (time.perf_counter() - w0, time.process_time() - c0)
             same = bool(np.array_equal(rows(nl), ref))
             del nl
             n_more = 0 if reps == max(args.reps) and len(args.reps) > 1 else args.ase_repeat - 1
-            t = [first] + common.time_calls(call, warmup=0, min_repeat=n_more, max_repeat=n_more, budget_s=0.0)
-            entry["libraries"]["ase"] = {"same_pairs": same, "times_s": t, "median_us": common.median(t) * 1e6,
+            t = interleaved([call], n_more, 0.0, max_repeat=n_more)[0] if n_more else {"wall": [], "cpu": []}
+            wall, cpu = [first[0]] + t["wall"], [first[1]] + t["cpu"]
+            entry["libraries"]["ase"] = {"same_pairs": same, "times_s": wall, "median_us": common.median(wall) * 1e6,
+                                         "cpu_times_s": cpu, "median_cpu_us": common.median(cpu) * 1e6,
                                          "note": "first call included (no warm-up)"}
         entry["load_end"] = common.loadavg()
         out["sizes"].append(entry)
@@ -137,10 +155,11 @@ def main() -> int:
     common.write_json(args.json, out)
 
     header = f"{'atoms':>7} {'pairs':>10} " + " ".join(f"{n:>20}" for n in names)
-    print("\nmedian µs per call (incl. conversion to NeighborList)\n" + header + "\n" + "-" * len(header))
-    for e in out["sizes"]:
-        print(f"{e['n_atoms']:>7} {e['n_pairs']:>10} "
-              + " ".join(f"{common.fmt(e['libraries'][n]['median_us'], '.0f'):>20}" for n in names))
+    for key, what in (("median_us", "wall"), ("median_cpu_us", "process CPU (all threads)")):
+        print(f"\nmedian µs per call, {what}, incl. conversion to NeighborList\n" + header + "\n" + "-" * len(header))
+        for e in out["sizes"]:
+            print(f"{e['n_atoms']:>7} {e['n_pairs']:>10} "
+                  + " ".join(f"{common.fmt(e['libraries'][n][key], '.0f'):>20}" for n in names))
     print(f"raw: {args.json}")
     return 0
 
