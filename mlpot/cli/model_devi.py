@@ -4,7 +4,8 @@
 
 Writes DP-GEN / DeePMD-kit's ``model_devi.out``: per frame ``step max_devi_v min_devi_v avg_devi_v
 max_devi_f min_devi_f avg_devi_f devi_e`` (see :mod:`mlpot.metrics` for the formulas), one block per
-system read, each headed by a ``# <system>`` line; ``step`` = frame index × FREQUENCY.
+system read, each headed by a ``# <system>`` line; ``step`` = the MD step of the frame where the file
+records one (an H5MD trajectory from ``mlpot md``), else frame index × FREQUENCY.
 ``-t/--traj`` is kept as another spelling of ``-s/--systems`` here (``-t`` means nothing else anywhere).
 """
 
@@ -21,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_systems_option(parser, "--system", "-t", "--traj", help="frames: any ASE-readable trajectory (extxyz, "
                                                                 "traj, db), DeePMD system dirs, HDF5 stores, ...")
     add_output_option(parser, default="model_devi.out", help="output file")
-    parser.add_argument("-f", "--frequency", type=int, default=1, help="MD steps between frames (step column)")
+    parser.add_argument("-f", "--frequency", type=int, default=1, help="MD steps between frames (step column) for files that do not record "
+                                                                "each frame's step (an H5MD trajectory does)")
     add_device_option(parser)
     parser.add_argument("--batch-atoms", type=int, default=4096, help="atoms per model call (frames batched)")
 
@@ -41,11 +43,15 @@ def run(args: argparse.Namespace) -> int:
     models = [load_model(p, device=args.device) for p in args.models]
     check_same_type_map(models, args.models)
     text, n_total = "", 0
-    for system in (s for path in args.systems for s in dio.read(path)):
-        devi = system_model_deviation(models, system, batch_atoms=args.batch_atoms)
-        text += format_model_devi(np.arange(system.n_frames) * args.frequency, devi, header=system.source)
-        n_total += system.n_frames
-        print(f"{system.source}: {system.n_frames} frames, max_devi_f up to {devi[:, 3].max():.4e} eV/A")
+    for path in args.systems:
+        systems = dio.read(path)
+        recorded = dio.frame_steps(path)
+        for k, system in enumerate(systems):
+            steps = recorded[k] if recorded is not None else np.arange(system.n_frames) * args.frequency
+            devi = system_model_deviation(models, system, batch_atoms=args.batch_atoms)
+            text += format_model_devi(steps, devi, header=system.source)
+            n_total += system.n_frames
+            print(f"{system.source}: {system.n_frames} frames, max_devi_f up to {devi[:, 3].max():.4e} eV/A")
     with atomic_path(args.output) as tmp:
         tmp.write_text(text)
     print(f"model deviation of {len(models)} models over {n_total} frames written to {args.output}")

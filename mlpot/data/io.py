@@ -60,6 +60,14 @@ def read(path: PathLike, fmt: Optional[str] = None, type_map: Optional[Sequence[
     return f.read(p, type_map)
 
 
+def frame_steps(path: PathLike, fmt: Optional[str] = None) -> Optional[list]:
+    """The MD step of every frame of ``path``, one int array per system :func:`read` gives, when its format
+    records steps (an H5MD trajectory); None otherwise."""
+    p = Path(path)
+    f = get_format(fmt) if fmt is not None else guess(p)
+    return None if f.steps is None else f.steps(p)
+
+
 def load_systems(
     paths: PathLike | Iterable[PathLike], type_map: Optional[Sequence[str]] = None, fmt: Optional[str] = None
 ) -> list[LabeledFrames]:
@@ -104,7 +112,7 @@ def write(systems: LabeledFrames | Sequence[LabeledFrames], path: PathLike, fmt:
 
 
 __all__ = [
-    "read", "write", "load_systems", "open_datasets", "guess_format", "guess_write_format", "normalize_format",
+    "read", "write", "frame_steps", "load_systems", "open_datasets", "guess_format", "guess_write_format", "normalize_format",
     "get_format", "find_systems", "is_deepmd_system", "read_deepmd", "write_deepmd", "read_ase", "read_vasp",
     "write_extxyz", "frames_from_atoms", "system_name", "unique_names", "common_type_map",
 ]
