@@ -72,3 +72,88 @@ def test_model_devi_reads_h5md_with_md_steps(traj, tmp_path):
     rows = np.loadtxt(out)
     assert rows[:, 0].astype(int).tolist() == [0, 4, 8, 12]  # the file's steps, not index x frequency
     assert np.all(rows[:, 4] > 0)
+
+
+# ---------------------------------------------------------------------------------------- model files
+ROOT = Path(__file__).resolve().parent.parent
+MOLECULES = ROOT / "data" / "molecules_nopbc"
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "weights_only" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("name", ["model.pth", "frozen_model.pb", "model.dp", "model.yaml"])
+def test_deepmd_model_given_as_mlpot_model_points_to_import_deepmd(tmp_path, capsys, name):
+    import torch
+
+    from mlpot.errors import ModelError
+    from mlpot.export import load_model
+
+    p = tmp_path / name
+    if name.endswith(".pth"):  # a TorchScript archive, as DeePMD-kit's `dp freeze` writes
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), p)
+    elif name.endswith(".dp"):
+        import h5py
+
+        with h5py.File(p, "w") as f:
+            f.attrs["backend"] = "DPModel"
+    else:
+        p.write_bytes(b"\x0a\x0cnot a graph" if name.endswith(".pb") else b"backend: DPModel\nmodel: {}\n")
+    with pytest.raises(ModelError, match="import-deepmd") as exc:
+        load_model(p, device="cpu")
+    assert "DeePMD-kit" in str(exc.value) and "weights_only" not in str(exc.value)
+    err = _one_line_error(capsys, ["test", "-m", str(p), "-s", str(MOLECULES / "C4H3O1")])
+    assert "import-deepmd" in err and name in err
+
+
+def test_non_model_files_are_one_line_without_torch_advice(tmp_path, capsys):
+    import pickle
+
+    import torch
+
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello\n")
+    pkl = tmp_path / "obj.pt"
+    pkl.write_bytes(pickle.dumps(Path("x")))  # a pickle of an arbitrary Python object
+    zipped = tmp_path / "objects.pt"
+    torch.save({"callable": Path("x")}, zipped)  # a torch archive with a non-tensor object
+    for p, words in ((txt, "text file"), (pkl, "pickle"), (zipped, "torch archive")):
+        err = _one_line_error(capsys, ["test", "-m", str(p), "-s", str(MOLECULES / "C4H3O1")])
+        assert p.name in err and words in err and "mlpot freeze" in err, err
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "config": "{}", "step": 1}, ckpt)
+    err = _one_line_error(capsys, ["test", "-m", str(ckpt), "-s", str(MOLECULES / "C4H3O1")])
+    assert "training checkpoint" in err and "mlpot freeze" in err
+
+
+def _tiny_train_input(tmp_path: Path, steps: int = 2) -> Path:
+    import json
+
+    cfg = {
+        "model": {"type_map": ["C", "H", "O"],
+                  "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [4, 6, 4],
+                                 "neuron": [4, 8], "axis_neuron": 4, "seed": 1},
+                  "fitting_net": {"neuron": [8, 8], "seed": 1}},
+        "learning_rate": {"start_lr": 0.005, "stop_lr": 1e-4, "decay_steps": 5},
+        "loss": {"start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1},
+        "training": {"training_data": {"systems": [str(MOLECULES / "C4H3O1")], "batch_size": 2},
+                     "numb_steps": steps, "seed": 7, "disp_freq": 1, "save_freq": 1, "device": "cpu"},
+    }
+    p = tmp_path / "in.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_restart_from_a_frozen_model_says_init_model(tmp_path, capsys):
+    from mlpot.export import save_model
+    from mlpot.testing import tiny_model
+
+    frozen = tmp_path / "model.pt"
+    save_model(tiny_model(type_map=("C", "H", "O"), sel=(4, 6, 4)), frozen)
+    err = _one_line_error(capsys, ["train", str(_tiny_train_input(tmp_path)), "-o", str(tmp_path / "out"), "-q",
+                                   "--restart", str(frozen)])
+    assert "frozen model" in err and "--init-model" in err and "model.pt" in err

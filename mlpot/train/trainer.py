@@ -311,6 +311,10 @@ class Trainer:
         init_model = init_model or tr.init_model
         if restart and init_model:
             raise ConfigError("training.restart and training.init_model: expected at most one, found both")
+        if restart and ckpt_io.is_frozen_model(restart):
+            raise ModelError(f"--restart '{restart}': is a frozen model file, not a training checkpoint; to start a "
+                             "training from its weights use --init-model (training.init_model), --restart continues a "
+                             "training from its checkpoint (OUTDIR/model.ckpt.pt)")
         seed = int(tr.seed) if tr.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
 
         # -- training data (first: sel "auto" is resolved from it before the model is built)
