@@ -157,3 +157,40 @@ def test_restart_from_a_frozen_model_says_init_model(tmp_path, capsys):
     err = _one_line_error(capsys, ["train", str(_tiny_train_input(tmp_path)), "-o", str(tmp_path / "out"), "-q",
                                    "--restart", str(frozen)])
     assert "frozen model" in err and "--init-model" in err and "model.pt" in err
+
+
+# ------------------------------------------------------------------------------------ neighbor overflow
+def test_neighbor_overflow_names_the_largest_count():
+    """Three frames: frame 1 holds the densest atom; the message names it and its count, not the first
+    offending atom (frame 0), and keeps the existing wording."""
+    import re
+
+    import torch
+
+    from mlpot.errors import ModelError
+    from mlpot.model import evaluate
+    from mlpot.testing import tiny_model
+
+    rng = np.random.default_rng(3)
+    cell = np.eye(3) * 12.0
+    n = 40
+    frames = [rng.uniform(0, 12.0, (n, 3)) for _ in range(3)]
+    frames[1][:12] = 6.0 + rng.normal(0, 0.6, (12, 3))  # a dense cluster in frame 1
+    types = np.zeros(n, dtype=int)
+    model = tiny_model(type_map=("O", "H"), sel=(3, 4), rcut=3.0)
+    counts = []
+    for pos in frames:
+        d = np.linalg.norm((pos[:, None] - pos[None]) - 12.0 * np.round((pos[:, None] - pos[None]) / 12.0), axis=-1)
+        counts.append(((d < 3.0) & (d > 0)).sum(1))
+    fr = int(np.argmax([c.max() for c in counts]))
+    assert fr == 1 and counts[0].max() > 3  # frame 0 overflows too, with fewer neighbors
+    pos = torch.tensor(np.concatenate(frames))
+    t = torch.tensor(np.tile(types, 3))
+    fi = torch.repeat_interleave(torch.arange(3), n)
+    cells = torch.tensor(np.stack([cell] * 3))
+    with pytest.raises(ModelError, match=r"frame \d+, atom \d+ has \d+ neighbors of 'O'.*raise sel\[0\]") as exc:
+        evaluate(model, pos, t, cells, [True] * 3, frame_index=fi)
+    msg = str(exc.value)
+    m = re.search(r"frame (\d+), atom (\d+) has (\d+) neighbors", msg)
+    assert int(m.group(1)) == 1 and int(m.group(3)) == counts[1].max() and counts[1][int(m.group(2))] == counts[1].max()
+    assert f"raise sel[0] to at least {counts[1].max()}" in msg and "\n" not in msg
