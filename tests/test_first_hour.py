@@ -194,3 +194,19 @@ def test_neighbor_overflow_names_the_largest_count():
     m = re.search(r"frame (\d+), atom (\d+) has (\d+) neighbors", msg)
     assert int(m.group(1)) == 1 and int(m.group(3)) == counts[1].max() and counts[1][int(m.group(2))] == counts[1].max()
     assert f"raise sel[0] to at least {counts[1].max()}" in msg and "\n" not in msg
+
+
+# ------------------------------------------------------------------------------ a previous training run
+def test_train_into_a_previous_run_refuses_unless_overwrite_or_restart(tmp_path, capsys):
+    inp = _tiny_train_input(tmp_path, steps=2)
+    out = tmp_path / "out"
+    assert cli.main(["train", str(inp), "-o", str(out), "-q", "--no-freeze"]) == 0
+    first = (out / "lcurve.out").read_text()
+    err = _one_line_error(capsys, ["train", str(inp), "-o", str(out), "-q", "--no-freeze"])
+    assert "previous training" in err and "lcurve.out" in err and "--overwrite" in err and "--restart" in err
+    assert (out / "lcurve.out").read_text() == first  # untouched
+    assert cli.main(["train", str(inp), "-o", str(out), "-q", "--no-freeze", "--overwrite"]) == 0
+    assert (out / "lcurve.out").read_text() == first  # same seed: the same run again
+    assert cli.main(["train", str(inp), "-o", str(out), "-q", "--no-freeze", "--steps", "3",
+                     "--restart", str(out / "model.ckpt.pt")]) == 0
+    assert len((out / "lcurve.out").read_text().splitlines()) == len(first.splitlines()) + 1
