@@ -210,3 +210,77 @@ def test_train_into_a_previous_run_refuses_unless_overwrite_or_restart(tmp_path,
     assert cli.main(["train", str(inp), "-o", str(out), "-q", "--no-freeze", "--steps", "3",
                      "--restart", str(out / "model.ckpt.pt")]) == 0
     assert len((out / "lcurve.out").read_text().splitlines()) == len(first.splitlines()) + 1
+
+
+# ------------------------------------------------------------------------------------------- progress
+class _Tty:
+    """A terminal-like stream (isatty True) that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError("no descriptor")
+
+
+def test_progress_bar_terminal_quiet_and_zero_columns(monkeypatch):
+    import io
+    import os
+    import shutil
+
+    from mlpot.progress import NullBar, progress_bar
+
+    assert isinstance(progress_bar(10, stream=io.StringIO()), NullBar)  # a log file: no bar
+    assert isinstance(progress_bar(10, stream=_Tty(), quiet=True), NullBar)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=(0, 0): os.terminal_size((0, 0)))
+    tty = _Tty()
+    with progress_bar(5, desc="test", stream=tty) as bar:
+        for _ in range(5):
+            bar.update(1)
+        bar.refresh()
+    assert "5/5" in tty.text and "test" in tty.text and "frame/s" in tty.text and "|" in tty.text
+
+
+@pytest.mark.parametrize("command", ["test", "model-devi", "convert", "neighbor-stat"])
+def test_long_commands_have_quiet_and_a_progress_bar(command, monkeypatch, tmp_path, capsys):
+    import sys
+
+    import mlpot.progress as prog
+
+    calls = []
+    real = prog.progress_bar
+
+    def spy(total, **kw):
+        calls.append((total, kw))
+        return real(total, **kw)
+
+    monkeypatch.setattr(prog, "progress_bar", spy)
+    from mlpot.export import save_model
+    from mlpot.testing import tiny_model
+
+    model = tmp_path / "m.pt"
+    save_model(tiny_model(type_map=("C", "H", "O"), sel=(8, 12, 8)), model)
+    model2 = tmp_path / "m2.pt"
+    save_model(tiny_model(type_map=("C", "H", "O"), sel=(8, 12, 8), seed=3), model2)
+    data = str(MOLECULES / "C4H3O1")
+    argv = {"test": ["test", "-m", str(model), "-s", data, "-n", "0"],
+            "model-devi": ["model-devi", "-m", str(model), str(model2), "-s", data, "-o", str(tmp_path / "md.out")],
+            "convert": ["convert", data, "-o", str(tmp_path / "c.xyz")],
+            "neighbor-stat": ["neighbor-stat", "-s", data, "-r", "4"]}[command]
+    assert cli.main(argv + ["-q"]) == 0
+    assert calls and calls[-1][1]["quiet"] is True
+    monkeypatch.setattr(sys, "stderr", _Tty())
+    assert cli.main(argv) == 0
+    assert calls[-1][1]["quiet"] is False and calls[-1][0] >= 1
+    if command != "convert":
+        assert "frame" in sys.stderr.text and "/s" in sys.stderr.text  # the bar: count, rate, ETA

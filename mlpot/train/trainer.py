@@ -504,9 +504,9 @@ class Trainer:
                 self.info(self.valid_src.summary("validation"))
         bar = None
         if rank0 and not self.quiet and tr.progress_bar and sys.stderr.isatty():
-            from tqdm import tqdm
+            from mlpot.progress import progress_bar  # tqdm; a fixed width where the terminal reports 0 columns
 
-            bar = tqdm(total=end, initial=self.start_step, dynamic_ncols=True, unit="step", file=sys.stderr)
+            bar = progress_bar(end, unit="step", initial=self.start_step, min_total=0, leave=True)
         t0 = time.time()
         self.start_step_at_launch = self.start_step
         module = self.evaluator
