@@ -284,3 +284,42 @@ def test_long_commands_have_quiet_and_a_progress_bar(command, monkeypatch, tmp_p
     assert calls[-1][1]["quiet"] is False and calls[-1][0] >= 1
     if command != "convert":
         assert "frame" in sys.stderr.text and "/s" in sys.stderr.text  # the bar: count, rate, ETA
+
+
+# ----------------------------------------------------------------------------------------- parity plot
+def _parity_data(n_frames: int = 40, n_atoms: int = 192, seed: int = 0):
+    from mlpot.plot import ParityData
+
+    rng = np.random.default_rng(seed)
+    e_ref = -155.4 + 0.004 * rng.normal(size=n_frames)  # absolute energies per atom, a narrow range
+    f_ref = rng.normal(0, 1.2, n_frames * n_atoms * 3)
+    d = ParityData.empty()
+    d.e_ref.append(e_ref)
+    d.e_pred.append(e_ref + 0.0008 * rng.normal(size=n_frames))
+    d.f_ref.append(f_ref)
+    d.f_pred.append(f_ref + 0.08 * rng.normal(size=f_ref.size))
+    return d
+
+
+def test_parity_plot_absolute_energies_force_density_and_titles(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.collections import PolyCollection
+
+    from mlpot.plot import parity_figure, parity_plot
+
+    fig = parity_figure(_parity_data(), title="model.pt")
+    fig.canvas.draw()
+    e_ax, f_ax = fig.axes[0], fig.axes[1]
+    assert e_ax.get_title() == "energy per atom" and f_ax.get_title() == "force components"
+    for axis in (e_ax.xaxis, e_ax.yaxis):
+        assert axis.get_offset_text().get_text() == ""  # no "+1.554e2" offset
+        labels = [t.get_text().replace("\u2212", "-") for t in axis.get_ticklabels() if t.get_text()]
+        assert labels and all(lab.startswith("-155.") for lab in labels), labels
+    assert any(isinstance(c, PolyCollection) for c in f_ax.collections)  # hexbin density
+    # the figure title sits above every panel title (no collision)
+    r = fig.canvas.get_renderer()
+    sup = fig._suptitle.get_window_extent(r)
+    for ax in (e_ax, f_ax):
+        assert sup.y0 >= ax.title.get_window_extent(r).y1 - 0.5
+    out = parity_plot(tmp_path / "parity.png", _parity_data(), title="model.pt")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
