@@ -88,7 +88,6 @@ class Environment:
         counts = self.counts()
         over = counts > sel.to(counts.device)[None, :]
         if bool(over.any()):  # the error path only: name the atom with the LARGEST count, not the first
-            sel_c = sel.to(counts.device)
             masked = torch.where(over, counts, torch.full_like(counts, -1))
             per_type = masked.max(dim=0).values  # (ntypes,) the largest overflowing count per type, −1 if none
             t = int(torch.argmax(per_type))
@@ -102,12 +101,10 @@ class Environment:
                 local = atom - int(torch.searchsorted(fi, torch.tensor(frame, device=fi.device)))
             tname = f"'{self.type_map[t]}' (type {t})" if self.type_map is not None else f"type {t}"
             s = int(sel[t])
-            others = [(u, int(per_type[u])) for u in range(self.ntypes) if u != t and int(per_type[u]) > int(sel_c[u])]
-            also = "".join(f", sel[{u}] to at least {m}" for u, m in others)
             raise ModelError(
                 f"neighbor overflow: frame {frame}, atom {local} has {n} neighbors of {tname} within "
                 f"rcut={rcut} Å (the largest count) but {where}[{t}] = {s}; "
-                f"raise sel[{t}] to at least {n}{also} (mlpot neighbor-stat gives the maximum)"
+                f"raise sel[{t}] to at least {n} (mlpot neighbor-stat gives the maximum)"
             )
         return counts
 
