@@ -26,15 +26,29 @@ from mlpot.errors import DataError
 _LENGTH = {"angstrom": 1.0, "a": 1.0, "å": 1.0, "ang": 1.0, "nm": 10.0, "nanometer": 10.0}
 
 
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _hdf5_signature(path: Path) -> bool:
+    """Whether the HDF5 signature is at offset 0, 512, 1024 or 2048 (where a user block may push it)."""
+    try:
+        with open(path, "rb") as f:
+            for offset in (0, 512, 1024, 2048):
+                f.seek(offset)
+                if f.read(8) == _SIGNATURE:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def is_h5md(path: Path) -> bool:
     """Whether ``path`` is an HDF5 file with an ``/h5md`` group (False for anything unreadable)."""
-    if not path.is_file():
+    if not path.is_file() or not _hdf5_signature(path):  # no h5py import for the other formats' files
         return False
     try:
         import h5py
 
-        if not h5py.is_hdf5(path):
-            return False
         with h5py.File(path, "r") as f:
             return "h5md" in f and "particles" in f
     except Exception:
