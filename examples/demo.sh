@@ -18,7 +18,7 @@ step "2. Neighbor statistics within 6 Å (sets the descriptor's sel)"
 mlpot neighbor-stat -s data/water/data_0 --rcut 6.0
 
 step "3. Train a small se_e2_a model on data_0-2 (validation: data_3)"
-mlpot train examples/water_se_e2_a.json -o "$OUT/train"
+mlpot train examples/water_se_e2_a.json -o "$OUT/train" --overwrite   # a rerun of the demo replaces its run
 
 step "4. Freeze the final checkpoint into one model file"
 mlpot freeze -c "$OUT/train/model.ckpt.pt" -o "$OUT/model.pt"

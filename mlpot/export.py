@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
@@ -138,18 +139,23 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise ModelError(f"{where}: is a directory, expected a model file written by 'mlpot freeze'")
     if p.stat().st_size == 0:
         raise ModelError(f"{where}: is empty")
+    hint = deepmd_hint(p)
+    if hint is not None and not _is_torch_archive(p):  # .dp (HDF5), .yaml, .pb: never a torch file
+        raise ModelError(f"{where}: {hint}")
+    if _is_torchscript(p):  # torch.load would hand it to torch.jit.load
+        raise ModelError(f"{where}: {hint or 'is a TorchScript archive, not an mlpot model file (written by mlpot freeze)'}")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is one user-facing error
-        reason = " ".join(str(exc).split())
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        raise ModelError(
-            f"{where}: not a readable mlpot model file (truncated, corrupted, or holds objects other than "
-            f"tensors and plain data; refused by the weights-only loader: {type(exc).__name__}: {reason})"
-        ) from None
+        with warnings.catch_warnings():  # torch's advice about the file is not the user's business
+            warnings.simplefilter("ignore")
+            payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure to read is one user-facing error
+        hint = deepmd_hint(p)
+        raise ModelError(f"{where}: {hint or 'not a readable mlpot model file (' + describe_unreadable(p) + ')'}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_TAG:
         found = f"a {type(payload).__name__}" if not isinstance(payload, dict) else f"keys {sorted(map(str, payload))[:8]}"
+        hint = deepmd_hint(p, payload)
+        if hint is not None:
+            raise ModelError(f"{where}: {hint}")
         hint = ""
         if isinstance(payload, dict) and any(k in payload for k in ("model", "model_state_dict", "state_dict")):
             hint = " (it looks like a training checkpoint: run 'mlpot freeze -c CKPT -o model.pt' first)"
@@ -186,6 +192,76 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         if key not in meta:
             raise ModelError(f"{where}: field 'metadata.{key}' is missing")
     return tensors, meta
+
+
+_ZIP, _PICKLE, _HDF5 = b"PK\x03\x04", b"\x80", b"\x89HDF\r\n\x1a\n"
+_DEEPMD_SUFFIXES = (".pth", ".pb", ".dp", ".yaml", ".yml")
+
+
+def _head(p: Path, n: int = 8) -> bytes:
+    try:
+        with open(p, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _is_torch_archive(p: Path) -> bool:
+    head = _head(p)
+    return head.startswith(_ZIP) or head.startswith(_PICKLE)
+
+
+def _is_torchscript(p: Path) -> bool:
+    """Whether ``p`` is a TorchScript archive (a zip with ``code/`` and ``constants.pkl``, e.g. DeePMD-kit's .pth)."""
+    if not _head(p).startswith(_ZIP):
+        return False
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def describe_unreadable(p: Path) -> str:
+    """Why a file torch's weights-only loader refused is no model file, in a few words (never torch's own
+    advice to load it with ``weights_only=False``, which would run arbitrary code from the file)."""
+    head = _head(p, 512)
+    if head.startswith(_ZIP):
+        return ("a torch archive that is truncated, corrupted, or holds Python objects other than tensors and "
+                "plain data, which the weights-only loader refuses; expected a file written by 'mlpot freeze'")
+    if head.startswith(_PICKLE):
+        return ("a Python pickle holding objects other than tensors and plain data, which the weights-only loader refuses; "
+                "expected a file written by 'mlpot freeze'")
+    if head.startswith(_HDF5):
+        return "an HDF5 file, not a torch archive; expected a file written by 'mlpot freeze'"
+    try:
+        head.decode("utf-8")
+        return "a text file, not a torch archive; expected a file written by 'mlpot freeze'"
+    except UnicodeDecodeError:
+        return "not a torch archive; expected a file written by 'mlpot freeze'"
+
+
+def deepmd_hint(p: Path, payload: Any = None) -> Optional[str]:
+    """The one-line advice for a DeePMD-kit model given where an mlpot model is expected, else None:
+    a ``.dp``/``.yaml`` (dpmodel, :func:`mlpot.interop.deepmd.import_deepmd` reads it), a frozen ``.pth``
+    (TorchScript) or ``.pb`` (TensorFlow) that ``dp convert-backend`` turns into a ``.dp`` first, or a
+    DeePMD-kit PyTorch training checkpoint (a ``model`` state dict with ``_extra_state``)."""
+    suffix = p.suffix.lower()
+    convert = f"convert it with 'mlpot import-deepmd {p} -o model.pt'"
+    if isinstance(payload, dict) and isinstance(payload.get("model"), dict) and any(
+        str(k).endswith("_extra_state") for k in payload["model"]
+    ):
+        return f"is a DeePMD-kit training checkpoint, not an mlpot model file: {convert}"
+    if suffix in (".pth", ".pb") and not (isinstance(payload, dict) and payload.get("format") == FORMAT_TAG):
+        kind = "TorchScript" if suffix == ".pth" else "TensorFlow"
+        return (f"looks like a DeePMD-kit frozen {kind} model ({suffix}), not an mlpot model file: convert it with "
+                f"'dp convert-backend {p} model.dp' and then 'mlpot import-deepmd model.dp -o model.pt'")
+    if suffix in (".dp", ".yaml", ".yml"):
+        return f"looks like a DeePMD-kit model ({suffix}), not an mlpot model file: {convert}"
+    return None
 
 
 def load_model(path: str | os.PathLike, device: Optional[str | torch.device] = None) -> torch.nn.Module:

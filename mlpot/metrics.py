@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -54,12 +54,14 @@ def predict(
     batch_atoms: int = 4096,
     forces: bool = True,
     virial: bool = True,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> dict[str, np.ndarray]:
     """Model predictions for every frame of ``system``, batched over frames on the model's device.
 
     Returns float64 numpy arrays: ``energy`` (F,) eV, ``atom_energy`` (F, N) eV, ``forces``
     (F, N, 3) eV/Å and ``virial`` (F, 3, 3) eV (DeePMD convention, virial = −stress·volume) when asked.
-    ``batch_atoms``: about how many atoms go through the model at once (at least one frame).
+    ``batch_atoms``: about how many atoms go through the model at once (at least one frame);
+    ``progress``: called with the number of frames of each batch once it is done (a progress bar's update).
     """
     import torch
 
@@ -90,6 +92,8 @@ def predict(
             out["forces"].append(res["forces"].detach().to("cpu", torch.float64).numpy().reshape(b, n_atoms, 3))
         if virial:
             out["virial"].append(res["virial"].detach().to("cpu", torch.float64).numpy().reshape(b, 3, 3))
+        if progress is not None:
+            progress(b)
     return {k: np.concatenate(v, axis=0) for k, v in out.items() if v}
 
 
@@ -228,14 +232,14 @@ class SystemScore:
 
 
 def score_system(model: "torch.nn.Module", system: "LabeledFrames", numb_test: int = 0,
-                 batch_atoms: int = 4096) -> SystemScore:
+                 batch_atoms: int = 4096, progress: Optional[Callable[[int], None]] = None) -> SystemScore:
     """Predictions and error metrics of ``model`` on the first ``numb_test`` frames of ``system``
-    (0: all frames); ``batch_atoms`` as in :func:`predict`."""
+    (0: all frames); ``batch_atoms`` and ``progress`` as in :func:`predict`."""
     if numb_test < 0:
         raise DataError(f"numb_test: expected a number of frames >= 0, found {numb_test}")
     n = system.n_frames if numb_test == 0 else min(system.n_frames, numb_test)
     system = system.subset(slice(0, n))
-    pred = predict(model, system, batch_atoms=batch_atoms)
+    pred = predict(model, system, batch_atoms=batch_atoms, progress=progress)
     return SystemScore(system, pred, error_metrics(pred, system))
 
 
@@ -300,18 +304,22 @@ def format_model_devi(steps: np.ndarray, devi: np.ndarray, header: str = "") -> 
 
 
 def ensemble_predict(
-    models: Sequence["torch.nn.Module"], system: "LabeledFrames", batch_atoms: int = 4096
+    models: Sequence["torch.nn.Module"], system: "LabeledFrames", batch_atoms: int = 4096,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> dict[str, np.ndarray]:
-    """Predictions of each model: energy (M, F), forces (M, F, N, 3), virial (M, F, 3, 3)."""
-    preds = [predict(m, system, batch_atoms=batch_atoms) for m in models]
+    """Predictions of each model: energy (M, F), forces (M, F, N, 3), virial (M, F, 3, 3);
+    ``progress`` as in :func:`predict` (called for every model: M × F frames in all)."""
+    preds = [predict(m, system, batch_atoms=batch_atoms, progress=progress) for m in models]
     return {k: np.stack([p[k] for p in preds]) for k in ("energy", "forces", "virial")}
 
 
 def system_model_deviation(
-    models: Sequence["torch.nn.Module"], system: "LabeledFrames", batch_atoms: int = 4096
+    models: Sequence["torch.nn.Module"], system: "LabeledFrames", batch_atoms: int = 4096,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> np.ndarray:
-    """:func:`model_deviation` (F, 7) of the ensemble ``models`` over the frames of ``system``."""
-    pred = ensemble_predict(models, system, batch_atoms=batch_atoms)
+    """:func:`model_deviation` (F, 7) of the ensemble ``models`` over the frames of ``system``
+    (``progress`` as in :func:`ensemble_predict`)."""
+    pred = ensemble_predict(models, system, batch_atoms=batch_atoms, progress=progress)
     return model_deviation(pred["energy"], pred["forces"], pred["virial"], system.n_atoms)
 
 

@@ -20,6 +20,8 @@ from mlpot.atomic_io import atomic_path
 from mlpot.errors import DataError, MlpotError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
     from mlpot.data.frames import LabeledFrames
 
 _UNITS = {"rmse": "sqrt(loss)", "rmse_e": "eV/atom", "rmse_f": "eV/Å", "rmse_v": "eV/atom"}
@@ -114,44 +116,71 @@ class ParityData:
             self.v_pred.append(pred["virial"].reshape(-1) / na)
 
 
-def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] = None) -> Path:
-    """Parity plots (predicted vs reference): energy per atom (eV/atom), force components (eV/Å) and,
-    when labeled, virial per atom (eV/atom), with RMSE in each panel. Written atomically (PNG/PDF/SVG
-    by extension) with matplotlib's Agg canvas; no global backend is changed."""
-    _require_matplotlib(path)
+#: above this many points a panel is drawn as a density (hexbin, log counts) instead of a scatter
+HEXBIN_MIN_POINTS = 2000
+
+
+def parity_figure(data: ParityData, title: Optional[str] = None, where: str = "parity plot") -> "Figure":
+    """The parity-plot figure (see :func:`parity_plot`); a matplotlib ``Figure`` on the Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    from mlpot.metrics import rmse
+    from mlpot.metrics import mae, rmse
 
     panels = []
     for label, unit, ref, prd in (
-        ("Energy per atom", "eV/atom", data.e_ref, data.e_pred),
-        ("Force components", "eV/Å", data.f_ref, data.f_pred),
-        ("Virial per atom", "eV/atom", data.v_ref, data.v_pred),
+        ("energy per atom", "eV/atom", data.e_ref, data.e_pred),
+        ("force components", "eV/Å", data.f_ref, data.f_pred),
+        ("virial per atom", "eV/atom", data.v_ref, data.v_pred),
     ):
         if ref:
             panels.append((label, unit, np.concatenate(ref), np.concatenate(prd)))
     if not panels:
-        raise DataError(f"{path}: no labels (energies, forces or virials) to draw a parity plot of")
-    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+        raise DataError(f"{where}: no labels (energies, forces or virials) to draw a parity plot of")
+    fig = Figure(figsize=(4.6 * len(panels), 4.9), layout="constrained")
     FigureCanvasAgg(fig)
     for k, (label, unit, ref, prd) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         lo, hi = float(min(ref.min(), prd.min())), float(max(ref.max(), prd.max()))
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=0)
-        ax.scatter(ref, prd, s=4, alpha=0.5, edgecolors="none")
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(lo - pad, hi + pad)
+        pad = 0.05 * (hi - lo if hi > lo else max(abs(hi), 1.0))
+        lim = (lo - pad, hi + pad)
+        ax.plot(lim, lim, color="0.5", lw=1, zorder=0)
+        if ref.size >= HEXBIN_MIN_POINTS:
+            hb = ax.hexbin(ref, prd, gridsize=60, bins="log", mincnt=1, cmap="viridis", extent=(*lim, *lim),
+                           linewidths=0.0)
+            fig.colorbar(hb, ax=ax, shrink=0.8, pad=0.02, label="count")
+        else:
+            ax.scatter(ref, prd, s=8, alpha=0.7, edgecolors="none", color="C0")
+        ax.set_xlim(*lim)
+        ax.set_ylim(*lim)
         ax.set_aspect("equal")
+        for axis in (ax.xaxis, ax.yaxis):  # absolute values (e.g. −155.123 eV/atom), never an offset
+            fmt = ScalarFormatter(useOffset=False)
+            fmt.set_scientific(False)
+            axis.set_major_formatter(fmt)
+            axis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel(f"reference ({unit})")
         ax.set_ylabel(f"predicted ({unit})")
         ax.set_title(label)
-        ax.text(0.04, 0.92, f"RMSE {rmse(prd - ref):.3e} {unit}", transform=ax.transAxes, fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.text(0.04, 0.96, f"RMSE {rmse(prd - ref):.3g} {unit}\nMAE  {mae(prd - ref):.3g} {unit}\nN = {ref.size}",
+                transform=ax.transAxes, fontsize=8, va="top", family="monospace",
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    return fig
+
+
+def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] = None) -> Path:
+    """Parity plots (predicted vs reference): energy per atom (eV/atom, absolute values on the axes),
+    force components (eV/Å) and, when labeled, virial per atom (eV/atom), with RMSE, MAE and count in
+    each panel; a panel of many points (forces) is a density (hexbin, log counts). The same look as
+    :func:`plot_lcurve` (grid, title above the panels). Written atomically (PNG/PDF/SVG by extension)
+    with matplotlib's Agg canvas; no global backend is changed."""
+    _require_matplotlib(path)
+    fig = parity_figure(data, title=title, where=str(path))
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:

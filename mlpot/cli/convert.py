@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlpot.cli.options import add_output_option, add_type_map_option
+from mlpot.cli.options import add_output_option, add_quiet_option, add_type_map_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"input format for all inputs (default: guessed per input): {help_text()}")
     add_type_map_option(parser, help="element names for the type indices of the output (default: union of the inputs')")
     parser.add_argument("--append", action="store_true", help="HDF5 output: add the systems to an existing store")
+    add_quiet_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mlpot convert``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from mlpot.data import io
 
-    systems = io.load_systems(args.inputs, type_map=args.type_map, fmt=args.input_format)
+    from mlpot.data.formats.deepmd import find_systems
+    from mlpot.progress import progress_bar
+
+    n_inputs = len(find_systems(args.inputs))
+    with progress_bar(n_inputs, desc="convert: reading", unit="system", quiet=args.quiet) as bar:
+        systems = io.load_systems(args.inputs, type_map=args.type_map, fmt=args.input_format, progress=bar.update)
     tm = systems[0].type_map
     io.write(systems, args.output, fmt=args.out_format, append=args.append)
     n_frames = sum(s.n_frames for s in systems)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlpot.cli.options import add_device_option, add_systems_option, add_type_map_option
+from mlpot.cli.options import add_device_option, add_quiet_option, add_systems_option, add_type_map_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_type_map_option(parser, help="element order of the columns (default: the data's)")
     add_device_option(parser)
     parser.add_argument("--max-frames", type=int, default=None, help="examine only the first N frames of each system")
+    add_quiet_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from mlpot.data.io import open_datasets
     from mlpot.data.neighbor_stat import neighbor_stat
 
+    from mlpot.progress import progress_bar
+
     systems = open_datasets(args.systems, type_map=args.type_map)
-    stat = neighbor_stat(systems, args.rcut, device=args.device, max_frames=args.max_frames)
+    total = sum(s.n_frames if args.max_frames is None else min(s.n_frames, args.max_frames) for s in systems)
+    with progress_bar(total, desc="neighbor-stat", unit="frame", quiet=args.quiet) as bar:
+        stat = neighbor_stat(systems, args.rcut, device=args.device, max_frames=args.max_frames, progress=bar.update)
     print(stat.format())
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlpot.cli.options import add_device_option, add_model_option, add_systems_option
+from mlpot.cli.options import add_device_option, add_model_option, add_quiet_option, add_systems_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="write parity plots (energy/atom, forces) to this image")
     add_device_option(parser)
     parser.add_argument("--batch-atoms", type=int, default=4096, help="atoms per model call (frames batched)")
+    add_quiet_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from mlpot.export import load_model
     from mlpot.metrics import average_report, score_system, write_detail_files
     from mlpot.plot import ParityData, parity_plot
+    from mlpot.progress import progress_bar
 
     if args.numb_test < 0:
         raise DataError(f"-n/--numb-test: expected a number of frames >= 0, found {args.numb_test}")
@@ -45,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if not systems:
         raise DataError(f"{' '.join(args.systems)}: no systems found")
     scores = []
-    for system in systems:
-        scores.append(score_system(model, system, numb_test=args.numb_test, batch_atoms=args.batch_atoms))
-        print("\n".join(scores[-1].report()))
+    total = sum(s.n_frames if args.numb_test == 0 else min(s.n_frames, args.numb_test) for s in systems)
+    with progress_bar(total, desc="test", unit="frame", quiet=args.quiet) as bar:
+        for system in systems:
+            scores.append(score_system(model, system, numb_test=args.numb_test, batch_atoms=args.batch_atoms,
+                                       progress=bar.update))
+            bar.write("\n".join(scores[-1].report()))
     if len(scores) > 1:
         print("\n".join(average_report(scores)))
     if args.detail_file:

@@ -1,10 +1,11 @@
 """``mlpot train``: train a model from a DeePMD-kit-style input (JSON or YAML).
 
-    mlpot train input.json [-o OUTDIR] [--restart CKPT] [--init-model CKPT_OR_MODEL] [--device cpu|cuda] [--quiet]
+    mlpot train input.json [-o OUTDIR] [--restart CKPT] [--init-model CKPT_OR_MODEL] [--overwrite] [--device cpu|cuda] [--quiet]
     torchrun --nproc_per_node=N -m mlpot train input.json      # data parallel (NCCL on GPUs, gloo on CPU)
 
 Writes OUTDIR/lcurve.out, OUTDIR/model.ckpt-<step>.pt and OUTDIR/model.ckpt.pt (latest checkpoint),
-and at the end the frozen model OUTDIR/model.pt (unless ``--no-freeze``). Library:
+and at the end the frozen model OUTDIR/model.pt (unless ``--no-freeze``). An OUTDIR that holds a previous
+run (lcurve.out or checkpoints) is refused unless ``--restart`` continues it or ``--overwrite`` replaces it. Library:
 :func:`mlpot.config.load_config`, :class:`mlpot.train.trainer.Trainer`,
 :func:`mlpot.train.distributed.init_distributed`.
 """
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="start from the weights of a checkpoint or frozen model (fine-tuning)")
     add_device_option(parser)
     parser.add_argument("--steps", type=int, default=None, help="override training.numb_steps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new training in an output directory that holds a previous run (lcurve.out, "
+                             "checkpoints), replacing it; without it that is refused unless --restart continues it")
     parser.add_argument("--no-freeze", action="store_true", help="do not write OUTDIR/model.pt at the end")
     add_quiet_option(parser)
 
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer.from_config(
             cfg, output_dir=args.output, device=args.device, restart=args.restart,
-            init_model=args.init_model, quiet=args.quiet,
+            init_model=args.init_model, quiet=args.quiet, overwrite=args.overwrite,
         )
         trainer.train()
         if cfg.training.freeze and not args.no_freeze:

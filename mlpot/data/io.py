@@ -19,7 +19,7 @@ Every writer is atomic (:func:`mlpot.atomic_io.atomic_path`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from mlpot.data.formats import FORMATS, Format, guess, guess_write, read_formats, write_formats
 from mlpot.data.formats._util import PathLike, check_readable, common_type_map, system_name, unique_names
@@ -60,15 +60,27 @@ def read(path: PathLike, fmt: Optional[str] = None, type_map: Optional[Sequence[
     return f.read(p, type_map)
 
 
+def frame_steps(path: PathLike, fmt: Optional[str] = None) -> Optional[list]:
+    """The MD step of every frame of ``path``, one int array per system :func:`read` gives, when its format
+    records steps (an H5MD trajectory); None otherwise."""
+    p = Path(path)
+    f = get_format(fmt) if fmt is not None else guess(p)
+    return None if f.steps is None else f.steps(p)
+
+
 def load_systems(
-    paths: PathLike | Iterable[PathLike], type_map: Optional[Sequence[str]] = None, fmt: Optional[str] = None
+    paths: PathLike | Iterable[PathLike], type_map: Optional[Sequence[str]] = None, fmt: Optional[str] = None,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> list[LabeledFrames]:
     """Read every system in ``paths`` (directories expanded by :func:`find_systems`; format ``fmt`` or
     guessed per path) and re-index them all into one type_map: ``type_map`` if given, else the union of
-    theirs in order of first appearance."""
+    theirs in order of first appearance. ``progress`` is called with 1 after each
+    path is read (a progress bar's update)."""
     systems: list[LabeledFrames] = []
     for p in find_systems(paths):
         systems += read(p, fmt=fmt, type_map=type_map)
+        if progress is not None:
+            progress(1)
     tm = list(type_map) if type_map is not None else common_type_map(systems)
     return [s if s.type_map == tm else s.with_type_map(tm) for s in systems]
 
@@ -104,7 +116,7 @@ def write(systems: LabeledFrames | Sequence[LabeledFrames], path: PathLike, fmt:
 
 
 __all__ = [
-    "read", "write", "load_systems", "open_datasets", "guess_format", "guess_write_format", "normalize_format",
+    "read", "write", "frame_steps", "load_systems", "open_datasets", "guess_format", "guess_write_format", "normalize_format",
     "get_format", "find_systems", "is_deepmd_system", "read_deepmd", "write_deepmd", "read_ase", "read_vasp",
     "write_extxyz", "frames_from_atoms", "system_name", "unique_names", "common_type_map",
 ]

@@ -9,7 +9,7 @@ type) come from one ``torch.bincount`` over ``center * n_types + type[neighbor]`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -48,13 +48,14 @@ class NeighborStat:
 
 def neighbor_stat(
     systems: Sequence, rcut: float, device: Optional[str] = None, max_atoms_per_batch: int = 4096,
-    max_frames: Optional[int] = None,
+    max_frames: Optional[int] = None, progress: Optional[Callable[[int], None]] = None,
 ) -> NeighborStat:
     """Neighbor statistics of ``systems`` (:class:`~mlpot.data.dataset.Dataset` s sharing one type_map:
     LabeledFrames, or HDF5 views read batch by batch) within ``rcut`` Å.
 
     Frames are processed in batches of at most ``max_atoms_per_batch`` atoms; ``max_frames`` (optional)
-    limits each system to its first frames.
+    limits each system to its first frames; ``progress`` is called with the number of frames of each
+    batch once it is done (a progress bar's update).
     """
     import torch
 
@@ -96,5 +97,7 @@ def neighbor_stat(
             counts = torch.bincount(ci * nt + all_types[nj], minlength=b.n_frames * n * nt).reshape(b.n_frames * n, nt)
             table = table.scatter_reduce(0, all_types[:, None].expand(-1, nt), counts, "amax")
             n_seen += b.n_frames
+            if progress is not None:
+                progress(b.n_frames)
     table_np = table.cpu().numpy()
     return NeighborStat(type_map, float(rcut), float(min_dist), table_np.max(axis=0), table_np, n_seen)

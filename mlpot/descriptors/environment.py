@@ -87,8 +87,11 @@ class Environment:
         :class:`ModelError` naming frame, atom, type, count and sel otherwise."""
         counts = self.counts()
         over = counts > sel.to(counts.device)[None, :]
-        if bool(over.any()):
-            atom, t = (int(v) for v in torch.nonzero(over)[0])
+        if bool(over.any()):  # the error path only: name the atom with the LARGEST count, not the first
+            masked = torch.where(over, counts, torch.full_like(counts, -1))
+            per_type = masked.max(dim=0).values  # (ntypes,) the largest overflowing count per type, −1 if none
+            t = int(torch.argmax(per_type))
+            atom = int(torch.argmax(masked[:, t]))
             n = int(counts[atom, t])
             atom += self.center_offset
             frame, local = 0, atom
@@ -100,7 +103,7 @@ class Environment:
             s = int(sel[t])
             raise ModelError(
                 f"neighbor overflow: frame {frame}, atom {local} has {n} neighbors of {tname} within "
-                f"rcut={rcut} Å but {where}[{t}] = {s}; "
+                f"rcut={rcut} Å (the largest count) but {where}[{t}] = {s}; "
                 f"raise sel[{t}] to at least {n} (mlpot neighbor-stat gives the maximum)"
             )
         return counts

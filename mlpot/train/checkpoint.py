@@ -20,6 +20,7 @@ Every problem is one :class:`~mlpot.errors.ModelError` line naming the file.
 from __future__ import annotations
 
 import json
+import warnings
 import os
 import shutil
 from pathlib import Path
@@ -128,12 +129,18 @@ def find(path: PathLike) -> Path:
 
 def _load(p: Path, what: str) -> Any:
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise ModelError(
-            f"{what} '{p}': cannot be read as a weights-only torch checkpoint ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]})"
-        ) from None
+        from mlpot.export import _is_torchscript
+
+        if _is_torchscript(p):
+            raise ValueError("TorchScript")  # never handed to torch.jit.load
+        with warnings.catch_warnings():  # torch's advice about the file is not the user's business
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unpickling problem is a bad file
+        from mlpot.export import deepmd_hint, describe_unreadable
+
+        hint = deepmd_hint(p)
+        raise ModelError(f"{what} '{p}': {hint or 'cannot be read as a torch checkpoint (' + describe_unreadable(p) + ')'}") from None
 
 
 def _state_dict(ckpt: dict, where: str) -> Optional[dict[str, torch.Tensor]]:
@@ -184,6 +191,18 @@ def read(path: PathLike) -> Checkpoint:
     )
 
 
+def is_frozen_model(path: PathLike) -> bool:
+    """Whether ``path`` is a frozen mlpot model file (``mlpot freeze``), not a training checkpoint."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable: read() words the error
+        return False
+    return isinstance(payload, dict) and payload.get("format") == "mlpot-model"
+
+
 def read_weights(path: PathLike, what: str = "init_model") -> dict[str, torch.Tensor]:
     """The state dict of a training checkpoint or of a frozen mlpot model (``init_model``)."""
     p = Path(path)
@@ -198,4 +217,4 @@ def read_weights(path: PathLike, what: str = "init_model") -> dict[str, torch.Te
     return state
 
 
-__all__ = ["Checkpoint", "FORMAT", "write", "read", "read_weights", "find", "prune", "numbered_path", "latest_path"]
+__all__ = ["Checkpoint", "FORMAT", "write", "read", "read_weights", "is_frozen_model", "find", "prune", "numbered_path", "latest_path"]

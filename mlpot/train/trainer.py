@@ -209,6 +209,22 @@ def absorb_initial_offset(model: Any, samples: Sequence[Any]) -> None:
                                                        device=model.fitting.energy_bias.device))
 
 
+def check_fresh_output_dir(output_dir: Path, disp_file: str = "lcurve.out", save_ckpt: str = "model.ckpt") -> None:
+    """Refuse (:class:`ConfigError`, one line) to start a new training in ``output_dir`` when it holds a
+    previous run: a non-empty ``disp_file`` (lcurve.out) or ``save_ckpt`` checkpoints."""
+    if not output_dir.is_dir():
+        return
+    lc = output_dir / disp_file
+    found = [lc.name] if lc.is_file() and lc.stat().st_size > 0 else []
+    found += sorted(p.name for p in output_dir.glob(f"{Path(save_ckpt).name}*.pt"))[:2]
+    if found:
+        raise ConfigError(
+            f"output directory '{output_dir}' holds a previous training ({', '.join(found)}): continue it with "
+            f"--restart {output_dir / (Path(save_ckpt).name + '.pt')}, replace it with --overwrite, or choose "
+            "another -o/--output directory"
+        )
+
+
 class Trainer:
     """Train an :class:`mlpot.model.EnergyModel`: the loop, lcurve.out, checkpoints, DDP.
 
@@ -286,13 +302,16 @@ class Trainer:
         quiet: bool = False,
         emulate_world_size: int = 1,
         log: Optional[Callable[[str], None]] = None,
+        overwrite: bool = False,
     ) -> "Trainer":
         """Build a trainer from a config (a :class:`~mlpot.config.Config`, dict or file).
 
         output_dir: default ``training.output_dir`` or the current directory; device: ``"cpu"``,
         ``"cuda"``, ``"cuda:1"`` (default: the config's ``training.device``, ``"auto"``); restart: a
         checkpoint to continue exactly (model, optimizer, step, RNG); init_model: a checkpoint or frozen
-        model whose weights start a new training (fine-tuning); the rest as the constructor.
+        model whose weights start a new training (fine-tuning); overwrite: start a new training in an
+        output_dir that holds a previous run (its lcurve file or checkpoints), which is refused
+        (:class:`ConfigError`) otherwise unless ``restart`` continues it; the rest as the constructor.
         """
         cfg = load_config(config)
         tr = cfg.training
@@ -311,6 +330,17 @@ class Trainer:
         init_model = init_model or tr.init_model
         if restart and init_model:
             raise ConfigError("training.restart and training.init_model: expected at most one, found both")
+        if not restart:  # before any collective: no rank has written anything yet
+            out_dir = Path(output_dir or tr.output_dir or ".")
+            if not overwrite:
+                check_fresh_output_dir(out_dir, tr.disp_file, tr.save_ckpt)
+            elif rank == 0 and out_dir.is_dir():  # --overwrite: the old run's checkpoints go (lcurve is rewritten)
+                for old in out_dir.glob(f"{Path(tr.save_ckpt).name}*.pt"):
+                    old.unlink(missing_ok=True)
+        if restart and ckpt_io.is_frozen_model(restart):
+            raise ModelError(f"--restart '{restart}': is a frozen model file, not a training checkpoint; to start a "
+                             "training from its weights use --init-model (training.init_model), --restart continues a "
+                             "training from its checkpoint (OUTDIR/model.ckpt.pt)")
         seed = int(tr.seed) if tr.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
 
         # -- training data (first: sel "auto" is resolved from it before the model is built)
@@ -474,9 +504,9 @@ class Trainer:
                 self.info(self.valid_src.summary("validation"))
         bar = None
         if rank0 and not self.quiet and tr.progress_bar and sys.stderr.isatty():
-            from tqdm import tqdm
+            from mlpot.progress import progress_bar  # tqdm; a fixed width where the terminal reports 0 columns
 
-            bar = tqdm(total=end, initial=self.start_step, dynamic_ncols=True, unit="step", file=sys.stderr)
+            bar = progress_bar(end, unit="step", initial=self.start_step, min_total=0, leave=True)
         t0 = time.time()
         self.start_step_at_launch = self.start_step
         module = self.evaluator

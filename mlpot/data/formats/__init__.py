@@ -17,7 +17,8 @@ see it without further edits::
 Reader: ``read(path: Path, type_map: list[str] | None) -> list[LabeledFrames]``; writer:
 ``write(systems: list[LabeledFrames], path: Path, append: bool) -> None`` (atomic,
 :func:`mlpot.atomic_io.atomic_path`); optional ``open(path, type_map) -> list[Dataset]`` for lazy
-reading (training). Read-format guessing (:func:`guess`) tries the formats by decreasing
+reading (training); optional ``steps(path) -> list[np.ndarray]`` for a trajectory that records
+the MD step of each frame (``mlpot model-devi``'s step column). Read-format guessing (:func:`guess`) tries the formats by decreasing
 ``priority``: ``match(path)`` if given, else the suffixes; the ``fallback`` format takes the rest.
 Every error is a :class:`~mlpot.errors.DataError`.
 """
@@ -42,6 +43,8 @@ class Format:
     read: Optional[Callable[..., list]] = None
     write: Optional[Callable[..., None]] = None
     open: Optional[Callable[..., list]] = None
+    #: optional ``steps(path) -> list[np.ndarray]``: the MD step of every frame, one array per system read
+    steps: Optional[Callable[..., list]] = None
     suffixes: tuple[str, ...] = ()
     match: Optional[Callable[[Path], bool]] = None
     priority: int = 0
