@@ -28,6 +28,7 @@ _EXPORTS = {
     "md_engine.observables": ["kinetic_energy", "kinetic_tensor", "temperature", "pressure", "pressure_tensor",
                               "degrees_of_freedom", "maxwell_boltzmann", "remove_com_velocity", "OBSERVABLES"],
     "md_engine.potentials": ["Potential", "POTENTIALS", "LennardJones", "MlpotPotential"],
+    "mlpot.neighbors": ["VerletList"],
     "md_engine.integrators": ["Integrator", "VelocityVerlet", "Langevin", "NoseHooverChain", "CSVR",
                               "StochasticCellRescaling", "NPT", "INTEGRATORS"],
     "md_engine.io": ["Reporter", "ThermoReporter", "ExtxyzReporter", "H5MDReporter", "CheckpointReporter",

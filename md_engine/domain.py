@@ -62,11 +62,9 @@ import numpy as np
 import torch
 
 from mlpot.errors import SimulationError
-from mlpot.neighbors import NeighborList, complete_cell, neighbor_list
+from mlpot.neighbors import NeighborList, complete_cell, local_pair_list, neighbor_list, wrap_positions
 
 from md_engine.comm import Comm
-from md_engine.neighbors import local_pair_list
-from md_engine.space import wrap_positions
 from md_engine.state import State
 
 _FORCE_KEYS = ("energy", "forces", "virial")
@@ -331,7 +329,7 @@ class GhostDomain(_Domain):
         self.all_types = torch.from_numpy(types).to(dev)
         self.ghost_ids = torch.from_numpy(ids[n:]).to(dev)
         all_pos = torch.from_numpy(np.ascontiguousarray(pos)).to(device=dev, dtype=dt)
-        # local centers only; ghost–ghost pairs are never generated (md_engine.neighbors.local_pair_list)
+        # local centers only; ghost–ghost pairs are never generated (mlpot.neighbors.local_pair_list)
         nl = local_pair_list(all_pos, n, self.radius)
         self.n_builds += 1
         return all_pos, nl

@@ -38,15 +38,15 @@ from typing import Any, Optional, Sequence
 import torch
 
 from mlpot.errors import ModelError, SimulationError
+from mlpot.neighbors import VerletList, pair_vectors
 
 from md_engine.checkpoint import restore_checkpoint, save_checkpoint
 from md_engine.comm import SERIAL, Comm
 from md_engine.domain import make_domain
 from md_engine.integrators import Integrator
 from md_engine.io import CheckpointReporter, Reporter
-from md_engine.neighbors import VerletList
 from md_engine.observables import THERMO_COLUMNS, observe
-from md_engine.potentials import FORCE_OUTPUTS, Potential, pair_vectors
+from md_engine.potentials import FORCE_OUTPUTS, Potential
 from md_engine.space import lost_atom_excess
 from md_engine.state import State
 

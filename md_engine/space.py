@@ -10,23 +10,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mlpot.neighbors import complete_cell
+from mlpot.neighbors import complete_cell, wrap_positions  # wrap_positions: one copy, in mlpot.neighbors.verlet
 
 if TYPE_CHECKING:
     from md_engine.state import State
-
-
-def wrap_positions(state: "State") -> None:
-    """Wrap positions into [0, 1) fractional coordinates along periodic directions, in place; the
-    lattice translations removed are added to ``state.image``."""
-    if not bool(state.pbc.any()):
-        return
-    full = complete_cell(state.cell.unsqueeze(0), state.pbc.reshape(1, 3))[0]
-    frac = state.positions @ torch.linalg.inv(full)
-    shift = torch.floor(frac) * state.pbc.to(frac.dtype)
-    if bool((shift != 0).any()):
-        state.positions -= shift @ full
-        state.image += shift.to(torch.long)
 
 
 def lattice_projection(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ from mlpot.descriptors.environment import Environment
 from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
 from mlpot.fitting import EnergyFitting
-from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list
+from mlpot.neighbors import NeighborList, pair_vectors, neighbor_list
 
 
 def default_device() -> torch.device:
@@ -128,7 +128,7 @@ class EnergyModel(torch.nn.Module):
         positions = positions.to(self.dtype)
         cells = cells.to(self.dtype)
         nl = NeighborList(centers, neighbors, shifts)
-        rij = edge_vectors(positions, cells, frame_index, nl)
+        rij = pair_vectors(positions, cells, frame_index, nl)
         if n_centers is not None or center_range is not None:
             center_range = _center_bounds(int(atom_types.shape[0]), n_centers, center_range)
         return self.energy_from_edges(rij, atom_types, frame_index, centers, neighbors, n_frames, center_range)
@@ -408,7 +408,7 @@ def _evaluate_chunked(
     for k in range(len(bounds) - 1):
         part = sorted_nl if single else NeighborList(*(t[ptr[k] : ptr[k + 1]] for t in sorted_nl))
         with torch.enable_grad() if need_grad else contextlib.nullcontext():
-            rij = edge_vectors(positions, cells, frame_index, part)
+            rij = pair_vectors(positions, cells, frame_index, part)
             if need_grad and not rij.requires_grad:
                 rij.requires_grad_(True)
             out = model.energy_from_edges(

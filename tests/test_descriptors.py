@@ -15,7 +15,7 @@ from mlpot.descriptors.env import edge_env_rows, smooth_switch
 from mlpot.descriptors.environment import Environment
 from mlpot.errors import ConfigError, ModelError
 from mlpot.model import EnergyModel
-from mlpot.neighbors import edge_vectors, neighbor_list
+from mlpot.neighbors import pair_vectors, neighbor_list
 
 RCUT, RCUT_SMTH = 3.2, 0.8
 
@@ -55,7 +55,7 @@ def dense_reference(model: EnergyModel, pos, types, cell) -> torch.Tensor:
     pos_t = torch.tensor(pos)
     cell_t = torch.tensor(cell).reshape(1, 3, 3)
     nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), desc.rcut)
-    rij = edge_vectors(pos_t, cell_t, torch.zeros(len(pos), dtype=torch.long), nl)
+    rij = pair_vectors(pos_t, cell_t, torch.zeros(len(pos), dtype=torch.long), nl)
     radial = desc.radial_only
     k = 1 if radial else 4
     out = []
@@ -92,7 +92,7 @@ def model_descriptor(model: EnergyModel, pos, types, cell) -> torch.Tensor:
     cell_t = torch.tensor(cell).reshape(1, 3, 3)
     fidx = torch.zeros(len(pos), dtype=torch.long)
     nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), model.rcut + 1.0)  # skin
-    rij = edge_vectors(pos_t, cell_t, fidx, nl)
+    rij = pair_vectors(pos_t, cell_t, fidx, nl)
     keep = torch.linalg.vector_norm(rij, dim=1) < model.rcut
     at = torch.tensor(types)
     nt = at[nl.neighbors[keep]]
@@ -145,7 +145,7 @@ def test_descriptor_statistics_match_brute_force():
     desc = model.descriptor
     pos_t, cell_t = torch.tensor(pos), torch.tensor(cell).reshape(1, 3, 3)
     nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), desc.rcut)
-    rij = edge_vectors(pos_t, cell_t, torch.zeros(len(pos), dtype=torch.long), nl)
+    rij = pair_vectors(pos_t, cell_t, torch.zeros(len(pos), dtype=torch.long), nl)
     rows = edge_env_rows(rij, desc.rcut_smth, desc.rcut).numpy()
     for c in range(2):
         slot_rows = []
@@ -243,7 +243,7 @@ def test_padded_view_equals_brute_force(type_split):
     pos_t, cell_t = torch.tensor(pos), torch.tensor(cell).reshape(1, 3, 3)
     fidx = torch.zeros(len(pos), dtype=torch.long)
     nl = neighbor_list(pos_t, cell_t, torch.ones(1, 3, dtype=torch.bool), RCUT)
-    rij = edge_vectors(pos_t, cell_t, fidx, nl)
+    rij = pair_vectors(pos_t, cell_t, fidx, nl)
     keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=1) < RCUT).reshape(-1)
     at = torch.tensor(types)
     env = Environment(rij[keep], nl.centers[keep], at[nl.neighbors[keep]], at, 2, fidx)

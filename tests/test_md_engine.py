@@ -33,8 +33,7 @@ from md_engine import (
     read_h5md,
     read_thermo,
 )
-from md_engine.neighbors import VerletList
-from mlpot.neighbors import neighbor_list_brute_force
+from mlpot.neighbors import VerletList, neighbor_list_brute_force
 
 EPS, SIG, RC, RO = 0.0104, 3.40, 8.0, 6.5  # argon (eV, Å); smooth switch between RO and RC
 

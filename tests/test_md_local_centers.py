@@ -1,5 +1,5 @@
 """Local-center evaluation for the MPI ghost path: ``EnergyModel``/``evaluate(n_centers=...)`` and
-``md_engine.neighbors.local_pair_list``.
+``mlpot.neighbors.local_pair_list``.
 
 References: the full model evaluation (every atom a center) differentiated by autograd with respect
 to the local atomic energies only; the periodic (shift-based) serial evaluation of the same box; the
@@ -13,10 +13,9 @@ import pytest
 import torch
 
 from mlpot.model import EnergyModel, evaluate
-from mlpot.neighbors import NeighborList, edge_vectors, neighbor_list_brute_force
+from mlpot.neighbors import NeighborList, pair_vectors, local_pair_list, neighbor_list_brute_force
 from md_engine.comm import SERIAL
 from md_engine.domain import GhostDomain
-from md_engine.neighbors import local_pair_list
 from md_engine.state import State
 
 RC, SKIN = 3.5, 0.5
@@ -74,7 +73,7 @@ def test_restricted_evaluation_equals_full_local_part(ghost_setup):
     # reference: every atom a center (full list of the cluster); E_local = Σ_{i<n} E_i by autograd
     full = neighbor_list_brute_force(pos_all, zero, nopbc, RC + SKIN)
     p = pos_all.clone().requires_grad_(True)
-    rij = edge_vectors(p, zero, fidx, full)
+    rij = pair_vectors(p, zero, fidx, full)
     out = model.energy_from_edges(rij, types, fidx, full.centers, full.neighbors, 1)
     assert out["atom_energy"].shape == (n_all,)
     e_loc = out["atom_energy"][:n].sum()

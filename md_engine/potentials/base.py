@@ -44,18 +44,8 @@ from typing import AbstractSet, Optional, Protocol, Sequence, Union
 
 import torch
 
-from mlpot.neighbors import NeighborList
+from mlpot.neighbors import NeighborList, pair_vectors
 from mlpot.registry import Registry
-
-try:  # the one pair-vector function (mlpot.neighbors, contract C4)
-    from mlpot.neighbors import pair_vectors
-except ImportError:  # pragma: no cover - until the neighbors package lands; then delete this fallback
-
-    def pair_vectors(positions: torch.Tensor, cells: torch.Tensor, frame_index: Optional[torch.Tensor],
-                     nl: NeighborList) -> torch.Tensor:
-        """r_ij = r_j − r_i + s·cell for one frame (``frame_index`` None, cell (3, 3)), (P, 3) Å."""
-        d = positions.index_select(0, nl.neighbors) - positions.index_select(0, nl.centers)
-        return torch.addmm(d, nl.shifts.to(positions.dtype), cells.reshape(3, 3).to(positions.dtype))
 
 Params = Union[float, Sequence[Sequence[float]], torch.Tensor]
 

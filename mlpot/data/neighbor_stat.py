@@ -62,7 +62,7 @@ def neighbor_stat(
     from mlpot.data.frames import LabeledFrames
     from mlpot.device import resolve_device
     from mlpot.errors import DataError
-    from mlpot.neighbors import edge_vectors, neighbor_list
+    from mlpot.neighbors import pair_vectors, neighbor_list
 
     if rcut <= 0:
         raise DataError(f"rcut: expected a positive cutoff in Å, found {rcut}")
@@ -87,7 +87,7 @@ def neighbor_stat(
             part = s if isinstance(s, LabeledFrames) else s.read(slice(start, stop))
             b = to_batch(part, slice(start, stop) if part is s else None, device=dev, dtype=torch.float64, labels=False)
             nl = neighbor_list(b.positions, b.cells, b.pbc, rcut, b.frame_index)
-            d = edge_vectors(b.positions, b.cells, b.frame_index, nl).norm(dim=-1)
+            d = pair_vectors(b.positions, b.cells, b.frame_index, nl).norm(dim=-1)
             keep = d < rcut  # a list with a skin may hold longer pairs
             ci, nj = nl.centers[keep], nl.neighbors[keep]
             if d[keep].numel():

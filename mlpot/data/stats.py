@@ -101,7 +101,7 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
     counts, all frames). ``systems``: :class:`~mlpot.data.frames.LabeledFrames`, any type_map (remapped)."""
     from mlpot.descriptors.environment import Environment
     from mlpot.errors import ModelError
-    from mlpot.neighbors import edge_vectors, neighbor_list
+    from mlpot.neighbors import pair_vectors, neighbor_list
 
     if not systems:
         raise ModelError("compute_stats: no training systems given")
@@ -127,7 +127,7 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
         types = torch.as_tensor(types_np, device=dev).repeat(nf)
         fidx = torch.arange(nf, device=dev).repeat_interleave(sys_.n_atoms)
         nl = neighbor_list(pos, cells, pbc, model.rcut, fidx)
-        rij = edge_vectors(pos, cells, fidx, nl)
+        rij = pair_vectors(pos, cells, fidx, nl)
         keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < model.rcut).reshape(-1)
         env = Environment(rij[keep], nl.centers[keep], types[nl.neighbors[keep]], types, ntypes, fidx, 0, type_map)
         rows = desc.stat_rows(env)
