@@ -33,7 +33,12 @@ step "7. ASE Langevin MD (300 K, 0.5 fs) of the 192-atom water box through mlpot
 python examples/ase_md_water.py --model "$OUT/model.pt" --steps 100
 
 step "8. md_engine NVT MD of the same box with the frozen model"
-mlpot md examples/md_water_nvt.yaml
+if [ "$OUT" = demo_out ]; then
+  mlpot md examples/md_water_nvt.yaml   # its paths are relative to examples/: ../demo_out/model.pt
+else  # the example names ../demo_out/: a copy next to the outputs, its paths relative to $OUT
+  sed -e "s|\.\./data/|$PWD/data/|" -e "s|\.\./demo_out/|./|" examples/md_water_nvt.yaml > "$OUT/md_water_nvt.yaml"
+  mlpot md "$OUT/md_water_nvt.yaml"
+fi
 
 step "Done. Outputs:"
 ls -1 "$OUT"

@@ -2,12 +2,13 @@
 MPI spatial decomposition across ranks. Units: eV, Å, fs, amu, K, bar.
 
 Python entry point: ``Simulation(state, potential, integrator, reporters).run(nsteps)``, or
-``build_simulation(load_config("input.yaml")).run(n)``; command line: ``mlpot md input.yaml``
-(:mod:`md_engine.config`, :mod:`md_engine.build`, :mod:`md_engine.md_cli`).
+``build_simulation(load_config("input.yaml")).run(n)`` (:mod:`md_engine.config`,
+:mod:`md_engine.build`); command line: ``mlpot md input.yaml`` (:mod:`mlpot.cli.md`: md_engine defines
+no command line of its own).
 
 Layout (one concept per module): ``state`` (State), ``comm`` (communicators), ``observables``
 (reductions, thermo observables by name), ``space`` (wrapping, lost atoms), ``structure`` (files →
-State), ``rng`` (keyed random numbers), ``potentials`` (named outputs), ``domain`` (serial and ghost
+State), ``rng`` (keyed random numbers), ``potentials/`` (named outputs, the potential registry), ``domain`` (serial and ghost
 decompositions), ``integrators/`` (NVE, thermostats, barostats, NPT, the ensemble registry),
 ``simulation`` (the loop, one force path), ``io`` (reporters), ``checkpoint``, ``config``, ``build``.
 
@@ -26,7 +27,7 @@ _EXPORTS = {
     "md_engine.comm": ["MPIComm", "world_comm"],
     "md_engine.observables": ["kinetic_energy", "kinetic_tensor", "temperature", "pressure", "pressure_tensor",
                               "degrees_of_freedom", "maxwell_boltzmann", "remove_com_velocity", "OBSERVABLES"],
-    "md_engine.potentials": ["Potential", "LennardJones", "MlpotPotential"],
+    "md_engine.potentials": ["Potential", "POTENTIALS", "LennardJones", "MlpotPotential"],
     "mlpot.neighbors": ["VerletList"],
     "md_engine.integrators": ["Integrator", "VelocityVerlet", "Langevin", "NoseHooverChain", "CSVR",
                               "StochasticCellRescaling", "NPT", "INTEGRATORS"],
@@ -34,8 +35,8 @@ _EXPORTS = {
                      "read_thermo", "read_h5md"],
     "md_engine.checkpoint": ["save_checkpoint", "load_checkpoint"],
     "md_engine.simulation": ["Simulation"],
-    "md_engine.build": ["build_simulation"],
-    "md_engine.config": ["load_config"],
+    "md_engine.build": ["build_simulation", "build_potential"],
+    "md_engine.config": ["load_config", "parse_config"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 

@@ -1,7 +1,7 @@
 """The MD input → :class:`md_engine.Simulation` factory (used by ``mlpot md``; a library function).
 
-The potential comes from ``potential`` (a frozen mlpot model or Lennard-Jones parameters), the
-integrator from the ``ensemble`` registry (:data:`md_engine.integrators.INTEGRATORS`), the reporters
+The potential comes from ``potential`` (its registered class in
+:data:`md_engine.potentials.POTENTIALS`: a frozen mlpot model, Lennard-Jones, ...), the integrator from the ``ensemble`` registry (:data:`md_engine.integrators.INTEGRATORS`), the reporters
 from the output settings (``thermo.csv``, ``traj.h5``/``traj.xyz``, ``checkpoint.pt`` in
 ``output_dir``).
 """
@@ -17,7 +17,7 @@ import torch
 from md_engine.comm import Comm, rank_device, world_comm
 from md_engine.integrators import INTEGRATORS
 from md_engine.io import CheckpointReporter, ExtxyzReporter, H5MDReporter, Reporter, ThermoReporter
-from md_engine.potentials import LennardJones, MlpotPotential, Potential
+from md_engine.potentials import POTENTIALS, Potential
 from md_engine.simulation import Simulation
 from md_engine.state import State
 
@@ -26,12 +26,9 @@ if TYPE_CHECKING:
 
 
 def build_potential(cfg: "MDConfig", device: torch.device) -> Potential:
-    """The potential of the input's ``potential`` section, on ``device``."""
-    if cfg.potential.model is not None:
-        return MlpotPotential(cfg.potential.model, device=device)
-    lj = cfg.potential.lj
-    assert lj is not None  # the config guarantees exactly one of model / lj
-    return LennardJones(lj.epsilon, lj.sigma, lj.cutoff, shift=lj.shift, smooth=lj.smooth, ro=lj.ro)
+    """The potential of the input's ``potential`` section, on ``device``: ``Cls.from_config(section,
+    device)`` of the class registered under its ``type`` in :data:`md_engine.potentials.POTENTIALS`."""
+    return POTENTIALS.get(cfg.potential.type, "potential.type").obj.from_config(cfg.potential, device)
 
 
 def build_simulation(cfg: "MDConfig", comm: Optional[Comm] = None) -> Simulation:

@@ -1,10 +1,11 @@
-"""The ``mlpot md`` input file (YAML), validated with pydantic.
+"""The ``mlpot md`` input file (YAML), validated on the shared input base (:mod:`mlpot.config.base`).
 
 Example (``examples/md_water_nvt.yaml``)::
 
-    structure: data/water/water.lmp      # any file ASE reads; LAMMPS data: types follow type_map
+    structure: ../data/water/water.lmp   # any file ASE reads; LAMMPS data: types follow type_map
     type_map: [O, H]
-    potential: {model: demo_out/model.pt}   # or {lj: {epsilon: 0.0104, sigma: 3.4, cutoff: 8.5}}
+    potential: {model: ../demo_out/model.pt}   # or {lj: {epsilon: 0.0104, sigma: 3.4, cutoff: 8.5}}
+                                         # or {type: NAME, ...} for any potential of POTENTIALS
     ensemble: nvt-csvr                   # a name of md_engine.integrators.INTEGRATORS:
                                          # nve | nvt-langevin | nvt-nh | nvt-csvr | npt-scr
     temperature: 300                     # K
@@ -13,52 +14,86 @@ Example (``examples/md_water_nvt.yaml``)::
     dt: 0.5                              # fs
     steps: 400
     # thermo_columns: [step, temperature_K, potential_eV]   # observables by name (default: all)
-    output_dir: md_out
+    output_dir: ../demo_out/md
 
-Relative paths are relative to the current working directory. Units: K, bar, fs, Å, eV.
+The rules of every mlpot input file (the same as ``mlpot train``'s): an unknown key, a wrong type or an
+impossible value is one :class:`~mlpot.errors.ConfigError` line naming the file and the key path, a
+misspelt key gets the closest known one (``md.yaml: dtt: unknown key (did you mean `dt`?)``); relative
+paths (``structure``, the potential's model ``file``, ``output_dir``, ``restart``) are relative to the
+folder of the input file (for a dict given in Python: to the current directory). Units: K, bar, fs, Å, eV.
+
+``potential`` is validated by the config class its name has in :data:`md_engine.potentials.POTENTIALS`
+(looked up at validation time: a potential registered from anywhere, a test file included, is valid).
+Three spellings, one meaning: ``{type: NAME, key: value, ...}``, ``{NAME: {key: value, ...}}`` and, for
+a potential whose config has a ``shorthand`` key, ``{NAME: value}`` (``{model: file.pt}`` =
+``{type: model, file: file.pt}``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 
-from mlpot.errors import ConfigError
-
-Table = Union[float, list[list[float]]]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from mlpot.config.base import StrictModel, read_tree, relocated, resolve_input_path, section_error, validate
+from mlpot.errors import ConfigError, did_you_mean
 
 
-class LJConfig(_Strict):
-    """Lennard-Jones: epsilon (eV), sigma (Å) scalars or per-type-pair tables, cutoff (Å)."""
-
-    epsilon: Table
-    sigma: Table
-    cutoff: float = Field(gt=0)
-    shift: bool = True
-    smooth: bool = False
-    ro: Optional[float] = Field(default=None, gt=0)
+def input_path(value: Union[str, os.PathLike], info: Optional[ValidationInfo]) -> str:
+    """A path of the MD input, by the one path rule (:func:`mlpot.config.base.resolve_input_path`);
+    it need not exist yet (the structure and model files are opened when the simulation is built)."""
+    return resolve_input_path(value, info, must_exist=False)
 
 
-class PotentialConfig(_Strict):
-    """Exactly one of ``model`` (frozen mlpot model file) or ``lj``."""
+class PotentialConfig(StrictModel):
+    """Base of every potential's config class (the MD input's ``potential`` section): ``type`` (its
+    name in :data:`md_engine.potentials.POTENTIALS`). ``shorthand``: the key that ``{NAME: value}``
+    (a scalar instead of a mapping) fills, e.g. ``"file"`` for ``{model: file.pt}``; None: no shorthand."""
 
-    model: Optional[str] = None
-    lj: Optional[LJConfig] = None
+    shorthand: ClassVar[Optional[str]] = None
 
-    @model_validator(mode="after")
-    def _one(self) -> "PotentialConfig":
-        if (self.model is None) == (self.lj is None):
-            raise ValueError("give exactly one of 'model' (a model file) or 'lj' (Lennard-Jones parameters)")
-        return self
+    type: str
 
 
-class ParallelConfig(_Strict):
+def _potential_entry(name: Any, loc: tuple):
+    """The POTENTIALS entry of ``name``; a ValidationError at ``loc`` naming the known potentials."""
+    from md_engine.potentials import POTENTIALS
+
+    if name in POTENTIALS:
+        return POTENTIALS.get(name)
+    known = POTENTIALS.names(aliases=True)
+    hint = did_you_mean(name, known) if isinstance(name, str) else ""
+    raise section_error("potential", [(loc, f"unknown potential {name!r}; expected one of {known}{hint}", name)])
+
+
+def potential_data(v: Mapping[str, Any]) -> tuple[Any, dict[str, Any], tuple]:
+    """``(registry entry, config data with the canonical type, key path of the data)`` of a
+    ``potential`` section in any of its three spellings (module docstring)."""
+    if "type" in v:
+        entry = _potential_entry(v["type"], ("type",))
+        return entry, {**v, "type": entry.name}, ()
+    keys = [k for k in v if k != "_comment"]
+    if len(keys) != 1:
+        from md_engine.potentials import POTENTIALS
+
+        raise ValueError(
+            f"expected `type: NAME` or exactly one potential name as the key ({{model: FILE}}, {{lj: {{...}}}}; "
+            f"NAME one of {POTENTIALS.names(aliases=True)}), found {'no keys' if not keys else 'keys ' + str(keys)}"
+        )
+    name = keys[0]
+    entry = _potential_entry(name, (name,))
+    value = v[name]
+    if isinstance(value, Mapping):
+        return entry, {**value, "type": entry.name}, (name,)
+    key = entry.config.shorthand
+    if key is None:
+        raise section_error("potential", [((name,), f"expected a mapping of {entry.name}'s parameters, found {value!r}", value)])
+    return entry, {"type": entry.name, key: value}, ()
+
+
+class ParallelConfig(StrictModel):
     """MPI domain decomposition (``mpirun -n P mlpot md input.yaml``; see md_engine.domain).
 
     ``mpi``: None = detect an MPI launch from the environment; ``grid``: ranks along the three lattice
@@ -68,12 +103,14 @@ class ParallelConfig(_Strict):
     grid: Optional[list[int]] = Field(default=None, min_length=3, max_length=3)
 
 
-class MDConfig(_Strict):
+class MDConfig(StrictModel):
+    """The whole MD input (module docstring); immutable (derive changed copies with ``model_copy``)."""
+
     structure: str
     format: Optional[str] = None
     type_map: Optional[list[str]] = None
     lammps_symbols: Optional[list[str]] = None
-    potential: PotentialConfig
+    potential: SerializeAsAny[PotentialConfig]
 
     ensemble: str = Field(default="nvt-csvr", description="a name of md_engine.integrators.INTEGRATORS")
     npt_thermostat: Literal["csvr", "langevin", "nh"] = "csvr"
@@ -116,8 +153,6 @@ class MDConfig(_Strict):
     @field_validator("ensemble")
     @classmethod
     def _known_ensemble(cls, v: str) -> str:
-        from mlpot.errors import did_you_mean
-
         from md_engine.integrators import INTEGRATORS
 
         if v not in INTEGRATORS:
@@ -137,6 +172,32 @@ class MDConfig(_Strict):
             raise ValueError(f"barostat_mode: {self.barostat_mode!r} needs ensemble npt-scr (got {self.ensemble})")
         return self
 
+    @field_validator("potential", mode="before")
+    @classmethod
+    def _potential(cls, v: Any, info: ValidationInfo) -> Any:
+        """Validate with the config class registered for the potential's name (module docstring)."""
+        if isinstance(v, PotentialConfig):
+            return v
+        if not isinstance(v, Mapping):
+            raise ValueError(f"expected a mapping ({{type: NAME, ...}}, {{model: FILE}} or {{lj: {{...}}}}), found {v!r}")
+        entry, data, where = potential_data(v)
+        try:
+            return entry.config.model_validate(data, context=info.context)
+        except ValidationError as exc:
+            if not where:
+                raise
+            raise relocated(exc, where, "potential") from None
+
+    @field_validator("structure", "output_dir")
+    @classmethod
+    def _paths(cls, v: str, info: ValidationInfo) -> str:
+        return input_path(v, info)
+
+    @field_validator("restart")
+    @classmethod
+    def _restart(cls, v: Union[bool, str], info: ValidationInfo) -> Union[bool, str]:
+        return v if isinstance(v, bool) else input_path(v, info)
+
     def checkpoint_path(self) -> Path:
         return Path(self.output_dir) / "checkpoint.pt"
 
@@ -146,31 +207,20 @@ class MDConfig(_Strict):
         return self.checkpoint_path() if self.restart is True else Path(self.restart)
 
 
-def parse_config(data: Any, source: str = "md input") -> MDConfig:
-    """Validate a mapping into :class:`MDConfig`; errors become one :class:`ConfigError` naming the key path."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return MDConfig.model_validate(data)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            got = err.get("input")
-            got_s = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
-            parts.append(f"{loc}: {msg}{got_s}")
-        raise ConfigError(f"{source}: " + "; ".join(parts)) from None
+def parse_config(data: Any, source: str = "md input", base_dir: Union[str, os.PathLike, None] = None) -> MDConfig:
+    """Validate a mapping into :class:`MDConfig`; errors become one :class:`ConfigError` line naming
+    ``source`` and the key path (:func:`mlpot.config.base.validate`, the wording of every mlpot input).
+    ``base_dir``: the folder relative paths resolve against (None: left relative, i.e. the current directory)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(data).__name__}")
+    return validate(MDConfig, dict(data), source, base_dir)
 
 
-def load_config(path: str | Path) -> MDConfig:
-    import yaml
-
+def load_config(path: Union[str, os.PathLike]) -> MDConfig:
+    """Read (:func:`mlpot.config.base.read_tree`: YAML for ``.yaml``/``.yml``, else JSON) and validate an
+    MD input file; relative paths in it resolve against its folder."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: input file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_config(data, str(path))
+    return parse_config(read_tree(path), str(path), path.resolve().parent)
+
+
+__all__ = ["MDConfig", "ParallelConfig", "PotentialConfig", "parse_config", "load_config", "input_path", "potential_data"]

@@ -131,8 +131,11 @@ def test_example_config_is_valid():
 
     from md_engine.config import load_config
 
-    cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "md_water_nvt.yaml")
-    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5 and cfg.potential.model == "demo_out/model.pt"
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "examples" / "md_water_nvt.yaml")
+    # relative paths are relative to the input file's folder (examples/): ../demo_out is the demo's output
+    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5 and cfg.potential.file == str(root / "demo_out" / "model.pt")
+    assert cfg.structure == str(root / "data" / "water" / "water.lmp") and Path(cfg.structure).is_file()
     # the integrator the input builds (the model file is made by the demo, so only this part is built here)
     from md_engine import CSVR, INTEGRATORS
 

@@ -5,16 +5,24 @@
 
 Writes to ``output_dir``: ``thermo.csv``, ``traj.h5`` (H5MD) and/or ``traj.xyz``, ``checkpoint.pt``
 (every ``checkpoint_every`` steps and at the end; ``checkpoint.failed.pt`` if the run stops on an
-error). ``restart: true`` (or ``--restart``) continues from ``output_dir/checkpoint.pt``.
+error). ``restart: true`` (or ``--restart``) continues from ``output_dir/checkpoint.pt``. Relative
+paths in the input are relative to the input file's folder.
+
+MPI: the launch is detected from the environment (mpi4py is imported only then). Each rank uses
+``cuda:<local rank>`` when CUDA is available, else the CPU. Rank 0 writes all outputs (one file each,
+independent of P); a checkpoint of P ranks restarts on any number.
 
 The only module of :mod:`mlpot` that imports :mod:`md_engine` (inside :func:`run`, so that importing
-:mod:`mlpot.cli` never does): md_engine imports mlpot, never the other way round. For now the run is
-:func:`md_engine.md_cli.run`; the options are the shared ones (:mod:`mlpot.cli.options`).
+:mod:`mlpot.cli` never does): md_engine imports mlpot, never the other way round, and defines no
+command line of its own. Library calls: :func:`md_engine.config.load_config`,
+:func:`md_engine.comm.world_comm`, :func:`md_engine.build.build_simulation`, ``Simulation.run``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from mlpot.cli.options import add_device_option, add_quiet_option
 
@@ -30,8 +38,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mlpot md``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
-    from md_engine import md_cli
+    from md_engine.comm import world_comm
+    from md_engine.config import load_config
 
-    ns = argparse.Namespace(**vars(args))
-    ns.no_progress = args.quiet  # md_engine.md_cli's name for -q/--quiet
-    return md_cli.run(ns)
+    cfg = load_config(args.input)
+    updates: dict[str, Any] = {}
+    if args.restart:
+        updates["restart"] = True
+    if args.steps is not None:
+        if args.steps < 0:
+            from mlpot.errors import ConfigError
+
+            raise ConfigError(f"--steps: expected a non-negative number of steps, found {args.steps}")
+        updates["steps"] = args.steps
+    if args.device:
+        updates["device"] = args.device
+    if args.quiet:
+        updates["progress"] = False
+    cfg = cfg.model_copy(update=updates)
+    comm = world_comm(cfg.parallel.mpi)
+    if comm.size == 1:
+        return _run(cfg, args.input, comm)
+    from mlpot.errors import SimulationError
+
+    try:
+        return _run(cfg, args.input, comm)
+    except SimulationError:  # agreed on by all ranks (md_engine.simulation): a clean stop everywhere
+        raise
+    except BaseException as exc:  # one rank only, maybe: never leave the others waiting
+        import traceback
+
+        traceback.print_exc()
+        print(f"mlpot md: rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        comm.abort(2)
+        return 2
+
+
+def _run(cfg: Any, source: str, comm: Any) -> int:
+    """Build the simulation, restart it if asked, run the remaining steps, write the final checkpoint."""
+    from mlpot.errors import ConfigError
+
+    from md_engine.build import build_simulation
+
+    sim = build_simulation(cfg, comm)
+    remaining = cfg.steps
+    restart = cfg.restart_path()
+    if restart is not None:
+        if not restart.exists():
+            raise ConfigError(f"{source}: restart: checkpoint {restart} not found")
+        sim.load_checkpoint(restart)
+        remaining = max(cfg.steps - sim.state.step, 0)
+        if comm.rank == 0:
+            print(f"mlpot md: restarting from {restart} at step {sim.state.step}; {remaining} steps to go")
+    sim.run(remaining)
+    sim.save_checkpoint(cfg.checkpoint_path())
+    row = sim.thermo()
+    if comm.rank:
+        return 0
+    ranks = f", {comm.size} ranks (grid {list(sim.domain.dims)})" if comm.size > 1 else ""
+    print(
+        f"mlpot md: {sim.state.step} steps, T = {row['temperature_K']:.1f} K, E_pot = {row['potential_eV']:.6f} eV, "
+        f"{sim.n_rebuilds} neighbor-list builds, {sim.wall_s:.1f} s{ranks}; outputs in {cfg.output_dir}/"
+    )
+    return 0

@@ -94,6 +94,13 @@ def section_error(cls_name: str, errors: Sequence[tuple[tuple, str, Any]]) -> Va
     )
 
 
+def relocated(exc: ValidationError, prefix: Sequence[Any], cls_name: str = "section") -> ValidationError:
+    """``exc`` with every error's key path prefixed by ``prefix`` and its message already worded (for
+    a validator that validates a sub-mapping that the user wrote one level deeper, e.g. the MD
+    input's ``potential: {lj: {...}}``)."""
+    return section_error(cls_name, [((*prefix, *err.get("loc", ())), _describe(err), err.get("input")) for err in exc.errors()])
+
+
 # ---------------------------------------------------------------------------------------- reusable field types
 def _non_negative(noun: str):
     def check(v: float) -> float:
@@ -229,5 +236,6 @@ def validate(
 
 
 __all__ = [
-    "StrictModel", "read_tree", "validate", "format_error", "resolve_input_path", "section_error", "non_negative",
+    "StrictModel", "read_tree", "validate", "format_error", "resolve_input_path", "section_error", "relocated",
+    "non_negative",
 ]

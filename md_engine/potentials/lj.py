@@ -1,0 +1,134 @@
+"""12-6 Lennard-Jones (``potential: {lj: {epsilon: ..., sigma: ..., cutoff: ...}}``)."""
+
+from __future__ import annotations
+
+from typing import AbstractSet, Literal, Optional, Union
+
+import torch
+from pydantic import Field
+
+from mlpot.errors import ModelError
+from mlpot.neighbors import NeighborList
+
+from md_engine.config import PotentialConfig
+from md_engine.potentials.base import FORCE_OUTPUTS, POTENTIALS, Params, pair_vectors
+
+Table = Union[float, list[list[float]]]
+
+
+class LJConfig(PotentialConfig):
+    """``potential: {lj: {...}}``: epsilon (eV), sigma (Å) scalars or per-type-pair tables, cutoff (Å)."""
+
+    type: Literal["lj"] = "lj"
+    epsilon: Table
+    sigma: Table
+    cutoff: float = Field(gt=0)
+    shift: bool = True
+    smooth: bool = False
+    ro: Optional[float] = Field(default=None, gt=0)
+
+
+@POTENTIALS.register("lj", config=LJConfig)
+class LennardJones:
+    """12-6 Lennard-Jones, φ(r) = 4ε[(σ/r)¹² − (σ/r)⁶] for r < cutoff, vectorised over the pair list.
+
+    ``epsilon`` (eV) and ``sigma`` (Å) are scalars or (n_types, n_types) symmetric tables.
+    ``shift=True`` subtracts φ(cutoff) so that the energy is continuous (forces are not; ASE's
+    ``LennardJones(smooth=False)``). ``smooth=True`` instead multiplies φ by the C¹ switch of ASE's
+    ``LennardJones(smooth=True)`` between ``ro`` (default 0.66·cutoff) and ``cutoff``, so energy and
+    forces go to zero continuously (good energy conservation).
+    """
+
+    def __init__(
+        self,
+        epsilon: Params = 1.0,
+        sigma: Params = 1.0,
+        cutoff: float = 3.0,
+        shift: bool = True,
+        smooth: bool = False,
+        ro: Optional[float] = None,
+    ) -> None:
+        self.epsilon = torch.as_tensor(epsilon, dtype=torch.float64)
+        self.sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        for name, t in (("epsilon", self.epsilon), ("sigma", self.sigma)):
+            if t.ndim not in (0, 2) or (t.ndim == 2 and (t.shape[0] != t.shape[1] or not torch.allclose(t, t.T))):
+                raise ModelError(f"LennardJones.{name}: expected a scalar or a symmetric (n_types, n_types) table")
+        self.cutoff = float(cutoff)
+        self.shift = bool(shift)
+        self.smooth = bool(smooth)
+        self.ro = float(ro) if ro is not None else 0.66 * self.cutoff
+
+    @classmethod
+    def from_config(cls, config: LJConfig, device: Optional[torch.device] = None) -> "LennardJones":
+        """From the validated ``potential`` section (the parameters live on the CPU; moved per call)."""
+        return cls(config.epsilon, config.sigma, config.cutoff, shift=config.shift, smooth=config.smooth, ro=config.ro)
+
+    def _params(self, ti: torch.Tensor, tj: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = []
+        for t in (self.epsilon, self.sigma):
+            t = t.to(dtype=like.dtype, device=like.device)
+            out.append(t[ti, tj] if t.ndim == 2 else t.expand(ti.shape))
+        return out[0], out[1]
+
+    def pair_energy_and_derivative(
+        self, r2: torch.Tensor, eps: torch.Tensor, sig: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """φ(r) and (1/r) dφ/dr for squared distances r2 (Å²); both zero at r ≥ cutoff."""
+        rc2 = self.cutoff**2
+        inside = r2 < rc2
+        r2s = torch.where(inside, r2, torch.full_like(r2, rc2))
+        c6 = (sig**2 / r2s) ** 3
+        c12 = c6 * c6
+        phi = 4 * eps * (c12 - c6)
+        dphi = -24 * eps * (2 * c12 - c6) / r2s  # (1/r) dφ/dr
+        if self.smooth:
+            ro2 = self.ro**2
+            x = (rc2 - r2s) ** 2 * (rc2 + 2 * r2s - 3 * ro2) / (rc2 - ro2) ** 3
+            dx = 6 * (rc2 - r2s) * (ro2 - r2s) / (rc2 - ro2) ** 3  # d switch / d r²
+            fc = torch.where(r2s < ro2, torch.ones_like(r2s), x)
+            dfc = torch.where(r2s < ro2, torch.zeros_like(r2s), dx)
+            dphi = fc * dphi + 2 * dfc * phi
+            phi = phi * fc
+        elif self.shift:
+            sr6 = (sig**2 / rc2) ** 3
+            phi = phi - 4 * eps * (sr6 * sr6 - sr6)
+        zero = torch.zeros_like(phi)
+        return torch.where(inside, phi, zero), torch.where(inside, dphi, zero)
+
+    def compute(
+        self,
+        positions: torch.Tensor,
+        atom_types: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        nl: NeighborList,
+        n_local: Optional[int] = None,
+        outputs: AbstractSet[str] = FORCE_OUTPUTS,
+    ) -> dict[str, torch.Tensor]:
+        """``energy`` (eV), ``forces`` (N, 3) eV/Å and ``virial`` (3, 3) eV (those requested) from a
+        full pair list."""
+        d = pair_vectors(positions, cell, None, nl)
+        r2 = torch.einsum("pk,pk->p", d, d)
+        if self.epsilon.ndim == 0 and self.sigma.ndim == 0:  # one species pair: 0-d, broadcast
+            eps = self.epsilon.to(dtype=positions.dtype, device=positions.device)
+            sig = self.sigma.to(dtype=positions.dtype, device=positions.device)
+        else:
+            eps, sig = self._params(atom_types[nl.centers], atom_types[nl.neighbors], positions)
+        phi, dphi = self.pair_energy_and_derivative(r2, eps, sig)
+        # each pair (i, j) of the full list carries half of φ, attributed to its centre i
+        weight = torch.full_like(phi, 0.5)
+        if n_local is not None:
+            weight = torch.where(nl.centers < n_local, weight, torch.zeros_like(weight))
+        out = {"energy": (weight * phi).sum()}
+        g = (weight * dphi)[:, None] * d  # ∂E/∂r_ij (P, 3)
+        if "forces" in outputs:
+            forces = torch.zeros_like(positions)
+            forces.index_add_(0, nl.centers, g)
+            forces.index_add_(0, nl.neighbors, -g)
+            out["forces"] = forces
+        if "virial" in outputs:
+            out["virial"] = -(d.T @ g)
+        return out
+
+
+__all__ = ["LennardJones", "LJConfig"]
