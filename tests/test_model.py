@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DATA
 from mlpot.errors import ModelError
 from mlpot.model import EnergyModel, evaluate
 from mlpot.neighbors import neighbor_list
@@ -42,7 +43,7 @@ def make_model(kind="se_e2_a", **kw) -> EnergyModel:
 
 
 def water_frame(n_keep: int | None = None):
-    d = "data/water/data_0"
+    d = DATA / "water" / "data_0"
     pos = np.load(f"{d}/set.000/coord.npy")[0].reshape(-1, 3).astype(np.float64)
     cell = np.load(f"{d}/set.000/box.npy")[0].reshape(3, 3).astype(np.float64)
     types = np.loadtxt(f"{d}/type.raw", dtype=np.int64)
@@ -53,7 +54,7 @@ def water_frame(n_keep: int | None = None):
 
 
 def molecule():
-    d = "data/molecules_nopbc/C3H3O4"
+    d = DATA / "molecules_nopbc" / "C3H3O4"
     pos = np.load(f"{d}/set.000/coord.npy")[0].reshape(-1, 3).astype(np.float64)
     types = np.loadtxt(f"{d}/type.raw", dtype=np.int64)
     return pos, types, np.zeros((3, 3))
@@ -73,7 +74,7 @@ def fd_derivative(fun, h=1e-3):
 
 def energy(model, pos, types, cell, pbc, nl=None) -> float:
     with torch.no_grad():
-        return float(evaluate(model, pos, types, cell, pbc, nl=nl, forces=False, virial=False)["energy"].sum())
+        return float(evaluate(model, pos, types, cell, pbc, nl=nl, outputs=("energy",))["energy"].sum())
 
 
 def check_forces_fd(model, pos, types, cell, pbc, components, tol=1e-6):
@@ -123,7 +124,7 @@ def test_forces_fd_se_e2_r():
 def test_virial_equals_strain_derivative(system):
     pos, types, cell = water_frame(n_keep=64) if system == "water" else skewed_cell()
     model = make_model(sel=(60, 120))
-    out = evaluate(model, pos, types, cell, PBC, atom_virial=True)
+    out = evaluate(model, pos, types, cell, PBC, outputs=("energy", "forces", "virial", "atom_virial"))
     w = out["virial"][0]
     pos_t, cell_t = torch.tensor(pos), torch.tensor(cell)
     # a fixed pair list with a skin stays valid under small homogeneous strain
@@ -322,9 +323,9 @@ def test_force_loss_is_differentiable_in_parameters():
 def test_compute_stats_on_water():
     from mlpot.data.frames import LabeledFrames
 
-    d = "data/water/data_0/set.000"
+    d = DATA / "water" / "data_0" / "set.000"
     pos = np.load(f"{d}/coord.npy").reshape(-1, 192, 3)[:4]
-    sys_ = LabeledFrames(["O", "H"], np.loadtxt("data/water/data_0/type.raw", dtype=np.int64), pos,
+    sys_ = LabeledFrames(["O", "H"], np.loadtxt(DATA / "water" / "data_0" / "type.raw", dtype=np.int64), pos,
                          np.load(f"{d}/box.npy")[:4], PBC, energies=np.load(f"{d}/energy.npy")[:4])
     model = EnergyModel.from_config(model_cfg(), device="cpu")
     model.compute_stats([sys_], max_frames=2)
@@ -337,15 +338,16 @@ def test_compute_stats_on_water():
 
 def test_named_outputs():
     """evaluate(outputs=...) returns exactly the named outputs (energy, atom_energy always); the
-    deprecated flags give the same tensors; an unknown name is a ModelError naming the known ones."""
+    flags of earlier versions (forces=, virial=, atom_virial=) are gone; an unknown name is a ModelError
+    naming the known ones."""
     model = make_model()
     pos, types, cell = water_frame(24)
     only_e = evaluate(model, pos, types, cell, PBC, outputs=("energy",))
     assert set(only_e) == {"energy", "atom_energy"}
     full = evaluate(model, pos, types, cell, PBC, outputs=("energy", "forces", "virial", "atom_virial"))
     assert list(full) == ["energy", "atom_energy", "forces", "virial", "atom_virial"]
-    legacy = evaluate(model, pos, types, cell, PBC, atom_virial=True)
-    assert all(torch.equal(full[k], legacy[k]) for k in full) and list(legacy) == list(full)
+    with pytest.raises(TypeError, match="atom_virial"):
+        evaluate(model, pos, types, cell, PBC, atom_virial=True)
     assert torch.equal(only_e["energy"], full["energy"])
     torch.testing.assert_close(full["atom_virial"].sum(0), full["virial"][0], rtol=1e-12, atol=1e-12)
     with pytest.raises(ModelError, match=r"outputs: unknown \['stress'\]"):

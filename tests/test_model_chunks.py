@@ -72,11 +72,11 @@ def test_chunks_equal_one_pass(batch, kind, tos):
     m = _model(kind, tos)
     pos, types, cells, pbc, fidx = batch
     with torch.no_grad():
-        ref = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=0)
+        ref = evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS, chunk_atoms=0)
         assert torch.all(ref["virial"].abs().sum(dim=(1, 2)) > 0)
         # 1 atom per chunk; 7 and 25 cross the frame boundary at atom 30; 40 leaves a 1-atom chunk
         for chunk in (1, 7, 25, 40):
-            _check_same(evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=chunk), ref)
+            _check_same(evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS, chunk_atoms=chunk), ref)
 
 
 def test_unsorted_pair_list_and_skin_pairs(batch):
@@ -88,8 +88,8 @@ def test_unsorted_pair_list_and_skin_pairs(batch):
     perm = torch.randperm(nl.centers.shape[0], generator=torch.Generator().manual_seed(0))
     shuffled = NeighborList(*(t[perm] for t in nl))
     with torch.no_grad():
-        ref = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=0)
-        out = evaluate(m, pos, types, cells, pbc, fidx, nl=shuffled, atom_virial=True, chunk_atoms=6)
+        ref = evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS, chunk_atoms=0)
+        out = evaluate(m, pos, types, cells, pbc, fidx, nl=shuffled, outputs=KEYS, chunk_atoms=6)
     _check_same(out, ref)
 
 
@@ -104,7 +104,7 @@ def test_chunked_forces_finite_differences():
             p = pos.clone()
             p[atom, d] += s
             with torch.no_grad():
-                e.append(float(evaluate(m, p, types, cells, pbc, fidx, forces=False, virial=False, chunk_atoms=4)["energy"].sum()))
+                e.append(float(evaluate(m, p, types, cells, pbc, fidx, outputs=("energy",), chunk_atoms=4)["energy"].sum()))
         assert abs(-(e[0] - e[1]) / (2 * h) - float(f[atom, d])) < 1e-7
 
 
@@ -115,10 +115,10 @@ def test_n_centers_chunked(batch):
     pos, types = pos[:30], types[:30]  # frame 0 as a non-periodic cluster
     zero, nopbc = torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool)
     with torch.no_grad():
-        ref = evaluate(m, pos, types, zero, nopbc, n_centers=19, atom_virial=True, chunk_atoms=0)
+        ref = evaluate(m, pos, types, zero, nopbc, n_centers=19, outputs=KEYS, chunk_atoms=0)
         assert ref["atom_energy"].shape == (19,) and ref["forces"].shape == (30, 3)
         for chunk in (1, 5, 18):
-            _check_same(evaluate(m, pos, types, zero, nopbc, n_centers=19, atom_virial=True, chunk_atoms=chunk), ref)
+            _check_same(evaluate(m, pos, types, zero, nopbc, n_centers=19, outputs=KEYS, chunk_atoms=chunk), ref)
     with pytest.raises(ModelError, match="n_centers"):
         evaluate(m, pos, types, zero, nopbc, n_centers=31, chunk_atoms=5)
 
@@ -137,9 +137,9 @@ def test_default_chunk_from_pair_budget(batch, monkeypatch):
     monkeypatch.setattr(model_mod, "_evaluate_chunked", spy)
     monkeypatch.setattr(model_mod, "CHUNK_PAIRS_CPU", 100)
     with torch.no_grad():
-        out = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True)
+        out = evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS)
         n_pairs = neighbor_list(pos, cells, pbc, RC, fidx).centers.shape[0]
-        ref = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=0)
+        ref = evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS, chunk_atoms=0)
     chunk = max(1, 100 * 41 // n_pairs)
     # the default chunks, then chunk_atoms=0: one pass is the single-chunk case
     assert calls == [list(range(0, 41, chunk)) + [41], [0, 41]] and len(calls[0]) > 2
@@ -158,9 +158,9 @@ def test_create_graph_is_not_chunked(batch, monkeypatch):
             raise AssertionError(f"chunked path used with create_graph=True: chunks {args[7]}")
         return real(*args, **kwargs)
 
-    plain = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, chunk_atoms=3)
+    plain = evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS, chunk_atoms=3)
     monkeypatch.setattr(model_mod, "_evaluate_chunked", one_chunk_only)
-    out = evaluate(m, pos, types, cells, pbc, fidx, atom_virial=True, create_graph=True, chunk_atoms=3)
+    out = evaluate(m, pos, types, cells, pbc, fidx, outputs=KEYS, create_graph=True, chunk_atoms=3)
     assert out["forces"].requires_grad and out["virial"].requires_grad
     _check_same({k: v.detach() for k, v in out.items()}, plain)
     loss = (out["forces"] ** 2).sum() + (out["virial"] ** 2).sum()
@@ -169,14 +169,14 @@ def test_create_graph_is_not_chunked(batch, monkeypatch):
 
 
 def test_energy_only_keeps_graph_when_grad_enabled(batch):
-    """forces=virial=False with autograd on: chunked energies stay differentiable in the parameters,
+    """outputs=("energy",) with autograd on: chunked energies stay differentiable in the parameters,
     with the same gradient as the one-pass evaluation."""
     m = _model()
     pos, types, cells, pbc, fidx = batch
     params = [p for p in m.parameters() if p.requires_grad]
 
     def grads(chunk):
-        e = evaluate(m, pos, types, cells, pbc, fidx, forces=False, virial=False, chunk_atoms=chunk)["energy"]
+        e = evaluate(m, pos, types, cells, pbc, fidx, outputs=("energy",), chunk_atoms=chunk)["energy"]
         return e.detach(), torch.autograd.grad(e.sum(), params)
 
     e0, g0 = grads(0)

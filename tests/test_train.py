@@ -371,8 +371,7 @@ def test_initial_energy_bias_absorbs_network_offset(tmp_path):
         torch.as_tensor(sub.cells),
         torch.ones(nf, 3, dtype=torch.bool),
         frame_index=torch.arange(nf).repeat_interleave(na),
-        forces=False,
-        virial=False,
+        outputs=("energy",),
     )
     residual = (sub.energies - out["energy"].detach().numpy()) / na  # eV/atom
     assert abs(residual.mean()) < 1e-10
