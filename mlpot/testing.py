@@ -377,6 +377,7 @@ def check_batch_independence(
                                 ("forces", out["forces"], both["forces"][start:start + n]),
                                 ("virial", out["virial"][0], both["virial"][k])):
             r, a = tol[name]
+            want, got = want.detach(), got.detach()
             excess = float(((want - got).abs() - (a + r * want.abs())).max())
             if not excess <= 0.0:
                 err = float((want - got).abs().max())
