@@ -7,8 +7,12 @@ A new descriptor, fitting or MD potential gets the same independent checks as th
   the energy under a homogeneous strain of positions and cell;
 * :func:`check_rotation`: energy invariant, forces and virial covariant under a rotation;
 * :func:`check_batch_independence`: frames evaluated together equal frames evaluated alone;
-* :func:`tiny_model`: a small random model with DeePMD-like statistics, built through the public
-  config path (``EnergyModel.from_config``), for fast tests.
+* :func:`fd_forces`, :func:`fd_virial`: the finite-difference estimates themselves (second or fourth
+  order; :func:`atoms_energy_fn` turns any ASE calculator into an energy function);
+* :func:`tiny_model`: a small random model (config: :func:`tiny_model_config`) with one of several
+  statistics recipes (:data:`STATS_RECIPES`, DeePMD-like by default), built through the public config
+  path (``EnergyModel.from_config``), for fast tests; :func:`argon_atoms`: fcc argon crystals for
+  pair-potential and MD tests.
 
 The checks take plain callables, so they work for anything that maps positions (N, 3) Å and a cell
 (3, 3) Å to an energy in eV: ``energy_fn(positions, cell) -> float``. :func:`model_energy_fn` and
@@ -320,6 +324,35 @@ def tiny_model(
     return model
 
 
+# ------------------------------------------------------------------------------------ structures
+def argon_atoms(
+    repeat: Any = 2,
+    a: float = 5.8,
+    jitter: float = 0.0,
+    seed: int = 0,
+    stretch: Optional[Sequence[float]] = None,
+    shear: bool = False,
+) -> Any:
+    """fcc argon as ASE ``Atoms``: the conventional cubic cell (lattice constant ``a``, Å) repeated
+    ``repeat`` times (an int: along all three axes); when ``stretch`` or ``shear`` is given, the cell
+    rows scaled by ``stretch`` and/or sheared into a triclinic cell (b += 0.25 a, c += 0.15 a − 0.1 b)
+    with the atoms following; then Gaussian displacements of std ``jitter`` (Å) from
+    ``numpy.random.default_rng(seed)``. The LJ systems of the MD tests."""
+    from ase.build import bulk
+
+    reps = (repeat,) * 3 if isinstance(repeat, int) else tuple(repeat)
+    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat(reps)
+    if stretch is not None or shear:
+        cell = atoms.cell.array * np.array(stretch if stretch is not None else (1.0, 1.0, 1.0))[:, None]
+        if shear:
+            cell[1] += 0.25 * cell[0]
+            cell[2] += 0.15 * cell[0] - 0.1 * cell[1]
+        atoms.set_cell(cell, scale_atoms=True)
+    if jitter:
+        atoms.positions += np.random.default_rng(seed).normal(0.0, jitter, atoms.positions.shape)
+    return atoms
+
+
 def model_outputs(
     model: Any, atom_types: Any, pbc: Sequence[bool], nl: Optional[Any] = None
 ) -> Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
@@ -400,6 +433,7 @@ __all__ = [
     "fd_virial",
     "atoms_energy_fn",
     "VOIGT",
+    "argon_atoms",
     "model_outputs",
     "model_energy_fn",
 ]

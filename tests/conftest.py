@@ -4,6 +4,7 @@ the MD tests."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -15,6 +16,8 @@ import mlpot.testing
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
+#: the MPI launcher of the `mpi` tests: the one installed next to the interpreter (make's .venv)
+MPIRUN = Path(sys.executable).parent / "mpirun"
 
 torch.set_default_dtype(torch.float64)
 
@@ -27,6 +30,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``mpi`` are skipped when there is no mpirun next to the interpreter."""
+    if item.get_closest_marker("mpi") is not None and not MPIRUN.exists():
+        pytest.skip(f"no mpirun next to the interpreter ({MPIRUN})")
 
 
 @pytest.fixture
@@ -71,6 +80,21 @@ def water_model_config(type_map: Sequence[str] = ("O", "H"), seed: int = 1, prec
 
 
 # ------------------------------------------------------------------------------------ structures
+#: argon Lennard-Jones parameters of the MD tests (eV, Å)
+ARGON_EPS, ARGON_SIG = 0.0104, 3.40
+argon_atoms = mlpot.testing.argon_atoms  # fcc argon, repeated / stretched / sheared / jittered
+
+
+def argon_lj(rc: float = 8.0, ro: float = 6.5, smooth: bool = True):
+    """md_engine's LennardJones for argon: switched smoothly to zero between ``ro`` and ``rc`` (Å), or
+    (``smooth=False``) cut at rc and shifted."""
+    from md_engine import LennardJones
+
+    if smooth:
+        return LennardJones(ARGON_EPS, ARGON_SIG, rc, smooth=True, ro=ro)
+    return LennardJones(ARGON_EPS, ARGON_SIG, rc, shift=True)
+
+
 def water_frames(n: int = 2, system: str = "data_0"):
     """The first ``n`` frames of the bundled DFT water (192 atoms, 12.4 Å box)."""
     from mlpot.data import io

@@ -188,6 +188,7 @@ def water_subset(tmp_path_factory) -> tuple[Path, Path]:
     return d / "train", d / "valid"
 
 
+@pytest.mark.slow
 def test_training_lowers_force_rmse_on_water(tmp_path, water_subset):
     from mlpot.train.trainer import Trainer
 
