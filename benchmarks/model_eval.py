@@ -71,12 +71,12 @@ def worker_mlpot(box: str, device: str) -> None:
         return neighbor_list(pos, cell, pbc, model.rcut)
 
     def full():
-        return evaluate(model, pos, types, cell, pbc, forces=True, virial=True)
+        return evaluate(model, pos, types, cell, pbc, outputs=("energy", "forces", "virial"))
 
     nl = nl_only()
 
     def model_only():
-        return evaluate(model, pos, types, cell, pbc, nl=nl, forces=True, virial=True)
+        return evaluate(model, pos, types, cell, pbc, nl=nl, outputs=("energy", "forces", "virial"))
 
     # interleaved (full, NL, model-only) rounds, so that a changing load on a shared machine hits all three alike
     t_full, t_nl, t_model = common.time_interleaved([full, nl_only, model_only], sync=sync, **plan)

@@ -245,16 +245,13 @@ OUTPUTS = ("energy", "atom_energy", "forces", "virial", "atom_virial")
 DEFAULT_OUTPUTS = ("energy", "forces", "virial")
 
 
-def _resolve_outputs(outputs: Any, legacy: dict[str, Optional[bool]]) -> frozenset[str]:
+def _resolve_outputs(outputs: Any) -> frozenset[str]:
     if isinstance(outputs, str):
         outputs = (outputs,)
     want = set(outputs)
     unknown = sorted(want - set(OUTPUTS))
     if unknown:
         raise ModelError(f"outputs: unknown {unknown}; expected names among {list(OUTPUTS)}")
-    for name, flag in legacy.items():  # temporary: the forces=/virial=/atom_virial= flags of before
-        if flag is not None:
-            (want.add if flag else want.discard)(name)
     return frozenset(want | {"energy", "atom_energy"})
 
 
@@ -270,10 +267,6 @@ def evaluate(
     create_graph: bool = False,
     n_centers: Optional[int] = None,
     chunk_atoms: Optional[int] = None,
-    *,
-    forces: Optional[bool] = None,
-    virial: Optional[bool] = None,
-    atom_virial: Optional[bool] = None,
 ) -> dict[str, torch.Tensor]:
     """Named outputs of a batch of frames: a dict with the keys of ``outputs`` among
     energy (B,) eV, atom_energy (N,) eV, forces (N, 3) eV/Å = −∂E/∂r, virial (B, 3, 3) eV
@@ -297,11 +290,8 @@ def evaluate(
     Results equal the one-pass evaluation up to floating-point summation order. Default None:
     ``CHUNK_PAIRS_CPU`` / ``CHUNK_PAIRS_CUDA`` pairs per chunk divided by the mean number of pairs per
     center. Energies-only calls keep their graph when autograd is on (differentiable energies).
-
-    ``forces=``, ``virial=``, ``atom_virial=`` (keyword-only, deprecated): add (True) or remove
-    (False) that output, as the flags of earlier versions did.
     """
-    want = _resolve_outputs(outputs, {"forces": forces, "virial": virial, "atom_virial": atom_virial})
+    want = _resolve_outputs(outputs)
     positions, atom_types, cells, pbc, frame_index, n_frames = _as_batch(model, positions, atom_types, cells, pbc, frame_index)
     if nl is None:
         nl = neighbor_list(positions.detach(), cells.detach(), pbc, model.rcut, frame_index)

@@ -9,13 +9,14 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 
-from export_helpers import small_model, small_water_atoms
+from conftest import small_water_atoms, water_model_kw
+from mlpot import testing
 from mlpot.errors import ModelError
 
 
 @pytest.fixture(scope="module")
-def model():
-    return small_model()
+def model(tiny_model):
+    return tiny_model(**water_model_kw())
 
 
 @pytest.fixture(scope="module")
@@ -60,36 +61,16 @@ def test_outputs_equal_model_outputs(model_file, model):
 
 def _fd_stress(atoms, h=1e-5):
     """Stress (Voigt, eV/Å³) as (1/V) ∂E/∂ε by central differences of symmetric strains."""
-    cell0, pos0, vol = atoms.get_cell()[:].copy(), atoms.get_positions().copy(), atoms.get_volume()
-    out = []
-    for a, b in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
-        e = []
-        for sign in (1, -1):
-            eps = np.zeros((3, 3))
-            eps[a, b] += 0.5 * sign * h
-            eps[b, a] += 0.5 * sign * h
-            deform = np.eye(3) + eps
-            atoms.set_cell(cell0 @ deform, scale_atoms=False)
-            atoms.set_positions(pos0 @ deform)
-            e.append(atoms.get_potential_energy())
-        out.append((e[0] - e[1]) / (2 * h) / vol)
-    atoms.set_cell(cell0, scale_atoms=False)
-    atoms.set_positions(pos0)
-    return np.array(out)
+    w = testing.fd_virial(testing.atoms_energy_fn(atoms), atoms.get_positions(), atoms.get_cell()[:], testing.VOIGT,
+                          h=h, order=2, symmetric=True)
+    return -w / atoms.get_volume()
 
 
 def _fd_forces(atoms, idx, h=1e-5):
     """−∂E/∂r for the atoms ``idx`` by central differences."""
-    out = np.zeros((len(idx), 3))
-    for n, i in enumerate(idx):
-        for k in range(3):
-            e = []
-            for sign in (1, -1):
-                atoms.positions[i, k] += sign * h
-                e.append(atoms.get_potential_energy())
-                atoms.positions[i, k] -= sign * h
-            out[n, k] = -(e[0] - e[1]) / (2 * h)
-    return out
+    comps = [(i, k) for i in idx for k in range(3)]
+    return testing.fd_forces(testing.atoms_energy_fn(atoms), atoms.get_positions(), atoms.get_cell()[:], comps,
+                             h=h, order=2).reshape(len(idx), 3)
 
 
 def test_forces_and_stress_match_finite_differences(model):
@@ -170,11 +151,11 @@ def test_caching_between_calls(model):
     assert e_slab != pytest.approx(e_swapped, abs=1e-8)
 
 
-def test_ensemble_mean_and_model_deviation(model):
+def test_ensemble_mean_and_model_deviation(tiny_model, model):
     from mlpot import DeepPotCalculator
     from mlpot.calculator import EnsembleCalculator
 
-    models = [model, small_model(seed=2), small_model(seed=3)]
+    models = [model, tiny_model(**water_model_kw(seed=2)), tiny_model(**water_model_kw(seed=3))]
     atoms = small_water_atoms(2, seed=7)
     atoms.calc = DeepPotCalculator(models)
     assert isinstance(atoms.calc, EnsembleCalculator)  # the list shortcut gives the ensemble calculator
@@ -258,7 +239,7 @@ def test_fire_with_frechet_cell_filter(model):
     assert np.isfinite(atoms.get_stress()).all() and np.isfinite(atoms.get_forces()).all()
 
 
-def test_clear_errors(model, tmp_path):
+def test_clear_errors(tiny_model, model, tmp_path):
     from mlpot import DeepPotCalculator
 
     calc = DeepPotCalculator(model)
@@ -273,7 +254,7 @@ def test_clear_errors(model, tmp_path):
     with pytest.raises(ModelError, match="no_such_model.pt': no such file"):
         DeepPotCalculator(tmp_path / "no_such_model.pt")
     with pytest.raises(ModelError, match="type_map"):
-        DeepPotCalculator([model, small_model(type_map=("H", "O"))])
+        DeepPotCalculator([model, tiny_model(**water_model_kw(type_map=("H", "O")))])
     with pytest.raises(TypeError):
         DeepPotCalculator()  # the model is required: no default file in the working directory
     bad = Atoms("OH", positions=[[0, 0, 0], [0, 0, 1.0]], pbc=True)  # periodic but no cell

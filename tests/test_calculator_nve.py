@@ -13,7 +13,6 @@ over 200 steps (2026-12-01): max deviation 2.6e-6 eV/atom, drift −2.6e-7 eV/at
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,16 +21,15 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 import mlpot
+from conftest import DATA, ROOT
 from mlpot.data import io
 from mlpot.interop.deepmd import import_deepmd
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
 def test_velocity_verlet_conserves_energy_trained_water():
     model = import_deepmd(ROOT / "tests/data/deepmd_water_se_e2_a/model.dp", device="cpu")
-    system = io.read(ROOT / "data/water/data_3")[0]
+    system = io.read(DATA / "water" / "data_3")[0]
     atoms = Atoms(symbols=system.symbols, positions=system.positions[0], cell=system.cells[0], pbc=True)
     atoms.calc = mlpot.DeepPotCalculator(model=model, device="cpu")
     with warnings.catch_warnings():  # ASE renames this helper across versions; same distribution

@@ -33,19 +33,9 @@ def small_system(seed: int = 0, n: int = 12):
     return np.array(pts), types, cell
 
 
-def make_model(kind: str = "se_e2_a", type_one_side: bool = True, sel=(30, 40), seed: int = 3) -> EnergyModel:
-    desc = {"type": kind, "rcut": RCUT, "rcut_smth": RCUT_SMTH, "sel": list(sel), "neuron": [3, 6, 12],
-            "resnet_dt": True, "seed": seed, "type_one_side": type_one_side}
-    if kind == "se_e2_a":
-        desc["axis_neuron"] = 4
-    model = EnergyModel.from_config({"type_map": ["O", "H"], "descriptor": desc,
-                                     "fitting_net": {"neuron": [8, 8], "seed": seed + 1}}, device="cpu")
-    k = 4 if kind == "se_e2_a" else 1
-    gen = torch.Generator().manual_seed(seed)
-    davg = 0.3 * torch.rand(2, k, generator=gen)
-    dstd = 0.5 + torch.rand(2, k, generator=gen)
-    model.descriptor.set_stats(davg, dstd)
-    return model
+#: the hyperparameters of this file's models (sel (30, 40) unless a test says otherwise); statistics:
+#: every column its own random mean and std (``uniform``, seeded with the model seed), no energy bias
+D = dict(rcut=RCUT, rcut_smth=RCUT_SMTH, neuron=(3, 6, 12), fitting=(8, 8), seed=3, stats="uniform", stats_seed=3)
 
 
 def dense_reference(model: EnergyModel, pos, types, cell) -> torch.Tensor:
@@ -126,9 +116,9 @@ def test_env_rows_formula():
 
 
 @pytest.mark.parametrize("kind,one_side", [("se_e2_a", True), ("se_e2_a", False), ("se_e2_r", True)])
-def test_edge_based_equals_dense_padded_reference(kind, one_side):
+def test_edge_based_equals_dense_padded_reference(tiny_model, kind, one_side):
     pos, types, cell = small_system(seed=1)
-    model = make_model(kind, one_side)
+    model = tiny_model(kind, sel=(30, 40), type_one_side=one_side, **D)
     with torch.no_grad():
         ref = dense_reference(model, pos, types, cell)
         got = model_descriptor(model, pos, types, cell)
@@ -136,9 +126,9 @@ def test_edge_based_equals_dense_padded_reference(kind, one_side):
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
 
 
-def test_descriptor_statistics_match_brute_force():
+def test_descriptor_statistics_match_brute_force(tiny_model):
     pos, types, cell = small_system(seed=2, n=10)
-    model = make_model("se_e2_a", sel=(12, 20))
+    model = tiny_model("se_e2_a", sel=(12, 20), type_one_side=True, **D)
     system = LabeledFrames(["O", "H"], types, pos[None], cell[None], [True] * 3, energies=np.array([1.0]))
     model.compute_stats([system], energy_bias=False)
     # brute force: all nnei slots of every atom of type c, empty ones zero, pooled
@@ -178,7 +168,7 @@ def test_energy_bias_least_squares_recovers_per_type_energies():
     np.testing.assert_allclose(stats.energy_bias_lstsq(counts, energies), e_true, rtol=1e-10)
 
 
-def test_energy_bias_via_compute_stats():
+def test_energy_bias_via_compute_stats(tiny_model):
     """Two water-like compositions with exactly additive energies → the model bias is exact."""
     e_true = {"O": -75.0, "H": -0.5}
     systems = []
@@ -188,14 +178,14 @@ def test_energy_bias_via_compute_stats():
         e = n_o * e_true["O"] + n_h * e_true["H"]
         systems.append(LabeledFrames(["O", "H"], types, np.stack([pos, pos + 0.01]), np.stack([cell, cell]), [True] * 3,
                                      energies=np.array([e, e])))
-    model = make_model("se_e2_a")
+    model = tiny_model("se_e2_a", sel=(30, 40), type_one_side=True, **D)
     model.compute_stats(systems)
     np.testing.assert_allclose(model.fitting.energy_bias.numpy(), [e_true["O"], e_true["H"]], rtol=1e-10)
 
 
-def test_sel_overflow_raises_model_error():
+def test_sel_overflow_raises_model_error(tiny_model):
     pos, types, cell = small_system(seed=1)
-    model = make_model("se_e2_a", sel=(2, 40))
+    model = tiny_model("se_e2_a", sel=(2, 40), type_one_side=True, **D)
     with pytest.raises(ModelError, match=r"frame 0, atom \d+ has \d+ neighbors of 'O' \(type 0\).*sel\[0\] = 2"):
         from mlpot.model import evaluate
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from export_helpers import DATA, small_model, small_water_atoms, water_frames
+from conftest import DATA, small_water_atoms, water_frames, water_model_kw
 from mlpot.errors import ModelError
 
 
@@ -61,14 +61,14 @@ def test_model_deviation_formula_vs_hand_computation():
     np.testing.assert_allclose(two[:, 3], np.linalg.norm(f[0] - f[1], axis=-1).max(axis=1) / 2, rtol=1e-12)
 
 
-def test_model_devi_cli_against_hand_computation(tmp_path, capsys):
+def test_model_devi_cli_against_hand_computation(tiny_model, tmp_path, capsys):
     from ase.io import write
 
     from mlpot import DeepPotCalculator
     from mlpot.cli import main
     from mlpot.export import save_model
 
-    models = [small_model(seed=s) for s in (1, 2, 3)]
+    models = [tiny_model(**water_model_kw(seed=s)) for s in (1, 2, 3)]
     paths = [str(save_model(mm, tmp_path / f"graph.{k:03d}.pt")) for k, mm in enumerate(models)]
     rng = np.random.default_rng(1)
     frames = []
@@ -102,7 +102,7 @@ def test_model_devi_cli_against_hand_computation(tmp_path, capsys):
     assert (table[:, 4] > 0).all()
     # fewer than two models, or different type maps: one clear error line, no output file
     assert main(["model-devi", "-m", paths[0], "-t", str(traj), "-o", str(tmp_path / "x.out")]) == 2
-    other = str(save_model(small_model(type_map=("H", "O")), tmp_path / "other.pt"))
+    other = str(save_model(tiny_model(**water_model_kw(type_map=("H", "O"))), tmp_path / "other.pt"))
     assert main(["model-devi", "-m", paths[0], other, "-t", str(traj), "-o", str(tmp_path / "x.out")]) == 2
     assert "differs from" in capsys.readouterr().err
     assert not (tmp_path / "x.out").exists()
@@ -110,12 +110,12 @@ def test_model_devi_cli_against_hand_computation(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ mlpot test
 @pytest.fixture(scope="module")
-def chno_model(tmp_path_factory):
+def chno_model(tiny_model, tmp_path_factory):
     from mlpot.data import io
     from mlpot.export import save_model
 
     mol = io.read_deepmd(DATA / "molecules_nopbc" / "C1H4O2").subset(slice(0, 20))
-    model = small_model(type_map=("C", "H", "O"), stats_systems=[water_frames(2).with_type_map(["C", "H", "O"]), mol])
+    model = tiny_model(**water_model_kw(type_map=("C", "H", "O"), stats_systems=[water_frames(2).with_type_map(["C", "H", "O"]), mol]))
     return model, save_model(model, tmp_path_factory.mktemp("test_cli") / "model.pt")
 
 

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from export_helpers import model_config, small_model, small_water_atoms
+from conftest import small_water_atoms, water_model_config, water_model_kw
 from mlpot.errors import ModelError
 from mlpot.export import FORMAT_TAG, load_model, save_model
 
 
 @pytest.fixture(scope="module")
-def model():
-    return small_model()
+def model(tiny_model):
+    return tiny_model(**water_model_kw())
 
 
 def _inputs(atoms):
@@ -63,8 +63,8 @@ def test_roundtrip_bit_identical_and_metadata(model, tmp_path):
     assert raw["format"] == FORMAT_TAG and isinstance(raw["metadata"], str)
 
 
-def test_float32_precision_recorded(tmp_path):
-    m32 = small_model(precision="float32")
+def test_float32_precision_recorded(tiny_model, tmp_path):
+    m32 = tiny_model(**water_model_kw(precision="float32"))
     loaded = load_model(save_model(m32, tmp_path / "m32.pt"), device="cpu")
     assert loaded.metadata["precision"] == "float32"
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
@@ -234,7 +234,7 @@ def test_freeze_cli_from_checkpoint(model, tmp_path, capsys):
 def test_model_config_roundtrip_builds_same_architecture():
     from mlpot.model import EnergyModel
 
-    cfg = model_config()
+    cfg = water_model_config()
     m = EnergyModel.from_config(cfg)
     m2 = EnergyModel.from_config(m.get_config())
     assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in m2.state_dict().items()}

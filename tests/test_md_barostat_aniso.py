@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
 
 from md_engine import (
-    CSVR, CheckpointReporter, Langevin, LennardJones, Reporter, Simulation, State, StochasticCellRescaling,
+    CSVR, CheckpointReporter, Langevin, Reporter, Simulation, State, StochasticCellRescaling,
     kinetic_energy,
 )
+from conftest import ARGON_EPS, ARGON_SIG, MPIRUN, argon_atoms, argon_lj
 from md_engine.config import parse_config
 from md_engine import NPT, rng
 from md_engine.observables import kinetic_tensor
@@ -33,24 +33,15 @@ from mlpot.errors import ConfigError, SimulationError
 from mlpot.neighbors import neighbor_list
 from mlpot.units import BAR_TO_EV_PER_A3, EV_PER_A3_TO_BAR, KB_EV_PER_K
 
-EPS, SIG, RC, RO = 0.0104, 3.40, 8.0, 6.0  # argon (eV, Å); switch from RO to RC, away from the fcc shells
+EPS, SIG, RC, RO = ARGON_EPS, ARGON_SIG, 8.0, 6.0  # argon (eV, Å); switch from RO to RC, away from the fcc shells
 P0 = 300.0  # bar
 N_ATOMS = 32
-
-
-def lj() -> LennardJones:
-    return LennardJones(EPS, SIG, RC, smooth=True, ro=RO)
 
 
 def crystal(a: float, temperature: float, stretch: tuple[float, float, float] = (1.0, 1.0, 1.0), seed: int = 1,
             shear: bool = False) -> State:
     """2×2×2 conventional fcc cells (32 atoms), lattice constant a (Å), cell rows scaled by ``stretch``."""
-    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((2, 2, 2))
-    cell = atoms.cell.array * np.array(stretch)[:, None]
-    if shear:  # a triclinic cell
-        cell[1] += 0.25 * cell[0]
-        cell[2] += 0.15 * cell[0] - 0.1 * cell[1]
-    atoms.set_cell(cell, scale_atoms=True)
+    atoms = argon_atoms(2, a=a, stretch=stretch, shear=shear)  # shear: a triclinic cell
     return State.from_atoms(atoms, temperature=temperature, seed=seed, device="cpu")
 
 
@@ -79,7 +70,7 @@ class Recorder(Reporter):
 
 def sample(state: State, integ, steps: int, equil: int = 0) -> np.ndarray:
     rec = Recorder()
-    sim = Simulation(state, lj(), integ, [rec], skin=1.0)
+    sim = Simulation(state, argon_lj(RC, RO), integ, [rec], skin=1.0)
     sim.run(equil)
     rec.rows.clear()
     sim.run(steps)
@@ -96,11 +87,11 @@ def block_mean(x: np.ndarray, blocks: int = 10) -> tuple[float, float]:
 def _static(a: float, eps=(0.0, 0.0, 0.0)) -> tuple[float, torch.Tensor]:
     """Energy (eV) and virial (eV) of the perfect crystal, lattice constant a, log strains eps."""
     mu = torch.exp(torch.tensor(eps))
-    base = torch.tensor(bulk("Ar", "fcc", a=1.0, cubic=True).repeat((2, 2, 2)).positions)
+    base = torch.tensor(argon_atoms(2, a=1.0).positions)
     cell, pos = torch.diag(2 * a * mu), base * a * mu
     pbc = torch.ones(3, dtype=torch.bool)
     nl = neighbor_list(pos, cell[None], pbc[None], RC)
-    out = lj().compute(pos, torch.zeros(N_ATOMS, dtype=torch.long), cell, pbc, nl)
+    out = argon_lj(RC, RO).compute(pos, torch.zeros(N_ATOMS, dtype=torch.long), cell, pbc, nl)
     e, w = out["energy"], out["virial"]
     return float(e), w
 
@@ -139,7 +130,7 @@ def test_isotropic_mode_is_the_default_bit_for_bit(thermostat):
     def run(**kw):
         baro = StochasticCellRescaling(P0, tau=300.0, compressibility=1e-3, **kw)
         cls = CSVR if thermostat == "csvr" else Langevin
-        sim = Simulation(crystal(5.5, 120.0, seed=3), lj(), NPT(cls(5.0, 120.0, tau=50.0, seed=7), baro), skin=1.0)
+        sim = Simulation(crystal(5.5, 120.0, seed=3), argon_lj(RC, RO), NPT(cls(5.0, 120.0, tau=50.0, seed=7), baro), skin=1.0)
         sim.run(150)
         return sim
 
@@ -165,7 +156,7 @@ def _one_step(beta: float) -> tuple[torch.Tensor, float, float, float]:
     first-order potential work −Σ W_αα,before Δε_α), eV."""
     tau, target = 1000.0, -3000.0
     integ = npt("anisotropic", 1.0, beta=beta, tau=tau, pressure=target)
-    sim = Simulation(crystal(5.3, 120.0, shear=True, seed=4), lj(), integ, skin=1.0)
+    sim = Simulation(crystal(5.3, 120.0, shear=True, seed=4), argon_lj(RC, RO), integ, skin=1.0)
     sim.setup()
     st, baro = sim.state, integ.barostat
     pos0, vel0, cell0 = st.positions.clone(), st.velocities.clone(), st.cell.clone()
@@ -208,6 +199,7 @@ def test_one_rescaling_step_affine_and_bookkeeping():
 
 
 # ------------------------------------------------------------------------------- (b) sampling
+@pytest.mark.slow
 def test_anisotropic_npt_pressure_tensor_and_strain_fluctuations(static_ref):
     """5 K, 6000 steps: ⟨P_αα⟩ = P₀ for each α; the strains fluctuate independently with the harmonic
     covariance k_BT H⁻¹ (shape: ln(L_α/L_β); volume: ln V). Systematic allowance 10 % beyond 4σ:
@@ -268,7 +260,7 @@ def test_effective_energy_conserved(thermostat):
 def test_restart_continues_exactly(tmp_path):
     def make(ckpt: Path | None):
         reps = [CheckpointReporter(ckpt, 20)] if ckpt is not None else []
-        return Simulation(crystal(5.4, 80.0, seed=2), lj(), npt("anisotropic", 80.0, beta=1e-3, tau=300.0, dt=5.0),
+        return Simulation(crystal(5.4, 80.0, seed=2), argon_lj(RC, RO), npt("anisotropic", 80.0, beta=1e-3, tau=300.0, dt=5.0),
                           reps, skin=0.7)
 
     full = make(None)
@@ -285,7 +277,7 @@ def test_restart_continues_exactly(tmp_path):
     assert full.thermo()["conserved_eV"] == again.thermo()["conserved_eV"]
     d = torch.diagonal(full.state.cell)
     assert float(d.max() / d.min()) > 1.0 + 1e-4  # anisotropic indeed
-    iso = Simulation(crystal(5.4, 80.0, seed=2), lj(), npt("isotropic", 80.0, beta=1e-3, tau=300.0, dt=5.0), skin=0.7)
+    iso = Simulation(crystal(5.4, 80.0, seed=2), argon_lj(RC, RO), npt("isotropic", 80.0, beta=1e-3, tau=300.0, dt=5.0), skin=0.7)
     with pytest.raises(SimulationError, match="barostat mode 'anisotropic'"):
         iso.load_checkpoint(ck)
 
@@ -309,7 +301,7 @@ def test_config_barostat_mode(tmp_path):
     from md_engine import build_simulation
 
     xyz = tmp_path / "ar.xyz"
-    bulk("Ar", "fcc", a=5.4, cubic=True).repeat((2, 2, 2)).write(xyz)
+    argon_atoms(2, a=5.4).write(xyz)
     cfg = parse_config(_cfg(structure=str(xyz), barostat_mode="anisotropic", output_dir=str(tmp_path / "out"),
                             device="cpu", progress=False))
     sim = build_simulation(cfg)
@@ -319,10 +311,9 @@ def test_config_barostat_mode(tmp_path):
 # ------------------------------------------------------------------------------- MPI
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_scripts" / "md_worker.py"
-MPIRUN = Path(sys.executable).parent / "mpirun"
 
 
-@pytest.mark.skipif(not MPIRUN.exists(), reason=f"no mpirun next to the interpreter ({MPIRUN})")
+@pytest.mark.mpi
 def test_two_ranks_match_one_rank(tmp_path):
     """72 atoms in a triclinic cell, 150 steps CSVR + anisotropic barostat: 2 ranks == serial."""
     sys.path.insert(0, str(WORKER.parent))

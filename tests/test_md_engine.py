@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from ase import units
-from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLJ
 from ase.md.verlet import VelocityVerlet as AseVV
 
+from conftest import ARGON_EPS, ARGON_SIG, argon_atoms, argon_lj
 from mlpot.errors import DataError, ModelError, SimulationError
 from md_engine import (
     CSVR,
@@ -35,17 +35,8 @@ from md_engine import (
 )
 from mlpot.neighbors import VerletList, neighbor_list_brute_force
 
-EPS, SIG, RC, RO = 0.0104, 3.40, 8.0, 6.5  # argon (eV, Å); smooth switch between RO and RC
-
-
-def argon(n: int = 2, a: float = 5.8, jitter: float = 0.15, seed: int = 0):
-    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((n, n, n))
-    atoms.positions += np.random.default_rng(seed).normal(0.0, jitter, atoms.positions.shape)
-    return atoms
-
-
-def lj(smooth: bool = True) -> LennardJones:
-    return LennardJones(EPS, SIG, RC, smooth=smooth, ro=RO) if smooth else LennardJones(EPS, SIG, RC, shift=True)
+EPS, SIG, RC, RO = ARGON_EPS, ARGON_SIG, 8.0, 6.5  # argon (eV, Å); smooth switch between RO and RC
+JITTER = 0.15  # Å, the default displacement of this file's argon crystals
 
 
 def unwrapped(st: State) -> np.ndarray:
@@ -55,12 +46,12 @@ def unwrapped(st: State) -> np.ndarray:
 # ------------------------------------------------------------------------------- potential vs ASE
 @pytest.mark.parametrize("smooth", [False, True])
 def test_lj_energy_forces_stress_match_ase(smooth):
-    atoms = argon(2, jitter=0.3, seed=3)
+    atoms = argon_atoms(2, jitter=0.3, seed=3)
     atoms.set_cell(atoms.cell.array + np.array([[0, 0, 0], [0.7, 0, 0], [0.3, -0.4, 0]]), scale_atoms=False)  # triclinic
     atoms.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=smooth)
     st = State.from_atoms(atoms, device="cpu")
     nl = neighbor_list_brute_force(st.positions, st.cell[None], st.pbc[None], RC + 1.0)  # with skin pairs
-    out = lj(smooth).compute(st.positions, st.types, st.cell, st.pbc, nl)
+    out = argon_lj(RC, RO, smooth=smooth).compute(st.positions, st.types, st.cell, st.pbc, nl)
     e, f, w = out["energy"], out["forces"], out["virial"]
     assert abs(float(e) - atoms.get_potential_energy()) < 1e-10
     assert np.abs(f.numpy() - atoms.get_forces()).max() < 1e-10
@@ -69,7 +60,7 @@ def test_lj_energy_forces_stress_match_ase(smooth):
 
 
 def test_lj_per_type_table_and_finite_differences():
-    atoms = argon(2, jitter=0.3, seed=4)
+    atoms = argon_atoms(2, jitter=0.3, seed=4)
     syms = ["Ar", "Kr"] * (len(atoms) // 2)
     atoms.set_chemical_symbols(syms)
     eps = torch.tensor([[0.0104, 0.0140], [0.0140, 0.0170]])
@@ -102,12 +93,12 @@ def test_lj_per_type_table_and_finite_differences():
 
 # ------------------------------------------------------------------------------- NVE vs ASE
 def test_nve_trajectory_matches_ase_velocity_verlet():
-    atoms = argon(2, seed=1)
+    atoms = argon_atoms(2, seed=1, jitter=JITTER)
     st = State.from_atoms(atoms, temperature=300.0, seed=5, device="cpu")
     ref = st.to_atoms()
     ref.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, ro=RO, smooth=True)
     dt = 2.0
-    sim = Simulation(st, lj(), VelocityVerlet(dt), skin=0.5)
+    sim = Simulation(st, argon_lj(RC, RO), VelocityVerlet(dt), skin=0.5)
     sim.run(100)
     AseVV(ref, timestep=dt * units.fs).run(100)
     assert np.abs(unwrapped(st) - ref.positions).max() < 1e-8
@@ -117,9 +108,9 @@ def test_nve_trajectory_matches_ase_velocity_verlet():
 
 def test_nve_energy_drift_bound():
     """108 argon atoms near the triple point, dt = 5 fs (≈ 0.0023 LJ time units), 2 ps."""
-    st = State.from_atoms(argon(3, a=5.6, seed=2), temperature=80.0, seed=2, device="cpu")
+    st = State.from_atoms(argon_atoms(3, a=5.6, seed=2, jitter=JITTER), temperature=80.0, seed=2, device="cpu")
     thermo = ThermoReporter(None, interval=10, stream=None)
-    sim = Simulation(st, lj(), VelocityVerlet(5.0), [thermo], skin=1.0)
+    sim = Simulation(st, argon_lj(RC, RO), VelocityVerlet(5.0), [thermo], skin=1.0)
     sim.run(400)
     t = np.array([r["time_ps"] for r in thermo.rows])
     e = np.array([r["conserved_eV"] for r in thermo.rows]) / st.n_atoms
@@ -135,13 +126,13 @@ def test_nve_energy_drift_bound():
 @pytest.mark.parametrize("ensemble", ["nve", "npt"])
 def test_verlet_skin_identical_to_rebuild_every_step(ensemble):
     def make(skin, every):
-        st = State.from_atoms(argon(2, seed=7), temperature=400.0, seed=3, device="cpu")
+        st = State.from_atoms(argon_atoms(2, seed=7, jitter=JITTER), temperature=400.0, seed=3, device="cpu")
         if ensemble == "nve":
             integ = VelocityVerlet(4.0)
         else:
             baro = StochasticCellRescaling(pressure=2000.0, tau=200.0, compressibility=1e-3)
             integ = NPT(CSVR(4.0, temperature=400.0, tau=50.0, seed=11), baro)
-        return Simulation(st, lj(), integ, skin=skin, rebuild_every=every)
+        return Simulation(st, argon_lj(RC, RO), integ, skin=skin, rebuild_every=every)
 
     a, b = make(0.6, None), make(0.0, 1)
     a.run(150)
@@ -150,12 +141,12 @@ def test_verlet_skin_identical_to_rebuild_every_step(ensemble):
     assert np.abs(a.state.velocities.numpy() - b.state.velocities.numpy()).max() < 1e-10
     assert 1 < a.n_rebuilds < 150 and b.n_rebuilds == 151
     if ensemble == "npt":
-        assert not torch.allclose(a.state.cell, State.from_atoms(argon(2, seed=7), device="cpu").cell)
+        assert not torch.allclose(a.state.cell, State.from_atoms(argon_atoms(2, seed=7, jitter=JITTER), device="cpu").cell)
 
 
 def test_verlet_list_holds_all_pairs_after_cell_change():
     """The rebuild criterion is exact: whenever the list is kept, it contains every pair within the cutoff."""
-    st = State.from_atoms(argon(2, seed=9), device="cpu")
+    st = State.from_atoms(argon_atoms(2, seed=9, jitter=JITTER), device="cpu")
     vl = VerletList(RC, skin=0.8)
     vl.build(st)
     gen = torch.Generator().manual_seed(0)
@@ -187,10 +178,10 @@ def _ensemble(name: str, seed: int = 3):
 @pytest.mark.parametrize("name", ["langevin", "nhc", "csvr-npt"])
 def test_restart_continues_exactly(tmp_path, name):
     def make(out: Path):
-        st = State.from_atoms(argon(2, seed=4), temperature=120.0, seed=8, device="cpu")
+        st = State.from_atoms(argon_atoms(2, seed=4, jitter=JITTER), temperature=120.0, seed=8, device="cpu")
         reps = [ThermoReporter(out / "thermo.csv", 5, stream=None), H5MDReporter(out / "traj.h5", 10),
                 ExtxyzReporter(out / "traj.xyz", 10), CheckpointReporter(out / "ckpt.pt", 20)]
-        return Simulation(st, lj(), _ensemble(name), reps, skin=0.7)
+        return Simulation(st, argon_lj(RC, RO), _ensemble(name), reps, skin=0.7)
 
     full = make(tmp_path / "full")
     full.run(60)
@@ -220,8 +211,8 @@ def test_restart_continues_exactly(tmp_path, name):
 def test_h5md_layout_and_thermo(tmp_path):
     import h5py
 
-    st = State.from_atoms(argon(2, seed=5), temperature=100.0, seed=1, device="cpu")
-    sim = Simulation(st, lj(), NoseHooverChain(5.0, 100.0, tau=200.0),
+    st = State.from_atoms(argon_atoms(2, seed=5, jitter=JITTER), temperature=100.0, seed=1, device="cpu")
+    sim = Simulation(st, argon_lj(RC, RO), NoseHooverChain(5.0, 100.0, tau=200.0),
                      [ThermoReporter(tmp_path / "t.csv", 10, stream=None), H5MDReporter(tmp_path / "t.h5", 20, forces=True)])
     sim.run(40)
     with h5py.File(tmp_path / "t.h5", "r") as f:
@@ -248,7 +239,7 @@ class _Faulty:
     """LJ that misbehaves from step ``at`` on: 'nan' energies/forces or a ModelError (sel overflow)."""
 
     def __init__(self, kind: str, at: int):
-        self.inner, self.kind, self.at, self.calls = lj(), kind, at, 0
+        self.inner, self.kind, self.at, self.calls = argon_lj(RC, RO), kind, at, 0
         self.cutoff = self.inner.cutoff
 
     def compute(self, *args, **kwargs):
@@ -286,7 +277,7 @@ def _failing_run(tmp_path, st, pot, **kw):
 
 @pytest.mark.parametrize("kind", ["nan", "overflow"])
 def test_failure_nan_and_neighbor_overflow(tmp_path, kind):
-    st = State.from_atoms(argon(2), temperature=100.0, seed=1, device="cpu")
+    st = State.from_atoms(argon_atoms(2, jitter=JITTER), temperature=100.0, seed=1, device="cpu")
     msg, sim = _failing_run(tmp_path, st, _Faulty(kind, at=23))
     # the model error is raised inside step 23; NaN forces of step 23 are caught by the check before
     # the next output (thermo every 2 steps: step 24), so no NaN frame is written
@@ -296,13 +287,13 @@ def test_failure_nan_and_neighbor_overflow(tmp_path, kind):
 
 
 def test_failure_atoms_too_close(tmp_path):
-    atoms = argon(2)
+    atoms = argon_atoms(2, jitter=JITTER)
     st = State.from_atoms(atoms, temperature=50.0, seed=1, device="cpu")
     # two atoms flying at each other fast enough to get within 2.5 Å (min_distance raised to 2.5 Å)
     d = st.positions[1] - st.positions[0]
     st.velocities[0] = 0.2 * d / d.norm()
     st.velocities[1] = -0.2 * d / d.norm()
-    msg, sim = _failing_run(tmp_path, st, lj(), min_distance=2.5, dt=1.0)
+    msg, sim = _failing_run(tmp_path, st, argon_lj(RC, RO), min_distance=2.5, dt=1.0)
     assert "closer than min_distance" in msg and sim.state.step > 1
 
 
@@ -313,7 +304,7 @@ def test_failure_lost_atom(tmp_path):
     st = State.from_atoms(atoms, device="cpu")
     out = st.positions[1] - st.positions[0]
     st.velocities[1] = 1.0 * out / out.norm()  # 1 Å/fs outwards: leaves the cluster for good
-    msg, sim = _failing_run(tmp_path, st, lj(), dt=1.0, lost_margin=12.0)
+    msg, sim = _failing_run(tmp_path, st, argon_lj(RC, RO), dt=1.0, lost_margin=12.0)
     assert "lost atom" in msg
     assert 8 <= sim.state.step <= 20
 
@@ -341,7 +332,7 @@ def test_state_from_lammps_data_and_mb_velocities(water_dir):
 
 @pytest.mark.parametrize("fmt", ["vasp", "extxyz", "cif"])
 def test_state_from_ase_formats(tmp_path, fmt):
-    atoms = argon(2, seed=6)
+    atoms = argon_atoms(2, seed=6, jitter=JITTER)
     path = tmp_path / {"vasp": "POSCAR", "extxyz": "a.extxyz", "cif": "a.cif"}[fmt]
     ase.io.write(path, atoms, format=fmt)
     st = State.from_file(path, format=fmt, device="cpu", temperature=50.0, seed=0)
@@ -357,7 +348,7 @@ class _Alchemical:
     """LJ scaled by λ: U(λ) = λ U_LJ, with the extra named output ∂U/∂λ = U_LJ (a 0-d local term)."""
 
     def __init__(self, lam: float):
-        self.inner, self.lam = lj(), lam
+        self.inner, self.lam = argon_lj(RC, RO), lam
         self.cutoff = self.inner.cutoff
 
     def compute(self, *args, **kwargs):
@@ -368,7 +359,7 @@ class _Alchemical:
 
 
 def test_extra_potential_output_is_a_thermo_observable(tmp_path):
-    st = State.from_atoms(argon(2, seed=5), temperature=100.0, seed=1, device="cpu")
+    st = State.from_atoms(argon_atoms(2, seed=5, jitter=JITTER), temperature=100.0, seed=1, device="cpu")
     thermo = ThermoReporter(tmp_path / "t.csv", 5, stream=None, columns=["time_ps", "potential_eV", "dU_dlambda"])
     sim = Simulation(st, _Alchemical(0.5), VelocityVerlet(2.0), [thermo])
     sim.run(10)
@@ -379,7 +370,7 @@ def test_extra_potential_output_is_a_thermo_observable(tmp_path):
     from mlpot.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown observable 'temperatur_K'.*did you mean `temperature_K`"):
-        Simulation(st.clone(), lj(), VelocityVerlet(2.0), [ThermoReporter(None, 5, stream=None, columns=["temperatur_K"])]).run(1)
+        Simulation(st.clone(), argon_lj(RC, RO), VelocityVerlet(2.0), [ThermoReporter(None, 5, stream=None, columns=["temperatur_K"])]).run(1)
 
 
 def test_keyed_rng_philox_and_decomposition_independence():

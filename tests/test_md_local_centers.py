@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlpot.model import EnergyModel, evaluate
-from mlpot.neighbors import NeighborList, pair_vectors, local_pair_list, neighbor_list_brute_force
+from mlpot.model import evaluate
+from mlpot.neighbors import NeighborList, local_pair_list, neighbor_list_brute_force, pair_vectors
 from md_engine.comm import SERIAL
 from md_engine.domain import GhostDomain
 from md_engine.state import State
@@ -21,20 +21,10 @@ from md_engine.state import State
 RC, SKIN = 3.5, 0.5
 
 
-def _model() -> EnergyModel:
-    cfg = {
-        "type_map": ["O", "H"],
-        "descriptor": {"type": "se_e2_a", "rcut": RC, "rcut_smth": 1.0, "sel": [20, 40], "neuron": [4, 8],
-                       "axis_neuron": 4, "seed": 1},
-        "fitting_net": {"neuron": [8, 8], "seed": 2},
-    }
-    torch.manual_seed(0)
-    m = EnergyModel.from_config(cfg, device="cpu")
-    with torch.no_grad():  # non-trivial statistics and bias, so that padding terms matter
-        m.descriptor.davg.normal_(0.0, 0.1)
-        m.descriptor.dstd.uniform_(0.5, 1.5)
-        m.fitting.energy_bias.copy_(torch.tensor([-3.0, -1.5], dtype=torch.float64))
-    return m
+#: the hyperparameters of this file's model: non-trivial statistics (``gaussian_global``: drawn from
+#: torch's global generator after torch.manual_seed(0)) and bias, so that padding terms matter
+L = dict(rcut=RC, sel=(20, 40), neuron=(4, 8), fitting=(8, 8), seed=1, fitting_seed=2, resnet_dt=False, torch_seed=0,
+         stats="gaussian_global", energy_bias=(-3.0, -1.5))
 
 
 def _water_box() -> State:
@@ -60,9 +50,9 @@ def ghost_setup():
     return st, dom, pos_all, nl
 
 
-def test_restricted_evaluation_equals_full_local_part(ghost_setup):
+def test_restricted_evaluation_equals_full_local_part(tiny_model, ghost_setup):
     st, dom, pos_all, nl_local = ghost_setup
-    model = _model()
+    model = tiny_model(**L)
     n, n_all = dom.n_local, dom.n_all
     assert n_all > n  # there are ghosts
     types = dom.all_types
@@ -104,11 +94,11 @@ def test_restricted_evaluation_equals_full_local_part(ghost_setup):
     assert torch.allclose(r3["atom_energy"], out["atom_energy"].detach(), rtol=tol, atol=0)
 
 
-def test_restricted_evaluation_with_reverse_forces_equals_periodic(ghost_setup):
+def test_restricted_evaluation_with_reverse_forces_equals_periodic(tiny_model, ghost_setup):
     """Σ local energies, ghost forces folded onto their owners, and the virial equal the periodic
     (lattice shift) evaluation of the box."""
     st, dom, pos_all, nl_local = ghost_setup
-    model = _model()
+    model = tiny_model(**L)
     n = dom.n_local
     with torch.no_grad():  # evaluate() then returns detached results
         r = evaluate(model, pos_all, dom.all_types, torch.zeros(3, 3, dtype=torch.float64),
@@ -120,12 +110,12 @@ def test_restricted_evaluation_with_reverse_forces_equals_periodic(ghost_setup):
     assert float((r["virial"] - ref["virial"]).abs().max()) <= 1e-11 * float(ref["virial"].abs().max())
 
 
-def test_n_centers_out_of_range_is_a_model_error(ghost_setup):
+def test_n_centers_out_of_range_is_a_model_error(tiny_model, ghost_setup):
     from mlpot.errors import ModelError
 
     st, dom, pos_all, nl_local = ghost_setup
     with pytest.raises(ModelError, match="n_centers"):
-        evaluate(_model(), pos_all, dom.all_types, torch.zeros(3, 3, dtype=torch.float64),
+        evaluate(tiny_model(**L), pos_all, dom.all_types, torch.zeros(3, 3, dtype=torch.float64),
                  torch.zeros(3, dtype=torch.bool), nl=nl_local, n_centers=dom.n_all + 1)
 
 

@@ -17,17 +17,15 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MPIRUN
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_scripts" / "md_worker.py"
-MPIRUN = Path(sys.executable).parent / "mpirun"
 sys.path.insert(0, str(WORKER.parent))
 import md_worker as w  # noqa: E402
 
 from md_engine import CSVR, H5MDReporter, Simulation, VelocityVerlet, read_h5md  # noqa: E402
 from md_engine.domain import choose_grid  # noqa: E402
-
-needs_mpi = pytest.mark.skipif(not MPIRUN.exists(), reason=f"no mpirun next to the interpreter ({MPIRUN})")
 
 
 def mpirun(n: int, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
@@ -70,7 +68,7 @@ def test_one_rank_ghost_path_equals_shift_path(serial_ref):
         assert abs(e1 - e0) <= 1e-10 * abs(e0) and rel(f1, f0) < 1e-10 and rel(v1, v0) < 1e-10, name
 
 
-@needs_mpi
+@pytest.mark.mpi
 @pytest.mark.parametrize("n_ranks", [2, 4])
 def test_forces_energy_virial_agree_across_rank_counts(n_ranks, serial_ref, tmp_path):
     out = tmp_path / "f.npz"
@@ -85,7 +83,7 @@ def test_forces_energy_virial_agree_across_rank_counts(n_ranks, serial_ref, tmp_
         assert rel(d[f"{name}_virial"], v0) < 1e-10, name
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_nve_two_ranks_matches_serial_trajectory_with_migration(tmp_path):
     out, traj = tmp_path / "n.npz", tmp_path / "traj2.h5"
     mpirun(2, "nve", str(out), str(traj))
@@ -104,7 +102,8 @@ def test_nve_two_ranks_matches_serial_trajectory_with_migration(tmp_path):
     assert np.allclose(t2["observables"]["potential_energy"], t1["observables"]["potential_energy"], rtol=1e-10, atol=0)
 
 
-@needs_mpi
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_nve_thin_subdomains_multi_hop_with_migration(tmp_path):
     """200 NVE steps on 4 ranks stacked along one lattice vector (subdomains ~4 Å, shell 5.5 Å: two
     hops) equal the serial trajectory; atoms migrate between the thin subdomains."""
@@ -136,7 +135,7 @@ def _restart_serial(ckpt: Path):
     return w.unwrapped(sim.state), sim.state.velocities.numpy()
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_checkpoint_two_ranks_restarts_on_one(csvr_reference, tmp_path):
     d, pos_ref, vel_ref = csvr_reference
     ck = tmp_path / "ck2.pt"
@@ -146,7 +145,7 @@ def test_checkpoint_two_ranks_restarts_on_one(csvr_reference, tmp_path):
     assert np.abs(pos - pos_ref).max() < 1e-8 and np.abs(vel - vel_ref).max() < 1e-10
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_checkpoint_one_rank_restarts_on_two(csvr_reference, tmp_path):
     d, pos_ref, vel_ref = csvr_reference
     out = tmp_path / "r.npz"
@@ -167,7 +166,7 @@ def langevin_reference(tmp_path_factory):
     return d, w.unwrapped(sim.state), sim.state.velocities.numpy().copy()
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_langevin_noise_is_decomposition_independent(langevin_reference, tmp_path):
     """Per-atom Langevin noise is drawn by global id: 100 steps on 2 ranks + 100 restarted on 1, and
     100 on 1 + 100 restarted on 2, both equal 200 uninterrupted serial steps."""
@@ -185,7 +184,7 @@ def test_langevin_noise_is_decomposition_independent(langevin_reference, tmp_pat
     assert np.abs(r["positions"] - pos_ref).max() < 1e-8 and np.abs(r["velocities"] - vel_ref).max() < 1e-10
 
 
-@needs_mpi
+@pytest.mark.mpi
 def test_failure_on_one_rank_stops_all_ranks_with_its_message(tmp_path):
     out, ck = tmp_path / "fail.npz", tmp_path / "run.pt"
     mpirun(2, "fail", str(out), str(ck))  # returns (no hang: subprocess timeout otherwise)
@@ -218,7 +217,8 @@ def test_grid_choice_and_shell_thicker_than_the_box():
     assert abs(e1 - e0) <= 1e-10 * abs(e0) and rel(f1, f0) < 1e-10 and rel(v1, v0) < 1e-10
 
 
-@needs_mpi
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_thin_subdomains_multi_hop_exchange(serial_ref, tmp_path):
     """4 ranks along one lattice vector: subdomains ~3-4 Å wide, thinner than the ghost shell
     (LJ 5.5 Å, model 4.5 Å), so ghosts travel two hops; results equal the serial ones."""

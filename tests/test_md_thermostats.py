@@ -10,12 +10,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
 
 from md_engine import (
-    CSVR, NPT, Langevin, LennardJones, NoseHooverChain, Reporter, Simulation, State, StochasticCellRescaling,
+    CSVR, NPT, Langevin, NoseHooverChain, Reporter, Simulation, State, StochasticCellRescaling,
     kinetic_energy, pressure,
 )
+from conftest import argon_atoms, argon_lj
 from mlpot.units import EV_PER_A3_TO_BAR, KB_EV_PER_K
 
 T = 120.0
@@ -36,11 +36,10 @@ class Sampler(Reporter):
 
 
 def run(integ, steps=3000, equil=300):
-    atoms = bulk("Ar", "fcc", a=5.8, cubic=True).repeat((2, 2, 2))
-    atoms.positions += np.random.default_rng(0).normal(0.0, 0.15, atoms.positions.shape)
+    atoms = argon_atoms(2, a=5.8, jitter=0.15, seed=0)
     st = State.from_atoms(atoms, temperature=T, seed=1, device="cpu")
     sampler = Sampler()
-    sim = Simulation(st, LennardJones(0.0104, 3.4, 8.0, smooth=True, ro=6.5), integ, [sampler], skin=1.0)
+    sim = Simulation(st, argon_lj(8.0, 6.5), integ, [sampler], skin=1.0)
     sim.run(equil)
     sampler.rows.clear()
     sim.run(steps)
@@ -52,6 +51,7 @@ def mean_and_error(x, blocks=10):
     return x.mean(), b.std(ddof=1) / np.sqrt(blocks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["langevin", "csvr", "nhc"])
 def test_nvt_kinetic_energy_distribution(name):
     integ = {"langevin": lambda: Langevin(10.0, T, tau=25.0, seed=1),
@@ -69,6 +69,7 @@ def test_nvt_kinetic_energy_distribution(name):
     assert np.ptp(cons) < 0.02 * 0.5 * nf * kt, np.ptp(cons)
 
 
+@pytest.mark.slow
 def test_npt_stochastic_cell_rescaling_pressure():
     p0 = 300.0
     baro = StochasticCellRescaling(p0, tau=1000.0, compressibility=2e-4)
@@ -89,14 +90,15 @@ def _static_energy(a: float, log_v: float = 0.0) -> tuple[float, float]:
     from mlpot.neighbors import neighbor_list
 
     s = math.exp(log_v / 3)
-    base = torch.tensor(bulk("Ar", "fcc", a=1.0, cubic=True).repeat((2, 2, 2)).positions)
+    base = torch.tensor(argon_atoms(2, a=1.0).positions)
     cell, pos = torch.eye(3, dtype=torch.float64) * 2 * a * s, base * a * s
     pbc = torch.ones(3, dtype=torch.bool)
     nl = neighbor_list(pos, cell[None], pbc[None], 8.0)
-    out = LennardJones(0.0104, 3.4, 8.0, smooth=True, ro=6.5).compute(pos, torch.zeros(32, dtype=torch.long), cell, pbc, nl)
+    out = argon_lj(8.0, 6.5).compute(pos, torch.zeros(32, dtype=torch.long), cell, pbc, nl)
     return float(out["energy"]), float(torch.trace(out["virial"]))
 
 
+@pytest.mark.slow
 def test_npt_isotropic_volume_fluctuation_matches_compressibility():
     """Isotropic stochastic cell rescaling samples the volume distribution, not only its mean: a 5 K
     (harmonic) crystal at P₀ has ⟨δV²⟩ = k_BT V κ_T, with κ_T = V/H, H = ∂²(E + P₀V)/∂(ln V)² from
@@ -120,11 +122,11 @@ def test_npt_isotropic_volume_fluctuation_matches_compressibility():
     kappa = vol / hess  # Å³/eV: κ_T = −(1/V) dV/dP
     pred = KB_EV_PER_K * temp * vol * kappa  # ⟨δV²⟩, Å⁶
 
-    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+    atoms = argon_atoms(2, a=a)
     st = State.from_atoms(atoms, temperature=temp, seed=3, device="cpu")
     baro = StochasticCellRescaling(p0, tau=1000.0, compressibility=2e-4)
     sampler = Sampler()
-    sim = Simulation(st, LennardJones(0.0104, 3.4, 8.0, smooth=True, ro=6.5), NPT(CSVR(10.0, temp, tau=50.0, seed=2), baro),
+    sim = Simulation(st, argon_lj(8.0, 6.5), NPT(CSVR(10.0, temp, tau=50.0, seed=2), baro),
                      [sampler], skin=1.0)
     sim.run(300)
     sampler.rows.clear()

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DATA
+from mlpot import testing
 from mlpot.errors import ModelError
 from mlpot.model import EnergyModel, evaluate
 from mlpot.neighbors import neighbor_list
@@ -16,33 +18,12 @@ from mlpot.neighbors import neighbor_list
 PBC = [True, True, True]
 
 
-def model_cfg(kind="se_e2_a", type_map=("O", "H"), sel=(24, 48), rcut=4.0, rcut_smth=1.0, precision="float64", seed=7):
-    desc = {"type": kind, "rcut": rcut, "rcut_smth": rcut_smth, "sel": list(sel), "neuron": [4, 8, 16],
-            "resnet_dt": True, "activation_function": "tanh", "precision": precision, "seed": seed, "type_one_side": True}
-    if kind == "se_e2_a":
-        desc["axis_neuron"] = 4
-    return {"type_map": list(type_map), "descriptor": desc,
-            "fitting_net": {"neuron": [16, 16], "resnet_dt": True, "precision": precision, "seed": seed + 1}}
-
-
-def make_model(kind="se_e2_a", **kw) -> EnergyModel:
-    model = EnergyModel.from_config(model_cfg(kind, **kw), device="cpu")
-    nt = len(model.type_map)
-    k = 4 if kind == "se_e2_a" else 1
-    gen = torch.Generator().manual_seed(11)
-    # DeePMD's statistics: angular columns have zero mean and one shared std (rotation covariance)
-    davg = torch.zeros(nt, k)
-    davg[:, 0] = 0.2 * torch.rand(nt, generator=gen)
-    dstd = (0.3 + torch.rand(nt, 1, generator=gen)).repeat(1, k)
-    dstd[:, 0] = 0.4 + torch.rand(nt, generator=gen)
-    model.descriptor.set_stats(davg, dstd)
-    with torch.no_grad():
-        model.fitting.energy_bias.copy_(torch.linspace(-3.0, -1.0, nt))
-    return model
+#: the hyperparameters of this file's models (the rest: mlpot.testing.tiny_model's defaults)
+M = dict(type_one_side=True)
 
 
 def water_frame(n_keep: int | None = None):
-    d = "data/water/data_0"
+    d = DATA / "water" / "data_0"
     pos = np.load(f"{d}/set.000/coord.npy")[0].reshape(-1, 3).astype(np.float64)
     cell = np.load(f"{d}/set.000/box.npy")[0].reshape(3, 3).astype(np.float64)
     types = np.loadtxt(f"{d}/type.raw", dtype=np.int64)
@@ -53,7 +34,7 @@ def water_frame(n_keep: int | None = None):
 
 
 def molecule():
-    d = "data/molecules_nopbc/C3H3O4"
+    d = DATA / "molecules_nopbc" / "C3H3O4"
     pos = np.load(f"{d}/set.000/coord.npy")[0].reshape(-1, 3).astype(np.float64)
     types = np.loadtxt(f"{d}/type.raw", dtype=np.int64)
     return pos, types, np.zeros((3, 3))
@@ -66,77 +47,53 @@ def skewed_cell():
     return frac @ cell, np.array([0, 1, 1]), cell
 
 
-def fd_derivative(fun, h=1e-3):
-    """Fourth-order central difference of a scalar function of a step t at t = 0."""
-    return (8 * (fun(h) - fun(-h)) - (fun(2 * h) - fun(-2 * h))) / (12 * h)
-
-
-def energy(model, pos, types, cell, pbc, nl=None) -> float:
-    with torch.no_grad():
-        return float(evaluate(model, pos, types, cell, pbc, nl=nl, forces=False, virial=False)["energy"].sum())
-
-
 def check_forces_fd(model, pos, types, cell, pbc, components, tol=1e-6):
     pos_t, cell_t = torch.tensor(pos), torch.tensor(cell)
     # fixed pair list with a skin: pairs may move across rcut during the FD steps, never past the skin
     nl = neighbor_list(pos_t, cell_t.reshape(1, 3, 3), torch.tensor([pbc]), model.rcut + 0.5)
     f = evaluate(model, pos_t, types, cell_t, pbc, nl=nl)["forces"]
-    scale = f.abs().max().item()
-    for a, k in components:
-        def e_of(t):
-            p = pos_t.clone()
-            p[a, k] += t
-            return energy(model, p, types, cell_t, pbc, nl)
-        f_fd = -fd_derivative(e_of)
-        assert abs(f_fd - f[a, k].item()) < tol * max(abs(f_fd), scale), (a, k, f_fd, f[a, k].item())
+    testing.check_forces_fd(testing.model_energy_fn(model, types, pbc, nl), f, pos_t, cell_t, components, rtol=tol)
     return f
 
 
-def test_forces_fd_water():
+def test_forces_fd_water(tiny_model):
     pos, types, cell = water_frame(n_keep=64)
-    model = make_model()
+    model = tiny_model(**M)
     f = check_forces_fd(model, pos, types, cell, PBC, [(0, 0), (3, 2), (30, 1), (50, 0), (63, 2)])
     assert torch.allclose(f.sum(0), torch.zeros(3), atol=1e-12)  # Newton's third law / translation
 
 
-def test_forces_fd_molecule_nopbc():
+def test_forces_fd_molecule_nopbc(tiny_model):
     pos, types, cell = molecule()
-    model = make_model(type_map=("C", "H", "O"), sel=(10, 10, 10))
+    model = tiny_model(type_map=("C", "H", "O"), sel=(10, 10, 10), **M)
     check_forces_fd(model, pos, types, cell, [False] * 3, [(a, k) for a in range(len(pos)) for k in range(3)][::4])
 
 
-def test_forces_fd_skewed_small_cell():
+def test_forces_fd_skewed_small_cell(tiny_model):
     pos, types, cell = skewed_cell()
-    model = make_model(sel=(60, 120))
+    model = tiny_model(sel=(60, 120), **M)
     check_forces_fd(model, pos, types, cell, PBC, [(a, k) for a in range(3) for k in range(3)])
 
 
-def test_forces_fd_se_e2_r():
+def test_forces_fd_se_e2_r(tiny_model):
     pos, types, cell = water_frame(n_keep=64)
-    model = make_model("se_e2_r")
+    model = tiny_model("se_e2_r", **M)
     check_forces_fd(model, pos, types, cell, PBC, [(0, 0), (40, 1), (63, 2)])
     pos, types, cell = skewed_cell()
-    check_forces_fd(make_model("se_e2_r", sel=(60, 120)), pos, types, cell, PBC, [(0, 1), (2, 2)])
+    check_forces_fd(tiny_model("se_e2_r", sel=(60, 120), **M), pos, types, cell, PBC, [(0, 1), (2, 2)])
 
 
 @pytest.mark.parametrize("system", ["water", "skewed"])
-def test_virial_equals_strain_derivative(system):
+def test_virial_equals_strain_derivative(tiny_model, system):
     pos, types, cell = water_frame(n_keep=64) if system == "water" else skewed_cell()
-    model = make_model(sel=(60, 120))
-    out = evaluate(model, pos, types, cell, PBC, atom_virial=True)
+    model = tiny_model(sel=(60, 120), **M)
+    out = evaluate(model, pos, types, cell, PBC, outputs=("energy", "forces", "virial", "atom_virial"))
     w = out["virial"][0]
     pos_t, cell_t = torch.tensor(pos), torch.tensor(cell)
     # a fixed pair list with a skin stays valid under small homogeneous strain
     nl = neighbor_list(pos_t, cell_t.reshape(1, 3, 3), torch.tensor([PBC]), model.rcut + 0.5)
-    scale = w.abs().max().item()
     comps = [(0, 0), (1, 1), (0, 1), (2, 1)] if system == "water" else [(0, 0), (1, 1), (2, 2), (0, 1), (1, 0), (2, 0), (1, 2)]
-    for a, b in comps:
-        def e_of(t):
-            m = torch.eye(3, dtype=torch.float64)
-            m[a, b] += t
-            return energy(model, pos_t @ m, types, cell_t @ m, PBC, nl)
-        w_fd = -fd_derivative(e_of)
-        assert abs(w_fd - w[a, b].item()) < 1e-6 * max(abs(w_fd), scale), (a, b, w_fd, w[a, b].item())
+    testing.check_virial_fd(testing.model_energy_fn(model, types, PBC, nl), w, pos_t, cell_t, comps)
     torch.testing.assert_close(out["atom_virial"].sum(0), w, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(w, w.T, rtol=1e-9, atol=1e-11)  # rotational invariance ⇒ symmetric
 
@@ -146,11 +103,11 @@ def random_rotation(seed=0):
     return q * np.sign(np.linalg.det(q))
 
 
-def test_invariances_and_covariance():
+def test_invariances_and_covariance(tiny_model):
     pos, types, cell = skewed_cell()
     pos = np.vstack([pos, pos[1:] + [0.9, 0.3, -0.4]])
     types = np.concatenate([types, [0, 1]])
-    model = make_model(sel=(100, 150))
+    model = tiny_model(sel=(100, 150), **M)
     ref = evaluate(model, pos, types, cell, PBC)
     e0, f0 = ref["energy"].item(), ref["forces"]
 
@@ -172,9 +129,9 @@ def test_invariances_and_covariance():
     torch.testing.assert_close(out["forces"], f0, rtol=1e-9, atol=1e-12)
 
 
-def test_isolated_molecule_rotation():
+def test_isolated_molecule_rotation(tiny_model):
     pos, types, cell = molecule()
-    model = make_model(type_map=("C", "H", "O"), sel=(10, 10, 10))
+    model = tiny_model(type_map=("C", "H", "O"), sel=(10, 10, 10), **M)
     e0 = evaluate(model, pos, types, cell, [False] * 3)
     rot = random_rotation(3)
     e1 = evaluate(model, pos @ rot.T + 5.0, types, cell, [False] * 3)
@@ -193,8 +150,8 @@ def dimer_scan(model, rs):
 
 
 @pytest.mark.parametrize("kind", ["se_e2_a", "se_e2_r"])
-def test_smooth_through_rcut_and_rcut_smth(kind):
-    model = make_model(kind, rcut=3.0, rcut_smth=1.5)
+def test_smooth_through_rcut_and_rcut_smth(tiny_model, kind):
+    model = tiny_model(kind, rcut=3.0, rcut_smth=1.5, **M)
     for r0 in (3.0, 1.5):
         d = 1e-6
         es, fs = dimer_scan(model, [r0 - d, r0, r0 + d])
@@ -212,10 +169,10 @@ def test_smooth_through_rcut_and_rcut_smth(kind):
     assert abs(fs[0]) < 1e-5 and abs(es[0] - e_far[0]) < 1e-9  # sw ~ (rcut − r)³: vanishing fast
 
 
-def test_float32_agrees_with_float64():
+def test_float32_agrees_with_float64(tiny_model):
     pos, types, cell = water_frame()
-    m64 = make_model()
-    m32 = EnergyModel.from_config(model_cfg(precision="float32"), device="cpu")
+    m64 = tiny_model(**M)
+    m32 = EnergyModel.from_config(testing.tiny_model_config(precision="float32", **M), device="cpu")
     m32.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in m64.state_dict().items()})
     o64 = evaluate(m64, pos, types, cell, PBC)
     o32 = evaluate(m32, pos, types, cell, PBC)
@@ -227,8 +184,8 @@ def test_float32_agrees_with_float64():
     assert (o32["virial"].double() - o64["virial"]).abs().max().item() < 1e-4 * o64["virial"].abs().max().item()
 
 
-def test_degenerate_inputs_are_finite():
-    model = make_model(sel=(100, 150))
+def test_degenerate_inputs_are_finite(tiny_model):
+    model = tiny_model(sel=(100, 150), **M)
     iso = evaluate(model, [[0.0, 0.0, 0.0]], [1], np.zeros((3, 3)), [False] * 3)  # isolated atom
     assert torch.isfinite(iso["energy"]).all() and torch.all(iso["forces"] == 0)
     single = evaluate(model, [[0.2, 0.1, 0.3]], [0], np.eye(3) * 2.5, PBC)  # sees its own images
@@ -240,16 +197,16 @@ def test_degenerate_inputs_are_finite():
     assert apart["energy"].item() == pytest.approx(e_o.item() + iso["energy"].item(), abs=1e-12)
 
 
-def test_sel_overflow_message():
+def test_sel_overflow_message(tiny_model):
     pos, types, cell = water_frame()
-    model = make_model(sel=(4, 48))
+    model = tiny_model(sel=(4, 48), **M)
     with pytest.raises(ModelError, match=r"frame 0, atom \d+ has \d+ neighbors of 'O'.*raise sel\[0\]"):
         evaluate(model, pos, types, cell, PBC)
 
 
-def test_pairs_beyond_rcut_count_as_absent():
+def test_pairs_beyond_rcut_count_as_absent(tiny_model):
     pos, types, cell = water_frame()
-    model = make_model()
+    model = tiny_model(**M)
     pos_t, cell_t = torch.tensor(pos), torch.tensor(cell).reshape(1, 3, 3)
     nl_skin = neighbor_list(pos_t, cell_t, torch.tensor([PBC]), model.rcut + 1.0)
     a = evaluate(model, pos, types, cell, PBC)
@@ -259,23 +216,19 @@ def test_pairs_beyond_rcut_count_as_absent():
         torch.testing.assert_close(a[k], b[k], rtol=1e-12, atol=1e-13)
 
 
-def test_batched_equals_separate():
-    model = make_model(sel=(100, 150))
+def test_batched_equals_separate(tiny_model):
+    model = tiny_model(sel=(100, 150), **M)
     p1, t1, c1 = skewed_cell()
     p2, t2, _ = water_frame()
     p2, t2 = p2[:30], t2[:30]
     c2 = np.diag([6.0, 7.0, 6.5])
-    sep = [evaluate(model, p, t, c, PBC) for p, t, c in ((p1, t1, c1), (p2, t2, c2))]
-    fidx = np.concatenate([np.zeros(len(p1), dtype=np.int64), np.ones(len(p2), dtype=np.int64)])
-    both = evaluate(model, np.vstack([p1, p2]), np.concatenate([t1, t2]), np.stack([c1, c2]), PBC, frame_index=fidx)
-    torch.testing.assert_close(both["energy"], torch.cat([s["energy"] for s in sep]), rtol=1e-13, atol=1e-12)
-    torch.testing.assert_close(both["forces"], torch.cat([s["forces"] for s in sep]), rtol=1e-12, atol=1e-13)
-    torch.testing.assert_close(both["virial"], torch.cat([s["virial"] for s in sep]), rtol=1e-12, atol=1e-12)
+    testing.check_batch_independence(model, [(p1, t1, c1, PBC), (p2, t2, c2, PBC)],
+                                     tolerances={"energy": (1e-13, 1e-12), "forces": (1e-12, 1e-13), "virial": (1e-12, 1e-12)})
 
 
-def test_forward_matches_evaluate_and_config_roundtrip():
+def test_forward_matches_evaluate_and_config_roundtrip(tiny_model):
     pos, types, cell = skewed_cell()
-    model = make_model(sel=(60, 120))
+    model = tiny_model(sel=(60, 120), **M)
     cfg = model.get_config()
     import json
 
@@ -295,10 +248,10 @@ def test_forward_matches_evaluate_and_config_roundtrip():
     assert {"descriptor.davg", "descriptor.dstd", "fitting.energy_bias"} <= set(model.state_dict())
 
 
-def test_force_loss_is_differentiable_in_parameters():
+def test_force_loss_is_differentiable_in_parameters(tiny_model):
     """create_graph=True: d(Σ F²)/dθ by autograd equals a finite difference in one weight θ."""
     pos, types, cell = skewed_cell()
-    model = make_model(sel=(60, 120))
+    model = tiny_model(sel=(60, 120), **M)
     theta = model.descriptor.embeddings["1"].layers[1].matrix
 
     def loss(create_graph):
@@ -322,11 +275,11 @@ def test_force_loss_is_differentiable_in_parameters():
 def test_compute_stats_on_water():
     from mlpot.data.frames import LabeledFrames
 
-    d = "data/water/data_0/set.000"
+    d = DATA / "water" / "data_0" / "set.000"
     pos = np.load(f"{d}/coord.npy").reshape(-1, 192, 3)[:4]
-    sys_ = LabeledFrames(["O", "H"], np.loadtxt("data/water/data_0/type.raw", dtype=np.int64), pos,
+    sys_ = LabeledFrames(["O", "H"], np.loadtxt(DATA / "water" / "data_0" / "type.raw", dtype=np.int64), pos,
                          np.load(f"{d}/box.npy")[:4], PBC, energies=np.load(f"{d}/energy.npy")[:4])
-    model = EnergyModel.from_config(model_cfg(), device="cpu")
+    model = EnergyModel.from_config(testing.tiny_model_config(**M), device="cpu")
     model.compute_stats([sys_], max_frames=2)
     davg, dstd = model.descriptor.davg, model.descriptor.dstd
     assert torch.all(davg[:, 0] > 0) and torch.all(davg[:, 1:] == 0) and torch.all(dstd > 1e-2)
@@ -335,17 +288,18 @@ def test_compute_stats_on_water():
     assert (64 * model.fitting.energy_bias[0] + 128 * model.fitting.energy_bias[1]).item() == pytest.approx(e, rel=1e-10)
 
 
-def test_named_outputs():
+def test_named_outputs(tiny_model):
     """evaluate(outputs=...) returns exactly the named outputs (energy, atom_energy always); the
-    deprecated flags give the same tensors; an unknown name is a ModelError naming the known ones."""
-    model = make_model()
+    flags of earlier versions (forces=, virial=, atom_virial=) are gone; an unknown name is a ModelError
+    naming the known ones."""
+    model = tiny_model(**M)
     pos, types, cell = water_frame(24)
     only_e = evaluate(model, pos, types, cell, PBC, outputs=("energy",))
     assert set(only_e) == {"energy", "atom_energy"}
     full = evaluate(model, pos, types, cell, PBC, outputs=("energy", "forces", "virial", "atom_virial"))
     assert list(full) == ["energy", "atom_energy", "forces", "virial", "atom_virial"]
-    legacy = evaluate(model, pos, types, cell, PBC, atom_virial=True)
-    assert all(torch.equal(full[k], legacy[k]) for k in full) and list(legacy) == list(full)
+    with pytest.raises(TypeError, match="atom_virial"):
+        evaluate(model, pos, types, cell, PBC, atom_virial=True)
     assert torch.equal(only_e["energy"], full["energy"])
     torch.testing.assert_close(full["atom_virial"].sum(0), full["virial"][0], rtol=1e-12, atol=1e-12)
     with pytest.raises(ModelError, match=r"outputs: unknown \['stress'\]"):

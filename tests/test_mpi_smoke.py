@@ -6,11 +6,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-MPIRUN = Path(sys.executable).parent / "mpirun"
+from conftest import MPIRUN
+
 
 SCRIPT = (
     "from mpi4py import MPI; import numpy as np; c = MPI.COMM_WORLD; "
@@ -22,7 +22,7 @@ SCRIPT = (
 )
 
 
-@pytest.mark.skipif(not MPIRUN.exists(), reason=f"no mpirun next to the Python interpreter ({MPIRUN})")
+@pytest.mark.mpi
 def test_mpirun_two_ranks_allreduce() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([str(MPIRUN), "-n", "2", sys.executable, "-c", SCRIPT],

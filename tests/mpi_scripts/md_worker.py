@@ -31,16 +31,10 @@ MODEL_RC, MODEL_SKIN = 4.0, 0.5
 
 def lj_state(temperature: float = 300.0):
     """72 argon atoms in a sheared (triclinic) fcc box, jittered, Maxwell–Boltzmann velocities."""
-    from ase.build import bulk
-
     from md_engine import State
+    from mlpot.testing import argon_atoms
 
-    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((3, 3, 2))
-    cell = atoms.cell.array.copy()
-    cell[1] += 0.25 * cell[0]
-    cell[2] += 0.15 * cell[0] - 0.1 * cell[1]
-    atoms.set_cell(cell, scale_atoms=True)
-    atoms.positions += np.random.default_rng(1).normal(0.0, 0.1, atoms.positions.shape)
+    atoms = argon_atoms((3, 3, 2), a=5.26, jitter=0.1, seed=1, shear=True)
     return State.from_atoms(atoms, device="cpu", dtype=torch.float64, temperature=temperature, seed=5)
 
 
@@ -64,17 +58,13 @@ def model_state():
 
 
 def model_potential():
+    """The tiny se_e2_a model of tests/test_md_mlpot.py (constructor statistics, torch.manual_seed(0) first)."""
     from md_engine import MlpotPotential
-    from mlpot.model import EnergyModel
+    from mlpot.testing import tiny_model
 
-    cfg = {
-        "type_map": ["O", "H"],
-        "descriptor": {"type": "se_e2_a", "rcut": MODEL_RC, "rcut_smth": 1.0, "sel": [30, 60], "neuron": [4, 8],
-                       "axis_neuron": 4, "seed": 3},
-        "fitting_net": {"neuron": [8, 8], "seed": 4},
-    }
-    torch.manual_seed(0)
-    return MlpotPotential(EnergyModel.from_config(cfg, device="cpu"), device="cpu")
+    model = tiny_model(sel=(30, 60), rcut=MODEL_RC, neuron=(4, 8), fitting=(8, 8), seed=3, fitting_seed=4, resnet_dt=False,
+                       torch_seed=0, stats=None)
+    return MlpotPotential(model, device="cpu")
 
 
 def thermostat_for(name: str):
