@@ -99,56 +99,75 @@ class ParallelConfig(StrictModel):
     ``mpi``: None = detect an MPI launch from the environment; ``grid``: ranks along the three lattice
     vectors (product = number of ranks), None = automatic."""
 
-    mpi: Optional[bool] = None
-    grid: Optional[list[int]] = Field(default=None, min_length=3, max_length=3)
+    mpi: Optional[bool] = Field(default=None, description="use MPI (default: detected from the launch, e.g. mpirun)")
+    grid: Optional[list[int]] = Field(default=None, min_length=3, max_length=3,
+                                      description="ranks along the three lattice vectors (default: automatic)")
+
+
+#: the default compressibility of the barostat (1/bar): liquid water's isothermal compressibility at
+#: 300 K, 1 bar (4.5e-5 /bar). It sets how strongly the barostat couples (its relaxation time is tau_p
+#: for a system of this compressibility), not the equilibrium volume; for solids (~1e-6 /bar for metals,
+#: ~1e-7 for diamond) use the material's value, or the volume responds tau_p × (4.5e-5/κ) slower.
+WATER_COMPRESSIBILITY = 4.5e-5
 
 
 class MDConfig(StrictModel):
-    """The whole MD input (module docstring); immutable (derive changed copies with ``model_copy``)."""
+    """The whole MD input (module docstring); immutable (derive changed copies with ``model_copy``).
+    Every key, its unit and its default: :func:`describe_keys` (``mlpot md --help-config``)."""
 
-    structure: str
-    format: Optional[str] = None
-    type_map: Optional[list[str]] = None
-    lammps_symbols: Optional[list[str]] = None
-    potential: SerializeAsAny[PotentialConfig]
+    structure: str = Field(description="structure file (any format ASE reads: POSCAR, extxyz, CIF, LAMMPS data, ...)")
+    format: Optional[str] = Field(default=None, description="ASE format name of the structure file (default: from the suffix)")
+    type_map: Optional[list[str]] = Field(default=None, description="element order of the types (default: the model's)")
+    lammps_symbols: Optional[list[str]] = Field(
+        default=None, description="LAMMPS data: element of each LAMMPS type 1, 2, ... (default: type_map)")
+    potential: SerializeAsAny[PotentialConfig] = Field(
+        description="{model: FILE} | {lj: {...}} | {type: NAME, ...} (see the potential keys below)")
 
-    ensemble: str = Field(default="nvt-csvr", description="a name of md_engine.integrators.INTEGRATORS")
-    npt_thermostat: Literal["csvr", "langevin", "nh"] = "csvr"
-    temperature: Optional[float] = Field(default=None, ge=0, description="K; thermostat target")
-    init_temperature: Optional[float] = Field(default=None, ge=0, description="K; MB velocities (default: temperature)")
-    pressure: Optional[float] = Field(default=None, description="bar; npt-scr target")
-    dt: float = Field(default=0.5, gt=0, description="fs")
-    steps: int = Field(ge=0)
-    tau_t: float = Field(default=100.0, gt=0, description="fs")
-    tau_p: float = Field(default=1000.0, gt=0, description="fs")
-    compressibility: float = Field(default=4.5e-5, gt=0, description="1/bar")
+    ensemble: str = Field(default="nvt-csvr", description="nve | nvt-langevin | nvt-nh | nvt-csvr | npt-scr "
+                                                          "(md_engine.integrators.INTEGRATORS)")
+    npt_thermostat: Literal["csvr", "langevin", "nh"] = Field(default="csvr", description="the thermostat of npt-scr")
+    temperature: Optional[float] = Field(default=None, ge=0, description="K; thermostat target (required except for nve)")
+    init_temperature: Optional[float] = Field(
+        default=None, ge=0, description="K; Maxwell-Boltzmann initial velocities (default: temperature; nve: 0 unless given)")
+    pressure: Optional[float] = Field(default=None, description="bar; npt-scr target (required for npt-scr)")
+    dt: float = Field(default=0.5, gt=0, description="fs; time step")
+    steps: int = Field(ge=0, description="total number of steps (with restart: the total, not additional)")
+    tau_t: float = Field(default=100.0, gt=0, description="fs; thermostat time constant")
+    tau_p: float = Field(default=1000.0, gt=0, description="fs; barostat time constant")
+    compressibility: float = Field(
+        default=WATER_COMPRESSIBILITY, gt=0,
+        description="1/bar; the barostat's coupling (default: liquid water's 4.5e-5; use the material's value for "
+                    "solids, ~1e-6 for metals: it sets the volume relaxation speed, not the equilibrium)")
     barostat_mode: Literal["isotropic", "anisotropic"] = Field(
         default="isotropic",
         description="npt-scr only. isotropic: the cell is scaled uniformly (shape fixed), driven by the scalar "
                     "pressure; anisotropic: the three Cartesian box lengths fluctuate independently, each driven by "
                     "its diagonal pressure-tensor component P_xx, P_yy, P_zz against the target (for solids; a "
                     "liquid's box shape then drifts freely)")
-    nh_chain: int = Field(default=3, ge=1)
+    nh_chain: int = Field(default=3, ge=1, description="length of the Nose-Hoover chain (nvt-nh)")
 
-    thermo_every: int = Field(default=10, ge=1)
+    thermo_every: int = Field(default=10, ge=1, description="steps between thermo lines (stdout without a progress bar, thermo.csv)")
     thermo_columns: Optional[list[str]] = Field(
         default=None, description="observable names (md_engine.observables.OBSERVABLES or scalar potential outputs); "
                                   "default: step, time, energies, T, P, V, ns/day")
-    traj_every: int = Field(default=100, ge=1)
-    traj_formats: list[Literal["h5md", "extxyz"]] = ["h5md"]
-    checkpoint_every: int = Field(default=1000, ge=1)
-    output_dir: str = "md_out"
-    restart: Union[bool, str] = False
+    traj_every: int = Field(default=100, ge=1, description="steps between trajectory frames")
+    traj_formats: list[Literal["h5md", "extxyz"]] = Field(
+        default=["h5md"], description="trajectory files in output_dir: traj.h5 (H5MD) and/or traj.xyz")
+    checkpoint_every: int = Field(default=1000, ge=1, description="steps between checkpoints (also written at the end)")
+    output_dir: str = Field(default="md_out", description="folder of thermo.csv, trajectories, checkpoint.pt")
+    restart: Union[bool, str] = Field(
+        default=False, description="true: continue from output_dir/checkpoint.pt; or a checkpoint path")
 
-    device: str = "auto"
-    dtype: Literal["float64", "float32"] = "float64"
-    seed: int = 0
-    skin: float = Field(default=1.0, ge=0, description="Å")
-    min_distance: float = Field(default=0.3, ge=0, description="Å")
+    device: str = Field(default="auto", description="auto (CUDA when available) | cpu | cuda | cuda:N")
+    dtype: Literal["float64", "float32"] = Field(default="float64", description="precision of the state")
+    seed: int = Field(default=0, description="random seed (velocities, stochastic thermostats and barostat)")
+    skin: float = Field(default=1.0, ge=0, description="Å; Verlet skin (list radius = cutoff + skin)")
+    min_distance: float = Field(default=0.3, ge=0, description="Å; stop when two atoms come closer")
     check_every: int = Field(default=10, ge=1, description="steps between safety checks (NaN, close atoms, lost atoms); also before every output")
-    lost_margin: Optional[float] = Field(default=None, gt=0, description="Å")
-    progress: bool = True
-    parallel: ParallelConfig = ParallelConfig()
+    lost_margin: Optional[float] = Field(
+        default=None, gt=0, description="Å; stop when an atom leaves a non-periodic box by more (default 3 × cutoff)")
+    progress: bool = Field(default=True, description="progress bar on a terminal (-q turns it off)")
+    parallel: ParallelConfig = Field(default=ParallelConfig(), description="MPI decomposition (keys below)")
 
     @field_validator("ensemble")
     @classmethod
@@ -223,4 +242,53 @@ def load_config(path: Union[str, os.PathLike]) -> MDConfig:
     return parse_config(read_tree(path), str(path), path.resolve().parent)
 
 
-__all__ = ["MDConfig", "ParallelConfig", "PotentialConfig", "parse_config", "load_config", "input_path", "potential_data"]
+
+
+def _default_text(field: Any) -> str:
+    from pydantic_core import PydanticUndefined
+
+    if field.is_required():
+        return "required"
+    d = field.default
+    if d is PydanticUndefined or d is None:
+        return "–"
+    if isinstance(d, StrictModel):
+        return "–"
+    if isinstance(d, bool):
+        return str(d).lower()
+    return str(d)
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """Every key of the MD input as ``(key, default, description with unit)``, including the nested
+    ``parallel`` keys and the keys of every registered potential (``potential.<name>.<key>``)."""
+    from md_engine.potentials import POTENTIALS
+
+    rows: list[tuple[str, str, str]] = []
+    for name, f in MDConfig.model_fields.items():
+        if name == "comment":  # DeePMD-kit's `_comment`, accepted everywhere
+            continue
+        rows.append((name, _default_text(f), f.description or ""))
+        if name == "parallel":
+            for sub, g in ParallelConfig.model_fields.items():
+                if sub == "comment":
+                    continue
+                rows.append((f"parallel.{sub}", _default_text(g), g.description or ""))
+    for entry in POTENTIALS:
+        doc = (entry.config.__doc__ or "").strip().splitlines()[0] if entry.config is not None else ""
+        for sub, g in (entry.config.model_fields.items() if entry.config is not None else ()):
+            if sub in ("type", "comment"):
+                continue
+            rows.append((f"potential.{entry.name}.{sub}", _default_text(g), g.description or doc))
+    return rows
+
+
+def keys_table() -> str:
+    """:func:`describe_keys` as a Markdown table (the README's MD-input section and ``--help-config``)."""
+    lines = ["| key | default | meaning (unit) |", "|---|---|---|"]
+    lines += [f"| `{k}` | {d} | {t.replace('|', chr(92) + '|')} |" for k, d, t in describe_keys()]
+    return "\n".join(lines)
+
+
+__all__ = ["MDConfig", "ParallelConfig", "PotentialConfig", "parse_config", "load_config", "input_path", "potential_data", "describe_keys", "keys_table",
+           "WATER_COMPRESSIBILITY"]

@@ -51,6 +51,17 @@ from md_engine.space import lost_atom_excess
 from md_engine.state import State
 
 
+def _explain(exc: BaseException, step: int) -> str:
+    """The message of a failed model evaluation; a neighbor overflow during a run (step > 0) says what
+    it usually means there: the structure is exploding or collapsing, not that ``sel`` is too small."""
+    msg = str(exc)
+    if step > 0 and "neighbor overflow" in msg:
+        msg += ("; during MD this usually means the structure is exploding or collapsing (time step too large, "
+                "temperature too high, or the model met configurations outside its training data: check "
+                "thermo.csv and the last trajectory frames); raise sel only if the structure is sane")
+    return msg
+
+
 def _match_type_map(state: State, potential: Potential) -> None:
     """Re-index ``state.types`` to the potential's ``type_map`` (if it has one), in place."""
     tm = getattr(potential, "type_map", None)
@@ -143,9 +154,9 @@ class Simulation:
         except Exception as exc:  # with several ranks: a failure on one must not leave the others waiting
             if self.comm.size == 1:
                 if isinstance(exc, ModelError):
-                    raise SimulationError(f"step {state.step}: model evaluation failed: {exc}") from exc
+                    raise SimulationError(f"step {state.step}: model evaluation failed: {_explain(exc, state.step)}") from exc
                 raise
-            err = str(exc) if isinstance(exc, (ModelError, SimulationError)) else f"{type(exc).__name__}: {exc}"
+            err = _explain(exc, state.step) if isinstance(exc, (ModelError, SimulationError)) else f"{type(exc).__name__}: {exc}"
         return dom.reduce(out, err, state.step)
 
     def evaluate(self, state: State, update_neighbors: bool = True) -> None:
@@ -185,6 +196,16 @@ class Simulation:
                 f"step {state.step}: lost atom: an atom is {lost_v:.2f} Å beyond the system's extent along a "
                 f"non-periodic direction (lost_margin = {self.lost_margin} Å)"
             )
+
+    def _bar_text(self) -> str:
+        """The progress bar's figures: T (K), E_pot (eV), P (bar) and ns/day. Only with one rank (the bar
+        lives on rank 0 alone, and the observables are collective)."""
+        el = time.perf_counter() - self._t0
+        speed = f"{self._steps_timed * self.integrator.dt * 1e-6 / (el / 86400.0):.3f} ns/day"
+        if self.comm.size != 1:
+            return speed
+        row = observe(self, ["temperature_K", "potential_eV", "pressure_bar"])
+        return f"T {row['temperature_K']:.1f} K, E {row['potential_eV']:.4f} eV, P {row['pressure_bar']:.0f} bar, {speed}"
 
     # --- global view, setup, checkpoint, restart ---------------------------------------------------
     def gather(self, include_reference: bool = False) -> Optional[tuple[State, Optional[torch.Tensor]]]:
@@ -300,8 +321,7 @@ class Simulation:
                 if bar is not None:
                     bar.update(1)
                     if self._steps_timed % 10 == 0:
-                        el = time.perf_counter() - self._t0
-                        bar.set_postfix_str(f"{self._steps_timed * integ.dt * 1e-6 / (el / 86400.0):.3f} ns/day")
+                        bar.set_postfix_str(self._bar_text())
         except SimulationError as exc:
             self._fail(exc)
             raise

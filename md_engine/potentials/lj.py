@@ -20,12 +20,12 @@ class LJConfig(PotentialConfig):
     """``potential: {lj: {...}}``: epsilon (eV), sigma (Å) scalars or per-type-pair tables, cutoff (Å)."""
 
     type: Literal["lj"] = "lj"
-    epsilon: Table
-    sigma: Table
-    cutoff: float = Field(gt=0)
-    shift: bool = True
-    smooth: bool = False
-    ro: Optional[float] = Field(default=None, gt=0)
+    epsilon: Table = Field(description="eV; a number or an (n_types, n_types) symmetric table")
+    sigma: Table = Field(description="Å; a number or an (n_types, n_types) symmetric table")
+    cutoff: float = Field(gt=0, description="Å")
+    shift: bool = Field(default=True, description="subtract φ(cutoff): continuous energy")
+    smooth: bool = Field(default=False, description="ASE's smooth switch between ro and cutoff instead (continuous forces)")
+    ro: Optional[float] = Field(default=None, gt=0, description="Å; start of the smooth switch (default 0.66 × cutoff)")
 
 
 @POTENTIALS.register("lj", config=LJConfig)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import AbstractSet, Any, ClassVar, Literal, Optional
 
 import torch
-from pydantic import ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mlpot.errors import ModelError, SimulationError
 from mlpot.neighbors import NeighborList
@@ -22,7 +22,7 @@ class MlpotModelConfig(PotentialConfig):
     shorthand: ClassVar[Optional[str]] = "file"
 
     type: Literal["model"] = "model"
-    file: str
+    file: str = Field(description="frozen mlpot model file (mlpot freeze / import-deepmd), relative to the input's folder")
 
     @field_validator("file")
     @classmethod

@@ -1,6 +1,7 @@
 """``mlpot md input.yaml``: molecular dynamics with md_engine (see :mod:`md_engine.config`).
 
     mlpot md input.yaml [--restart] [--steps N] [--device cuda] [-q]
+    mlpot md --help-config                     # every input key with its default and unit
     mpirun -n P mlpot md input.yaml            # spatial decomposition over P ranks
 
 Writes to ``output_dir``: ``thermo.csv``, ``traj.h5`` (H5MD) and/or ``traj.xyz``, ``checkpoint.pt``
@@ -29,7 +30,9 @@ from mlpot.cli.options import add_device_option, add_quiet_option
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mlpot md``."""
-    parser.add_argument("input", help="YAML input file (structure, potential, ensemble, T, P, dt, steps, outputs)")
+    parser.add_argument("input", nargs="?", help="YAML input file (structure, potential, ensemble, T, P, dt, steps, outputs)")
+    parser.add_argument("--help-config", action="store_true",
+                        help="list every key of the input file with its default and unit, then exit")
     parser.add_argument("--restart", action="store_true", help="continue from output_dir/checkpoint.pt")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     add_device_option(parser)
@@ -39,8 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``mlpot md``; 0 on success (a user mistake raises :class:`mlpot.errors.MlpotError`)."""
     from md_engine.comm import world_comm
-    from md_engine.config import load_config
+    from md_engine.config import keys_table, load_config
 
+    if args.help_config:
+        print("Keys of the mlpot md input file (YAML; relative paths are relative to its folder):\n")
+        print(keys_table())
+        return 0
+    if args.input is None:
+        from mlpot.errors import ConfigError
+
+        raise ConfigError("the input file is required (mlpot md INPUT.yaml; mlpot md --help-config lists its keys)")
     cfg = load_config(args.input)
     updates: dict[str, Any] = {}
     if args.restart:
