@@ -132,9 +132,26 @@ def test_example_config_is_valid():
     from md_engine.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / "md_water_nvt.yaml")
-    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5 and cfg.potential.model == "demo_out/model.pt"
-    # the integrator the input builds (the model file is made by the demo, so only this part is built here)
+    # the shipped model (endswith: the path may come back resolved against the YAML's folder or the cwd)
+    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5
+    assert cfg.potential.model.replace("\\", "/").endswith("data/models/water_se_e2_a.pt")
+    check = load_config(Path(__file__).resolve().parent.parent / "examples" / "md_water_10ps.yaml")
+    assert check.steps * check.dt == 10_000.0 and check.temperature == 300.0 and check.ensemble == "nvt-csvr"
+    assert check.potential.model == cfg.potential.model
+    # the integrator the input builds
     from md_engine import CSVR, INTEGRATORS
 
     integ = INTEGRATORS[cfg.ensemble](cfg)
     assert type(integ) is CSVR and integ.dt == 0.5 and integ.temperature == cfg.temperature and integ.seed == cfg.seed
+
+
+def test_shipped_water_model_loads():
+    """data/models/water_se_e2_a.pt (the demo's MD model) is a loadable O/H model with the recorded size."""
+    from pathlib import Path
+
+    from mlpot.export import load_model
+
+    path = Path(__file__).resolve().parent.parent / "data" / "models" / "water_se_e2_a.pt"
+    assert path.stat().st_size < 5_000_000
+    model = load_model(path, device="cpu")
+    assert [str(t) for t in model.type_map] == ["O", "H"] and abs(model.rcut - 6.0) < 1e-12
