@@ -125,11 +125,27 @@ def test_example_config_is_valid():
 
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(root / "examples" / "md_water_nvt.yaml")
-    # relative paths are relative to the input file's folder (examples/): ../demo_out is the demo's output
-    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5 and cfg.potential.file == str(root / "demo_out" / "model.pt")
+    # relative paths are relative to the input file's folder (examples/); the shipped model
+    assert cfg.ensemble == "nvt-csvr" and cfg.dt == 0.5
+    assert cfg.potential.file == str(root / "data" / "models" / "water_se_e2_a.pt") and Path(cfg.potential.file).is_file()
     assert cfg.structure == str(root / "data" / "water" / "water.lmp") and Path(cfg.structure).is_file()
-    # the integrator the input builds (the model file is made by the demo, so only this part is built here)
+    check = load_config(root / "examples" / "md_water_10ps.yaml")
+    assert check.steps * check.dt == 10_000.0 and check.temperature == 300.0 and check.ensemble == "nvt-csvr"
+    assert check.potential.file == cfg.potential.file
+    # the integrator the input builds
     from md_engine import CSVR, INTEGRATORS
 
     integ = INTEGRATORS[cfg.ensemble](cfg)
     assert type(integ) is CSVR and integ.dt == 0.5 and integ.temperature == cfg.temperature and integ.seed == cfg.seed
+
+
+def test_shipped_water_model_loads():
+    """data/models/water_se_e2_a.pt (the demo's MD model) is a loadable O/H model with the recorded size."""
+    from pathlib import Path
+
+    from mlpot.export import load_model
+
+    path = Path(__file__).resolve().parent.parent / "data" / "models" / "water_se_e2_a.pt"
+    assert path.stat().st_size < 5_000_000
+    model = load_model(path, device="cpu")
+    assert [str(t) for t in model.type_map] == ["O", "H"] and abs(model.rcut - 6.0) < 1e-12
