@@ -120,6 +120,48 @@ def read_thermo(path: str | Path) -> dict[str, list[float]]:
     return {name: [float(r[k]) for r in rows[1:]] for k, name in enumerate(rows[0])}
 
 
+#: g/cm³ per (amu/Å³)
+AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
+
+
+def summarize_thermo(thermo: dict[str, list[float]], total_mass_amu: float, n_atoms: int,
+                     skip_fraction: float = 0.2) -> Optional[dict[str, float]]:
+    """Run averages of a thermo log (:func:`read_thermo` columns) after discarding the first
+    ``skip_fraction`` of its time as equilibration.
+
+    Returns ``t_from_ps``, ``t_to_ps``, ``rows``, ``T_mean_K``, ``T_std_K``, ``P_mean_bar``,
+    ``P_std_bar``, ``density_g_cm3`` (mean of mass/volume), ``drift_eV_atom_ps`` (least-squares slope
+    of the conserved energy per atom over the whole log, eV/atom/ps); None with fewer than 3 rows.
+    """
+    import numpy as np
+
+    t = np.asarray(thermo.get("time_ps", []), dtype=float)
+    if t.size < 3:
+        return None
+    keep = t >= t[0] + skip_fraction * (t[-1] - t[0])
+    temp = np.asarray(thermo["temperature_K"])[keep]
+    pres = np.asarray(thermo["pressure_bar"])[keep]
+    vol = np.asarray(thermo["volume_A3"])[keep]
+    cons = np.asarray(thermo["conserved_eV"], dtype=float) / max(n_atoms, 1)
+    drift = float(np.polyfit(t, cons, 1)[0]) if t[-1] > t[0] else 0.0
+    return {
+        "t_from_ps": float(t[keep][0]), "t_to_ps": float(t[-1]), "rows": int(keep.sum()),
+        "T_mean_K": float(temp.mean()), "T_std_K": float(temp.std()),
+        "P_mean_bar": float(pres.mean()), "P_std_bar": float(pres.std()),
+        "density_g_cm3": float(np.mean(total_mass_amu / vol) * AMU_PER_A3_TO_G_PER_CM3),
+        "drift_eV_atom_ps": drift,
+    }
+
+
+def format_summary(s: dict[str, float]) -> str:
+    """One line for :func:`summarize_thermo`'s averages (units: K, bar, g/cm³, eV/atom/ps)."""
+    return (
+        f"averages over {s['t_from_ps']:.3g}-{s['t_to_ps']:.3g} ps ({s['rows']} thermo rows): "
+        f"T = {s['T_mean_K']:.1f} ± {s['T_std_K']:.1f} K, P = {s['P_mean_bar']:.4g} ± {s['P_std_bar']:.2g} bar, "
+        f"density {s['density_g_cm3']:.4f} g/cm³; conserved-energy drift {s['drift_eV_atom_ps']:.2e} eV/atom/ps"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # trajectories
 

@@ -81,7 +81,7 @@ def test_sel_overflow_becomes_simulation_error(tiny_model, water_dir, tmp_path):
     assert (tmp_path / "ckpt.failed.pt").exists()
 
 
-def test_mlpot_md_cli_run_and_restart(tiny_model, water_dir, tmp_path, monkeypatch):
+def test_mlpot_md_cli_run_and_restart(tiny_model, water_dir, tmp_path, monkeypatch, capsys):
     import yaml
 
     from mlpot.cli import main
@@ -98,6 +98,20 @@ def test_mlpot_md_cli_run_and_restart(tiny_model, water_dir, tmp_path, monkeypat
     assert main(["md", str(tmp_path / "in.yaml")]) == 0
     th = read_thermo(tmp_path / "md/thermo.csv")
     assert th["step"] == [0, 5, 10, 15, 20]
+    # the run averages line: the last 80 % of the log (t >= 0.002 ps: steps 5..20), density of the box
+    import re
+
+    import numpy as np
+    from ase.io import read
+
+    printed = capsys.readouterr().out
+    m = re.search(r"averages over .*?T = ([\d.]+) ± ([\d.]+) K.*?density ([\d.]+) g/cm³", printed)
+    assert m, printed
+    t = np.array(th["temperature_K"][1:])
+    assert float(m.group(1)) == pytest.approx(t.mean(), abs=0.06) and float(m.group(2)) == pytest.approx(t.std(), abs=0.06)
+    box = read(water_dir / "water.lmp", format="lammps-data", atom_style="atomic")
+    rho = 64 * (15.999 + 2 * 1.008) * 1.66053906660 / box.get_volume()  # 64 H2O, g/cm³
+    assert float(m.group(3)) == pytest.approx(rho, abs=2e-3)
     h5 = read_h5md(tmp_path / "md/traj.h5")
     assert list(h5["steps"]) == [0, 10, 20] and h5["positions"].shape == (3, 192, 3)
     # restart to 30 steps: continues the same files

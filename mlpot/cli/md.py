@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from mlpot.cli.options import add_device_option, add_quiet_option
@@ -104,6 +105,11 @@ def _run(cfg: Any, source: str, comm: Any) -> int:
     sim.run(remaining)
     sim.save_checkpoint(cfg.checkpoint_path())
     row = sim.thermo()
+    from md_engine.observables import global_n_atoms, global_sum
+
+    n_loc = sim.state.n_local
+    total_mass = float(global_sum(sim.state.masses[:n_loc].sum(), comm))  # amu, all ranks take part
+    n_atoms = global_n_atoms(sim.state, comm)
     if comm.rank:
         return 0
     ranks = f", {comm.size} ranks (grid {list(sim.domain.dims)})" if comm.size > 1 else ""
@@ -111,4 +117,11 @@ def _run(cfg: Any, source: str, comm: Any) -> int:
         f"mlpot md: {sim.state.step} steps, T = {row['temperature_K']:.1f} K, E_pot = {row['potential_eV']:.6f} eV, "
         f"{sim.n_rebuilds} neighbor-list builds, {sim.wall_s:.1f} s{ranks}; outputs in {cfg.output_dir}/"
     )
+    thermo_path = Path(cfg.output_dir) / "thermo.csv"
+    if thermo_path.exists():
+        from md_engine.io import format_summary, read_thermo, summarize_thermo
+
+        summary = summarize_thermo(read_thermo(thermo_path), total_mass, n_atoms)
+        if summary is not None:
+            print(f"mlpot md: {format_summary(summary)}")
     return 0
