@@ -13,7 +13,28 @@ Parsl is imported only when a workflow runs (or a cluster config is mapped).
 
 from __future__ import annotations
 
-from mlpot.workflows.cluster import ClusterConfig, load_cluster
-from mlpot.workflows.engine import Resources, Task, WorkflowInterrupted, WorkflowResult, run_workflow
+from typing import Any
 
-__all__ = ["Task", "Resources", "run_workflow", "WorkflowResult", "WorkflowInterrupted", "ClusterConfig", "load_cluster"]
+#: public name -> module defining it, imported on first use (the worker process imports neither
+#: pydantic nor Parsl: its start-up is every task's overhead)
+_LAZY = {
+    "Task": "mlpot.workflows.engine", "Resources": "mlpot.workflows.engine", "run_workflow": "mlpot.workflows.engine",
+    "WorkflowResult": "mlpot.workflows.engine", "WorkflowInterrupted": "mlpot.workflows.engine",
+    "ClusterConfig": "mlpot.workflows.cluster", "load_cluster": "mlpot.workflows.cluster",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mlpot.workflows' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
