@@ -320,3 +320,22 @@ def test_no_parsl_output_on_stdout_and_run_dir_under_root(tmp_path: Path) -> Non
     assert r.stdout == "True\n" and r.stderr == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wf"]  # no runinfo/ in the current directory
     assert json.loads((tmp_path / "wf" / "a" / "result.json").read_text()) == {"value": 0}
+
+
+def test_progress_bar_counts_tasks_and_shows_the_status_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    import mlpot.progress
+
+    monkeypatch.setattr(mlpot.progress, "is_interactive", lambda stream=None: True)  # as on a terminal
+    seen: list[list[str]] = []
+
+    def status(results: dict[str, dict]) -> str:
+        seen.append(sorted(results))
+        return f"sum={sum(r['value'] for r in results.values())}"
+
+    run_workflow(chain({}), tmp_path, status=status)
+    err = capsys.readouterr().err
+    assert "4/4" in err and "sum=123" in err and "workflow" in err
+    assert seen[-1] == ["a", "b", "c", "d/x"]
+    run_workflow(chain({}), tmp_path, status=status)  # all reused: nothing to run, no bar
+    assert capsys.readouterr().err == ""
