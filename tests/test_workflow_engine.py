@@ -339,3 +339,14 @@ def test_progress_bar_counts_tasks_and_shows_the_status_text(tmp_path: Path, mon
     assert seen[-1] == ["a", "b", "c", "d/x"]
     run_workflow(chain({}), tmp_path, status=status)  # all reused: nothing to run, no bar
     assert capsys.readouterr().err == ""
+
+
+def test_one_driver_per_workflow_folder(tmp_path: Path) -> None:
+    (tmp_path / ".lock").write_text(f"{socket.gethostname()}:{os.getpid()}\n")  # a live driver (this process)
+    with pytest.raises(WorkflowError, match="another workflow driver .* is running in this folder"):
+        run_workflow(chain({}), tmp_path, progress=False)
+    assert runs(tmp_path, "a") == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".lock").write_text(f"{socket.gethostname()}:{dead.stdout.strip()}\n")  # a stale lock
+    assert run_workflow(chain({}), tmp_path, progress=False).ok
+    assert not (tmp_path / ".lock").exists()

@@ -58,8 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: files of the protocol inside a task folder
 TASK_FILE, RESULT_FILE, DONE_FILE, FAILED_FILE, RUNNING_FILE, LOG_FILE = (
     "task.json", "result.json", "DONE", "FAILED", "running.json", "task.log")
-#: Parsl's run directory, under the workflow root
-PARSL_DIR = ".parsl"
+#: Parsl's run directory, and the lock of the driver running the workflow, under the workflow root
+PARSL_DIR, LOCK_FILE = ".parsl", ".lock"
 
 _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+,-]*$")
 _FUNC = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -337,6 +337,38 @@ def _kill_running(folders: Sequence[Path]) -> None:
                 _app.kill_group(info["pgid"])
 
 
+def _acquire_lock(root: Path, driver_id: str) -> Path:
+    """``root/.lock`` (``host:pid`` of this driver): one driver per workflow folder at a time. A lock
+    whose driver is gone (same host, dead pid) is taken over; a live one is a WorkflowError."""
+    lock = root / LOCK_FILE
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+            except OSError:
+                continue
+            host, _, pid = owner.rpartition(":")
+            alive = True
+            if host == socket.gethostname() and pid.isdigit():
+                try:
+                    os.kill(int(pid), 0)
+                except ProcessLookupError:
+                    alive = False
+                except PermissionError:
+                    pass
+            if alive:
+                raise WorkflowError(f"{root}: another workflow driver ({owner}) is running in this folder "
+                                    f"(delete {lock} if it is not)") from None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(driver_id + "\n")
+        return lock
+    raise WorkflowError(f"{root}: cannot take the lock {lock}")
+
+
 def _failure_message(folder: Path, outcome: Mapping[str, Any], task: Task) -> str:
     try:
         line = (folder / FAILED_FILE).read_text().splitlines()[0].strip()
@@ -445,6 +477,7 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
 
     from mlpot.workflows._app import run_task_process
 
+    lock = _acquire_lock(root, driver_id)
     dfk = None
     try:
         dfk = DataFlowKernel(config)
@@ -510,6 +543,7 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
             except Exception:  # noqa: BLE001 (cleanup after an interrupt must not hide it)
                 pass
         bar.close()
+        lock.unlink(missing_ok=True)
     return out
 
 
