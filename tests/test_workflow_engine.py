@@ -271,7 +271,9 @@ def test_cluster_section_maps_to_parsl_providers(tmp_path: Path) -> None:
     assert cfg.run_dir == str(tmp_path / "run")
     assert slurm.task_prefix(Resources(mpi_ranks=4, gpus=4)) == [
         "srun", "--nodes=1", "--ntasks=4", "--cpus-per-task=2", "--exact", "--kill-on-bad-exit=1", "--gpus-per-task=1"]
-    assert slurm.task_prefix(Resources()) [-1] == "--gpus-per-task=1"  # the slot's GPU
+    assert slurm.task_prefix(Resources())[-1] == "--gpus-per-task=1"  # the slot's GPU
+    one_node = load_cluster({"scheduler": "slurm", "cores_per_task": 4}).to_parsl_config(tmp_path).executors[0]
+    assert one_node.cores_per_worker == 4 and one_node.max_workers_per_node == float("inf")  # Parsl counts cores
 
     pbs = load_cluster({"scheduler": "pbs", "queue": "workq", "account": "proj", "walltime": "08:00:00",
                         "cores_per_node": 64, "gpus_per_node": 4, "gpus_per_task": 2, "cores_per_task": 16})
@@ -350,3 +352,22 @@ def test_one_driver_per_workflow_folder(tmp_path: Path) -> None:
     (tmp_path / ".lock").write_text(f"{socket.gethostname()}:{dead.stdout.strip()}\n")  # a stale lock
     assert run_workflow(chain({}), tmp_path, progress=False).ok
     assert not (tmp_path / ".lock").exists()
+
+
+def test_docs_name_every_cluster_key_and_their_examples_validate(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
+    doc = (ROOT / "docs" / "workflows.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for key in ClusterConfig.known_keys():
+        if key not in ("comment", "_comment"):
+            assert f"`{key}`" in doc, f"docs/workflows.md lacks the cluster key {key}"
+    blocks = [b for text in (doc, readme) for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "cluster:" in b]
+    assert len(blocks) >= 4
+    for block in blocks:
+        cfg = load_cluster(yaml.safe_load(block)["cluster"], source="docs")
+        cfg.to_parsl_config(tmp_path / "run")  # maps without submitting
+    assert "## Workflows on a laptop or a cluster (Parsl)" in readme
+    assert readme.index("## Workflows on a laptop or a cluster (Parsl)") < readme.index("## Architecture")

@@ -220,11 +220,13 @@ class ClusterConfig(StrictModel):
             from parsl.addresses import address_by_hostname
 
             address = address_by_hostname()
-        srun = self.effective_launcher == "srun"
+        workers = self.workers_per_block()
+        # srun layout with a known worker count: SLURM places the cores, Parsl must not count them
+        placed_by_srun = self.effective_launcher == "srun" and workers is not None
         executor = HighThroughputExecutor(
             label="mlpot", provider=provider, address=address,
-            cores_per_worker=1e-6 if srun else float(self.cores_per_task),  # srun layout: SLURM places the cores
-            max_workers_per_node=self.workers_per_block(), available_accelerators=self.accelerators(),
+            cores_per_worker=1e-6 if placed_by_srun else float(self.cores_per_task),
+            max_workers_per_node=workers, available_accelerators=self.accelerators(),
             heartbeat_period=30, heartbeat_threshold=120, worker_logdir_root=str(Path(run_dir) / "workers"))
         return Config(executors=[executor], run_dir=str(run_dir), retries=1, usage_tracking=0, initialize_logging=True,
                       strategy="simple", strategy_period=1 if self.scheduler == "local" else 5,
