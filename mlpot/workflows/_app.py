@@ -27,14 +27,18 @@ _LOCK = threading.Lock()
 GRACE_S = 3.0
 
 
-def kill_group(pgid: int, grace_s: float = GRACE_S) -> None:
-    """SIGTERM to the process group ``pgid``, then SIGKILL to whatever is left after ``grace_s``."""
+def kill_group(pgid: int, grace_s: float = GRACE_S, leader: Optional[subprocess.Popen] = None) -> None:
+    """SIGTERM to the process group ``pgid``, then SIGKILL to whatever is left after ``grace_s``.
+    ``leader``: the group's leader when it is this process's child (reaped here, so that its zombie
+    does not keep the group alive)."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
@@ -70,11 +74,11 @@ def run_task_process(prefix: Sequence[str], taskdir: str, env: dict, walltime_s:
             proc.wait(timeout=walltime_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_group(proc.pid)
+            kill_group(proc.pid, leader=proc)
             proc.wait()
         finally:
             if proc.poll() is None:  # this thread/worker is being torn down: take the task with it
-                kill_group(proc.pid)
+                kill_group(proc.pid, leader=proc)
                 proc.wait()
             with _LOCK:
                 LIVE.pop(taskdir, None)
@@ -92,5 +96,5 @@ def kill_live() -> int:
             except (ProcessLookupError, PermissionError):
                 pass
     for proc in procs:
-        kill_group(proc.pid)
+        kill_group(proc.pid, leader=proc)
     return len(procs)

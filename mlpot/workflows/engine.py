@@ -155,8 +155,8 @@ def _check_tasks(tasks: Sequence[Task]) -> list[Task]:
             raise WorkflowError(f"task {t.name!r}: gpus={r.gpus} is not a multiple of mpi_ranks={r.mpi_ranks}")
         if r.walltime_s is not None and not r.walltime_s > 0:
             raise WorkflowError(f"task {t.name!r}: walltime_s: expected a positive number of seconds, found {r.walltime_s}")
-        if not isinstance(t.deps, tuple):
-            raise WorkflowError(f"task {t.name!r}: deps: expected a tuple of task names, found {type(t.deps).__name__}")
+        if isinstance(t.deps, (str, bytes)) or not all(isinstance(d, str) for d in t.deps):
+            raise WorkflowError(f"task {t.name!r}: deps: expected a tuple of task names, found {t.deps!r}")
         by_name[t.name] = t
     names = set(by_name)
     for t in tasks:
