@@ -313,10 +313,21 @@ def test_cluster_section_errors_name_the_file_and_key(tmp_path: Path) -> None:
         assert message in str(info.value), (message, str(info.value))
     assert load_cluster(None) is None
 
+    from typing import Optional
+
+    from mlpot.config.base import StrictModel, validate
+
+    class PhaseInput(StrictModel):  # how a workflow input embeds the section
+        cluster: Optional[ClusterConfig] = None
+
+    with pytest.raises(ConfigError, match=r"^phase.yaml: cluster.acount: unknown key \(did you mean `account`\?\)$"):
+        validate(PhaseInput, {"cluster": {"scheduler": "slurm", "acount": "x"}}, source="phase.yaml")
+    assert validate(PhaseInput, {}).cluster is None
+
 
 def test_no_parsl_output_on_stdout_and_run_dir_under_root(tmp_path: Path) -> None:
     code = ("from pathlib import Path; from mlpot.workflows import Task, run_workflow; "
-            f"out = run_workflow([Task('a', '{F}add', {{}})], Path({str(tmp_path / 'wf')!r})); print(json_ok := out.ok)")
+            f"out = run_workflow([Task('a', '{F}add', {{}})], Path({str(tmp_path / 'wf')!r})); print(out.ok)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr
