@@ -44,7 +44,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -412,10 +411,22 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
         return out
     root.mkdir(parents=True, exist_ok=True)
 
-    from mlpot.progress import NullBar, progress_bar
+    from parsl.app.app import python_app
+    from parsl.dataflow.dflow import DataFlowKernel
 
-    bar = progress_bar(total=len(ordered), desc="workflow", unit="task", quiet=not progress, min_total=1,
-                       initial=len(out.reused))
+    from mlpot.progress import NullBar, progress_bar
+    from mlpot.workflows._app import run_task_process
+    from mlpot.workflows.worker import write_atomic
+
+    by_name = {t.name: t for t in ordered}
+    dependents: dict[str, list[str]] = {t.name: [] for t in ordered}
+    for t in ordered:
+        for d in t.deps:
+            dependents[d].append(t.name)
+    waiting = [t.name for t in todo]  # in dependency order
+    running: dict[Future, str] = {}
+    driver_id = f"{socket.gethostname()}:{os.getpid()}"
+    bar: Any = NullBar()
 
     def note(line: str) -> None:
         if isinstance(bar, NullBar):
@@ -430,24 +441,6 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
                 bar.set_postfix_str(str(status(dict(out.results))))
             except Exception as exc:  # noqa: BLE001 (a broken status line must not stop a campaign)
                 bar.set_postfix_str(f"status failed: {type(exc).__name__}")
-
-    slots: Any = _LocalSlots(max_workers) if cluster is None else _ClusterSlots(cluster, max_workers)
-    run_dir = root / PARSL_DIR
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cluster is None:
-        config = _local_parsl_config(run_dir, slots.max_running)
-    else:
-        os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-        config = cluster.to_parsl_config(run_dir)
-
-    by_name = {t.name: t for t in ordered}
-    dependents: dict[str, list[str]] = {t.name: [] for t in ordered}
-    for t in ordered:
-        for d in t.deps:
-            dependents[d].append(t.name)
-    waiting = [t.name for t in todo]  # in dependency order
-    running: dict[Future, str] = {}
-    driver_id = f"{socket.gethostname()}:{os.getpid()}"
 
     def skip_dependents(name: str) -> None:
         for child in dependents[name]:
@@ -464,22 +457,28 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
         note(f"workflow: task {name} failed: {message}")
         skip_dependents(name)
 
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        def on_signal(signum: int, frame: Any) -> None:
-            raise WorkflowInterrupted(signum)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-
-    from parsl.app.app import python_app
-    from parsl.dataflow.dflow import DataFlowKernel
-
-    from mlpot.workflows._app import run_task_process
+    def on_signal(signum: int, frame: Any) -> None:
+        raise WorkflowInterrupted(signum)
 
     lock = _acquire_lock(root, driver_id)
+    previous: dict[int, Any] = {}
     dfk = None
     try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        slots: Any = _LocalSlots(max_workers) if cluster is None else _ClusterSlots(cluster, max_workers)
+        run_dir = root / PARSL_DIR
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cluster is None:
+            config = _local_parsl_config(run_dir, slots.max_running)
+        else:
+            bindir = os.path.dirname(sys.executable)  # HTEX starts interchange.py etc. by name
+            if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+            config = cluster.to_parsl_config(run_dir)
+        bar = progress_bar(total=len(ordered), desc="workflow", unit="task", quiet=not progress, min_total=1,
+                           initial=len(out.reused))
         dfk = DataFlowKernel(config)
         app = python_app(run_task_process, data_flow_kernel=dfk, executors=["mlpot"])
         while waiting or running:
@@ -504,8 +503,6 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
                         "deps": {d: out.results[d] for d in task.deps}, "hash": hashes[name],
                         "resources": {"cores": task.resources.cores, "gpus": task.resources.gpus,
                                       "mpi_ranks": task.resources.mpi_ranks, "walltime_s": task.resources.walltime_s}}
-                from mlpot.workflows.worker import write_atomic
-
                 write_atomic(folder / TASK_FILE, json.dumps(spec, indent=1, sort_keys=True) + "\n")
                 env.update({"MLPOT_WORKFLOW_DRIVER": driver_id, "MLPOT_TASK_NAME": name})
                 running[app(prefix, str(folder), env, task.resources.walltime_s)] = name
