@@ -22,7 +22,7 @@ pytest.importorskip("parsl")
 
 from mlpot.config.base import read_tree  # noqa: E402
 from mlpot.errors import ConfigError, WorkflowError  # noqa: E402
-from mlpot.workflows import ClusterConfig, Resources, Task, load_cluster, run_workflow  # noqa: E402
+from mlpot.workflows import ClusterConfig, Resources, Task, WorkflowSession, load_cluster, run_workflow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 F = "mlpot.workflows._selftest:"
@@ -58,6 +58,19 @@ def test_changed_params_rerun_only_the_task_and_its_dependents(tmp_path: Path) -
     only_c = run_workflow(chain({"a": 2, "c": 5}), tmp_path, progress=False)
     assert only_c.reused == {"a", "b", "d/x"} and only_c.results["c"] == {"value": 5}
     assert [runs(tmp_path, n) for n in ("a", "b", "c", "d/x")] == [2, 2, 2, 2]
+
+
+def test_a_session_runs_dependent_rounds_on_one_executor(tmp_path: Path) -> None:
+    """Round 2 is built from round 1's results (as a coexistence-line trace or a learning loop does);
+    Parsl starts once (one run directory), the lock is held for the session and released after."""
+    with WorkflowSession(tmp_path, progress=False) as session:
+        first = session.run(chain({}))
+        assert (tmp_path / ".lock").exists()
+        nxt = Task("e", F + "add", {"value": first.results["d/x"]["value"]}, deps=("c",))
+        second = session.run(chain({}) + [nxt])
+    assert second.reused == {"a", "b", "c", "d/x"} and second.results["e"] == {"value": 111}
+    assert [p.name for p in (tmp_path / ".parsl").iterdir() if p.name != "workers"] == ["000"]
+    assert not (tmp_path / ".lock").exists()
 
 
 def test_half_finished_task_resumes_from_its_checkpoint(tmp_path: Path) -> None:
@@ -145,26 +158,18 @@ def test_mpi_task_runs_through_mpirun(tmp_path: Path) -> None:
     assert "mpirun -n 2" in (tmp_path / "mpi" / "task.log").read_text()
 
 
-def test_htex_local_executor_runs_the_same_protocol(tmp_path: Path) -> None:
-    """``cluster: {scheduler: local}``: Parsl's HighThroughputExecutor (the executor of the cluster
-    schedulers) on this machine; its processes are gone afterwards."""
-    out = run_workflow(chain({}), tmp_path, ClusterConfig(scheduler="local", tasks_per_node=2), progress=False)
-    assert out.ok and out.results["d/x"] == {"value": 11}
-    assert (tmp_path / ".parsl").is_dir() and not (Path.cwd() / "runinfo").exists()
-    assert _descendants(os.getpid()) == []
-
-
 # ------------------------------------------------------------------------------------------ killing the driver
 DRIVER = """
 import sys
 from pathlib import Path
-from mlpot.workflows import Resources, Task, run_workflow
-root, hold, ranks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+from mlpot.workflows import ClusterConfig, Resources, Task, run_workflow
+root, hold, ranks, executor = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 F = "mlpot.workflows._selftest:"
 tasks = [Task("quick", F + "add", {"value": 1}), Task("next", F + "add", {"value": 2}, deps=("quick",)),
          Task("long", F + "hold", {"while_exists": hold, "max_s": 120}, deps=("next",),
               resources=Resources(mpi_ranks=ranks))]
-out = run_workflow(tasks, root, progress=False)
+cluster = ClusterConfig(scheduler="local", tasks_per_node=1) if executor == "htex" else None
+out = run_workflow(tasks, root, cluster, progress=False)
 print(sorted(out.results))
 """
 
@@ -192,19 +197,13 @@ def _task_processes(driver_pid: int) -> list[int]:
     return found
 
 
-def _descendants(pid: int) -> list[int]:
-    import psutil
-
-    return [p.pid for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
-
-
-def _start_driver(tmp_path: Path, ranks: int) -> tuple[subprocess.Popen, Path, Path]:
+def _start_driver(tmp_path: Path, ranks: int, executor: str = "local") -> tuple[subprocess.Popen, Path, Path]:
     script, root, hold = tmp_path / "driver.py", tmp_path / "wf", tmp_path / "hold"
     script.write_text(textwrap.dedent(DRIVER))
     hold.write_text("")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(script), str(root), str(hold), str(ranks)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(root), str(hold), str(ranks), executor], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not all((root / "long" / f"started.{r}").exists() for r in range(ranks)):
         assert proc.poll() is None, proc.communicate()
@@ -220,14 +219,37 @@ def _wait_gone(driver_pid: int, timeout: float = 15.0) -> list[int]:
     return left
 
 
-def test_sigterm_of_the_driver_leaves_no_task_process_and_a_rerun_resumes(tmp_path: Path) -> None:
-    proc, root, hold = _start_driver(tmp_path, ranks=1)
+def _parsl_processes(root: Path) -> list[int]:
+    """Live HTEX worker pools of the workflow under ``root`` (their command line names its run dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(root / ".parsl") in cmd and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig, executor", [(signal.SIGTERM, "local"), (signal.SIGINT, "local"),
+                                           (signal.SIGTERM, "htex")])
+def test_killing_the_driver_leaves_no_task_process_and_a_rerun_resumes(tmp_path: Path, sig: int,
+                                                                       executor: str) -> None:
+    """``htex``: ``cluster: {scheduler: local}``, Parsl's HighThroughputExecutor (the executor of the
+    cluster schedulers) on this machine runs the first two tasks; the rerun (local executor) reuses them."""
+    proc, root, hold = _start_driver(tmp_path, ranks=1, executor=executor)
     before = _task_processes(proc.pid)
     assert before, "the long task's process should be running"
-    proc.send_signal(signal.SIGTERM)
+    if executor == "htex":
+        assert _parsl_processes(root), "the HTEX worker pool should be running"
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "WorkflowInterrupted" in err
     assert _wait_gone(proc.pid, timeout=0.3) == []  # ended by the driver before it exited (not by the watchdog)
+    assert _parsl_processes(root) == []
+    assert (root / ".parsl").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["driver.py", "hold", "wf"]
     assert not (root / "long" / "DONE").exists()
     hold.unlink()  # the rerun: the finished tasks are reused, the interrupted one runs again
     out = run_workflow(_driver_tasks(str(hold)), root, progress=False)

@@ -3,7 +3,8 @@ resumable, on this machine or a cluster through Parsl. The top layer: it may use
 never imports it.
 
 * :mod:`mlpot.workflows.engine`: :class:`Task`, :class:`Resources`, :func:`run_workflow`,
-  :class:`WorkflowResult` (the protocol: task.json → worker → result.json, then DONE).
+  :class:`WorkflowResult` (the protocol: task.json → worker → result.json, then DONE), and
+  :class:`WorkflowSession` (several dependent rounds on one executor).
 * :mod:`mlpot.workflows.cluster`: the ``cluster:`` section (:class:`ClusterConfig`, SLURM/PBS/LSF
   → Parsl providers).
 * :mod:`mlpot.workflows.worker`: ``python -m mlpot.workflows.worker TASKDIR`` (one task).
@@ -20,6 +21,7 @@ from typing import Any
 _LAZY = {
     "Task": "mlpot.workflows.engine", "Resources": "mlpot.workflows.engine", "run_workflow": "mlpot.workflows.engine",
     "WorkflowResult": "mlpot.workflows.engine", "WorkflowInterrupted": "mlpot.workflows.engine",
+    "WorkflowSession": "mlpot.workflows.engine",
     "ClusterConfig": "mlpot.workflows.cluster", "load_cluster": "mlpot.workflows.cluster",
 }
 

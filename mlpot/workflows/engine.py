@@ -384,6 +384,210 @@ def _failure_message(folder: Path, outcome: Mapping[str, Any], task: Task) -> st
     return f"task process exited with status {rc} without a result (see {log})"
 
 
+class WorkflowSession:
+    """Several :meth:`run` calls on one executor: Parsl (and, on a cluster, its pilot jobs) starts once
+    and stays up between the calls, for loops whose next tasks depend on the last results (tracing a
+    coexistence line step by step, the iterations of concurrent learning).
+
+        with WorkflowSession(Path("campaign"), cluster) as session:
+            first = session.run(tasks)
+            more = session.run(tasks + next_tasks(first.results))   # tasks: reused at once
+
+    One session per ``root`` at a time (``root/.lock``, taken on the first task that must run).
+    SIGTERM/SIGINT while a run is going end its running tasks, then raise :class:`WorkflowInterrupted`
+    / KeyboardInterrupt; leaving the ``with`` block shuts Parsl down. :func:`run_workflow` is one
+    session with one run."""
+
+    def __init__(self, root: Path, cluster: "ClusterConfig | None" = None, *, progress: bool = True,
+                 max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise WorkflowError(f"max_workers: expected a positive number of tasks, found {max_workers}")
+        self.root = Path(root).resolve()
+        self.cluster = cluster
+        self.progress = progress
+        self.max_workers = max_workers
+        self.driver_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._lock: Optional[Path] = None
+        self._dfk: Any = None
+        self._app: Any = None
+        self._slots: Any = None
+
+    def __enter__(self) -> "WorkflowSession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Shut Parsl down (its processes, the pilot jobs) and release the folder's lock."""
+        dfk, self._dfk, self._app = self._dfk, None, None
+        try:
+            if dfk is not None:
+                try:
+                    dfk.cleanup()
+                except Exception:  # noqa: BLE001 (cleanup after an interrupt must not hide it)
+                    pass
+        finally:
+            if self._lock is not None:
+                self._lock.unlink(missing_ok=True)
+                self._lock = None
+
+    def _start(self) -> None:
+        """Take the lock and start Parsl (once per session)."""
+        if self._dfk is not None:
+            return
+        from parsl.app.app import python_app
+        from parsl.dataflow.dflow import DataFlowKernel
+
+        from mlpot.workflows._app import run_task_process
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = _acquire_lock(self.root, self.driver_id)
+        cluster = self.cluster
+        self._slots = _LocalSlots(self.max_workers) if cluster is None else _ClusterSlots(cluster, self.max_workers)
+        run_dir = self.root / PARSL_DIR
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cluster is None:
+            config = _local_parsl_config(run_dir, self._slots.max_running)
+        else:
+            bindir = os.path.dirname(sys.executable)  # HTEX starts interchange.py etc. by name
+            if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+            config = cluster.to_parsl_config(run_dir)
+        self._dfk = DataFlowKernel(config)
+        self._app = python_app(run_task_process, data_flow_kernel=self._dfk, executors=["mlpot"])
+
+    def run(self, tasks: Sequence[Task], *, status: Callable[[dict[str, dict]], str] | None = None) -> WorkflowResult:
+        """Run ``tasks`` under the session's root (the semantics of :func:`run_workflow`)."""
+        ordered = _check_tasks(tasks)
+        root = self.root
+        hashes: dict[str, str] = {}
+        for t in ordered:
+            hashes[t.name] = task_hash(t, hashes)
+        out = WorkflowResult()
+        for t in ordered:
+            found = _finished_result(root / t.name, hashes[t.name])
+            if found is not None:
+                out.results[t.name] = found
+                out.reused.add(t.name)
+        todo = [t for t in ordered if t.name not in out.reused]
+        if not todo:
+            return out
+
+        from mlpot.progress import NullBar, progress_bar
+        from mlpot.workflows.worker import write_atomic
+
+        progress = self.progress
+        by_name = {t.name: t for t in ordered}
+        dependents: dict[str, list[str]] = {t.name: [] for t in ordered}
+        for t in ordered:
+            for d in t.deps:
+                dependents[d].append(t.name)
+        waiting = [t.name for t in todo]  # in dependency order
+        running: dict[Future, str] = {}
+        bar: Any = NullBar()
+
+        def note(line: str) -> None:
+            if isinstance(bar, NullBar):
+                if progress:
+                    print(line, file=sys.stderr, flush=True)
+            else:
+                bar.write(line, file=sys.stderr)
+
+        def show() -> None:
+            if status is not None:
+                try:
+                    bar.set_postfix_str(str(status(dict(out.results))))
+                except Exception as exc:  # noqa: BLE001 (a broken status line must not stop a campaign)
+                    bar.set_postfix_str(f"status failed: {type(exc).__name__}")
+
+        def skip_dependents(name: str) -> None:
+            for child in dependents[name]:
+                if child not in out.failed and child not in out.results:
+                    out.failed[child] = f"skipped: dependency {name} failed"
+                    if child in waiting:
+                        waiting.remove(child)
+                    bar.update(1)
+                    skip_dependents(child)
+
+        def fail(name: str, message: str) -> None:
+            out.failed[name] = message
+            bar.update(1)
+            note(f"workflow: task {name} failed: {message}")
+            skip_dependents(name)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            raise WorkflowInterrupted(signum)
+
+        previous: dict[int, Any] = {}
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    previous[sig] = signal.signal(sig, on_signal)
+            self._start()
+            slots, app = self._slots, self._app
+            bar = progress_bar(total=len(ordered), desc="workflow", unit="task", quiet=not progress, min_total=1,
+                               initial=len(out.reused))
+            while waiting or running:
+                for name in list(waiting):
+                    task = by_name[name]
+                    if not all(d in out.results for d in task.deps):
+                        continue
+                    problem = slots.impossible(task)
+                    if problem:
+                        waiting.remove(name)
+                        fail(name, problem)
+                        continue
+                    placed = slots.take(task)
+                    if placed is None:
+                        continue
+                    prefix, env = placed
+                    folder = root / name
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for stale in (DONE_FILE, FAILED_FILE, RUNNING_FILE):
+                        (folder / stale).unlink(missing_ok=True)
+                    spec = {"name": name, "func": task.func, "params": json.loads(_canonical(task)),
+                            "deps": {d: out.results[d] for d in task.deps}, "hash": hashes[name],
+                            "resources": {"cores": task.resources.cores, "gpus": task.resources.gpus,
+                                          "mpi_ranks": task.resources.mpi_ranks,
+                                          "walltime_s": task.resources.walltime_s}}
+                    write_atomic(folder / TASK_FILE, json.dumps(spec, indent=1, sort_keys=True) + "\n")
+                    env.update({"MLPOT_WORKFLOW_DRIVER": self.driver_id, "MLPOT_TASK_NAME": name})
+                    running[app(prefix, str(folder), env, task.resources.walltime_s)] = name
+                    waiting.remove(name)
+                if not running:
+                    break  # nothing can start (cannot happen with a dependency order; kept as a guard)
+                done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = running.pop(fut)
+                    slots.release(name)
+                    folder = root / name
+                    try:
+                        outcome = fut.result()
+                    except Exception as exc:  # noqa: BLE001 (Parsl: worker or block lost after retries)
+                        outcome = {"returncode": None, "error": f"{type(exc).__name__}: {exc}"}
+                    result = _finished_result(folder, hashes[name])
+                    (folder / RUNNING_FILE).unlink(missing_ok=True)
+                    if result is not None:
+                        out.results[name] = result
+                        bar.update(1)
+                    elif outcome.get("error"):
+                        fail(name, " ".join(str(outcome["error"]).split()))
+                    else:
+                        fail(name, _failure_message(folder, outcome, by_name[name]))
+                show()
+        except BaseException:
+            _kill_running([root / n for n in running.values()])
+            self.close()  # an interrupted session is over: Parsl down, lock released
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            bar.close()
+        return out
+
+
 def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | None" = None, *,
                  progress: bool = True, status: Callable[[dict[str, dict]], str] | None = None,
                  max_workers: int | None = None) -> WorkflowResult:
@@ -392,157 +596,11 @@ def run_workflow(tasks: Sequence[Task], root: Path, cluster: "ClusterConfig | No
     a :class:`~mlpot.workflows.cluster.ClusterConfig` submits pilot jobs. ``progress``: a bar with
     tasks done/total and ETA on an interactive stderr, ``status(results_so_far)`` its text.
     ``max_workers``: at most that many tasks at once. Raises :class:`~mlpot.errors.WorkflowError` for
-    a bad task list, :class:`WorkflowInterrupted`/KeyboardInterrupt after SIGTERM/SIGINT."""
-    ordered = _check_tasks(tasks)
-    if max_workers is not None and max_workers < 1:
-        raise WorkflowError(f"max_workers: expected a positive number of tasks, found {max_workers}")
-    root = Path(root).resolve()
-    hashes: dict[str, str] = {}
-    for t in ordered:
-        hashes[t.name] = task_hash(t, hashes)
-    out = WorkflowResult()
-    for t in ordered:
-        found = _finished_result(root / t.name, hashes[t.name])
-        if found is not None:
-            out.results[t.name] = found
-            out.reused.add(t.name)
-    todo = [t for t in ordered if t.name not in out.reused]
-    if not todo:
-        return out
-    root.mkdir(parents=True, exist_ok=True)
-
-    from parsl.app.app import python_app
-    from parsl.dataflow.dflow import DataFlowKernel
-
-    from mlpot.progress import NullBar, progress_bar
-    from mlpot.workflows._app import run_task_process
-    from mlpot.workflows.worker import write_atomic
-
-    by_name = {t.name: t for t in ordered}
-    dependents: dict[str, list[str]] = {t.name: [] for t in ordered}
-    for t in ordered:
-        for d in t.deps:
-            dependents[d].append(t.name)
-    waiting = [t.name for t in todo]  # in dependency order
-    running: dict[Future, str] = {}
-    driver_id = f"{socket.gethostname()}:{os.getpid()}"
-    bar: Any = NullBar()
-
-    def note(line: str) -> None:
-        if isinstance(bar, NullBar):
-            if progress:
-                print(line, file=sys.stderr, flush=True)
-        else:
-            bar.write(line, file=sys.stderr)
-
-    def show() -> None:
-        if status is not None:
-            try:
-                bar.set_postfix_str(str(status(dict(out.results))))
-            except Exception as exc:  # noqa: BLE001 (a broken status line must not stop a campaign)
-                bar.set_postfix_str(f"status failed: {type(exc).__name__}")
-
-    def skip_dependents(name: str) -> None:
-        for child in dependents[name]:
-            if child not in out.failed and child not in out.results:
-                out.failed[child] = f"skipped: dependency {name} failed"
-                if child in waiting:
-                    waiting.remove(child)
-                bar.update(1)
-                skip_dependents(child)
-
-    def fail(name: str, message: str) -> None:
-        out.failed[name] = message
-        bar.update(1)
-        note(f"workflow: task {name} failed: {message}")
-        skip_dependents(name)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise WorkflowInterrupted(signum)
-
-    lock = _acquire_lock(root, driver_id)
-    previous: dict[int, Any] = {}
-    dfk = None
-    try:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                previous[sig] = signal.signal(sig, on_signal)
-        slots: Any = _LocalSlots(max_workers) if cluster is None else _ClusterSlots(cluster, max_workers)
-        run_dir = root / PARSL_DIR
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if cluster is None:
-            config = _local_parsl_config(run_dir, slots.max_running)
-        else:
-            bindir = os.path.dirname(sys.executable)  # HTEX starts interchange.py etc. by name
-            if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
-                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-            config = cluster.to_parsl_config(run_dir)
-        bar = progress_bar(total=len(ordered), desc="workflow", unit="task", quiet=not progress, min_total=1,
-                           initial=len(out.reused))
-        dfk = DataFlowKernel(config)
-        app = python_app(run_task_process, data_flow_kernel=dfk, executors=["mlpot"])
-        while waiting or running:
-            for name in list(waiting):
-                task = by_name[name]
-                if not all(d in out.results for d in task.deps):
-                    continue
-                problem = slots.impossible(task)
-                if problem:
-                    waiting.remove(name)
-                    fail(name, problem)
-                    continue
-                placed = slots.take(task)
-                if placed is None:
-                    continue
-                prefix, env = placed
-                folder = root / name
-                folder.mkdir(parents=True, exist_ok=True)
-                for stale in (DONE_FILE, FAILED_FILE, RUNNING_FILE):
-                    (folder / stale).unlink(missing_ok=True)
-                spec = {"name": name, "func": task.func, "params": json.loads(_canonical(task)),
-                        "deps": {d: out.results[d] for d in task.deps}, "hash": hashes[name],
-                        "resources": {"cores": task.resources.cores, "gpus": task.resources.gpus,
-                                      "mpi_ranks": task.resources.mpi_ranks, "walltime_s": task.resources.walltime_s}}
-                write_atomic(folder / TASK_FILE, json.dumps(spec, indent=1, sort_keys=True) + "\n")
-                env.update({"MLPOT_WORKFLOW_DRIVER": driver_id, "MLPOT_TASK_NAME": name})
-                running[app(prefix, str(folder), env, task.resources.walltime_s)] = name
-                waiting.remove(name)
-            if not running:
-                break  # nothing can start (cannot happen with a dependency order; kept as a guard)
-            done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                name = running.pop(fut)
-                slots.release(name)
-                folder = root / name
-                try:
-                    outcome = fut.result()
-                except Exception as exc:  # noqa: BLE001 (Parsl: worker or block lost after retries)
-                    outcome = {"returncode": None, "error": f"{type(exc).__name__}: {exc}"}
-                result = _finished_result(folder, hashes[name])
-                (folder / RUNNING_FILE).unlink(missing_ok=True)
-                if result is not None:
-                    out.results[name] = result
-                    bar.update(1)
-                elif outcome.get("error"):
-                    fail(name, " ".join(str(outcome["error"]).split()))
-                else:
-                    fail(name, _failure_message(folder, outcome, by_name[name]))
-            show()
-    except BaseException:
-        _kill_running([root / n for n in running.values()])
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if dfk is not None:
-            try:
-                dfk.cleanup()
-            except Exception:  # noqa: BLE001 (cleanup after an interrupt must not hide it)
-                pass
-        bar.close()
-        lock.unlink(missing_ok=True)
-    return out
+    a bad task list, :class:`WorkflowInterrupted`/KeyboardInterrupt after SIGTERM/SIGINT. Several
+    dependent rounds on one executor: :class:`WorkflowSession`."""
+    with WorkflowSession(root, cluster, progress=progress, max_workers=max_workers) as session:
+        return session.run(tasks, status=status)
 
 
-__all__ = ["Resources", "Task", "WorkflowResult", "WorkflowInterrupted", "run_workflow", "task_hash",
-           "local_cores", "local_gpus"]
+__all__ = ["Resources", "Task", "WorkflowResult", "WorkflowInterrupted", "WorkflowSession", "run_workflow",
+           "task_hash", "local_cores", "local_gpus"]
