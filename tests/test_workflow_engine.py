@@ -308,6 +308,11 @@ def test_cluster_section_maps_to_parsl_providers(tmp_path: Path) -> None:
     assert pbs.task_prefix(Resources(mpi_ranks=2)) == ["mpirun", "-n", "2"]
     assert pbs.task_problem(Resources(cores=32)).startswith("needs 32 cores, a task slot has cores_per_task=16")
 
+    local = ClusterConfig(scheduler="local", gpus_per_task=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+        assert list(local.to_parsl_config(tmp_path / "run").executors[0].available_accelerators) == ["4,5", "6,7"]
+
     lsf = load_cluster({"scheduler": "LSF", "queue": "batch", "account": "chm101", "walltime": "00:30"})
     p = lsf.to_parsl_config(tmp_path / "run").executors[0].provider
     assert isinstance(p, LSFProvider) and (p.queue, p.project, p.walltime) == ("batch", "chm101", "00:30:00")

@@ -169,11 +169,20 @@ class ClusterConfig(StrictModel):
         return ["mpirun", "-n", str(r.mpi_ranks)] if r.mpi_ranks > 1 else []
 
     def accelerators(self) -> list[str]:
-        """The GPU groups the workers of one node are pinned to (``["0", "1"]``, ``["0,1", "2,3"]``)."""
-        if not self.gpus_per_task or self.effective_launcher == "srun" or not self.gpus_per_node:
+        """The GPU groups the workers of one node are pinned to (``["0", "1"]``, ``["0,1", "2,3"]``);
+        ``scheduler: local`` without ``gpus_per_node``: this machine's GPUs (``CUDA_VISIBLE_DEVICES``)."""
+        if not self.gpus_per_task or self.effective_launcher == "srun":
+            return []
+        if self.gpus_per_node is not None:
+            ids = [str(i) for i in range(self.gpus_per_node)]
+        elif self.scheduler == "local":
+            from mlpot.workflows.engine import local_gpus
+
+            ids = local_gpus()
+        else:
             return []
         g = self.gpus_per_task
-        return [",".join(str(i) for i in range(k, k + g)) for k in range(0, self.gpus_per_node - g + 1, g)]
+        return [",".join(ids[k:k + g]) for k in range(0, len(ids) - g + 1, g)]
 
     # ------------------------------------------------------------------------------------ Parsl
     def to_parsl_config(self, run_dir: Union[str, Path]) -> Any:
