@@ -93,7 +93,7 @@ def test_failing_task_keeps_its_own_error_and_the_others_finish(tmp_path: Path) 
              Task("liquid", F + "add", {"value": 3})]
     out = run_workflow(tasks, tmp_path, progress=False)
     assert out.failed == {"solid": "fcc: the solid melted at step 40", "rs": "skipped: dependency solid failed",
-                          "combine": "skipped: dependency rs failed"}
+                          "combine": "skipped: dependency solid failed"}  # the task that failed, also downstream
     assert out.results == {"liquid": {"value": 3}}
     assert (tmp_path / "solid" / "FAILED").read_text().splitlines()[0] == "fcc: the solid melted at step 40"
     log = (tmp_path / "solid" / "task.log").read_text()

@@ -111,7 +111,7 @@ class Task:
 class WorkflowResult:
     """What a workflow run produced: ``results`` (finished tasks, reused ones included: name → the
     dict the task returned), ``failed`` (name → one-line error; dependents of a failed task as
-    ``"skipped: dependency X failed"``), ``reused`` (the names taken from an earlier run)."""
+    ``"skipped: dependency X failed"``, X the task that failed however far upstream), ``reused`` (the names taken from an earlier run)."""
 
     results: dict[str, dict] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
@@ -502,20 +502,21 @@ class WorkflowSession:
                 except Exception as exc:  # noqa: BLE001 (a broken status line must not stop a campaign)
                     bar.set_postfix_str(f"status failed: {type(exc).__name__}")
 
-        def skip_dependents(name: str) -> None:
+        def skip_dependents(name: str, cause: str) -> None:
+            """Every task downstream of ``name``, naming the task that failed (``cause``)."""
             for child in dependents[name]:
                 if child not in out.failed and child not in out.results:
-                    out.failed[child] = f"skipped: dependency {name} failed"
+                    out.failed[child] = f"skipped: dependency {cause} failed"
                     if child in waiting:
                         waiting.remove(child)
                     bar.update(1)
-                    skip_dependents(child)
+                    skip_dependents(child, cause)
 
         def fail(name: str, message: str) -> None:
             out.failed[name] = message
             bar.update(1)
             note(f"workflow: task {name} failed: {message}")
-            skip_dependents(name)
+            skip_dependents(name, name)
 
         def on_signal(signum: int, frame: Any) -> None:
             raise WorkflowInterrupted(signum)
