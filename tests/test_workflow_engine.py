@@ -113,6 +113,7 @@ def test_walltime_ends_the_task_and_its_processes(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 20
     pid = int((tmp_path / "wf" / "long" / "started.0").read_text())
     assert not _alive(pid)
+    assert (tmp_path / "wf" / "long" / "ended.0").exists()  # SIGTERM first: the task's finally block ran
 
 
 def test_bad_task_lists_are_one_clear_error(tmp_path: Path) -> None:

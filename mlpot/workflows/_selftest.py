@@ -77,7 +77,8 @@ def mpi_hello(params: dict, workdir: Path, deps: dict) -> dict:
 
 def hold(params: dict, workdir: Path, deps: dict) -> dict:
     """Writes ``started.<rank>`` and waits while the file ``params["while_exists"]`` exists (at most
-    ``params["max_s"]`` seconds): a long task that a test can release. Counted (on rank 0)."""
+    ``params["max_s"]`` seconds): a long task that a test can release; ``ended.<rank>`` when it stops,
+    however. Counted (on rank 0)."""
     from mlpot.workflows.worker import mpi_rank
 
     rank = mpi_rank()
@@ -85,6 +86,9 @@ def hold(params: dict, workdir: Path, deps: dict) -> dict:
         _count(workdir)
     (workdir / f"started.{rank}").write_text(f"{os.getpid()}\n")
     deadline = time.monotonic() + float(params.get("max_s", 60))
-    while Path(params["while_exists"]).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    try:
+        while Path(params["while_exists"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:  # also when the task is ended (SIGTERM → KeyboardInterrupt): where an MD run saves its checkpoint
+        (workdir / f"ended.{rank}").write_text("")
     return {"held": True}

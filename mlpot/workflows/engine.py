@@ -369,6 +369,9 @@ def _acquire_lock(root: Path, driver_id: str) -> Path:
 
 
 def _failure_message(folder: Path, outcome: Mapping[str, Any], task: Task) -> str:
+    log = folder / LOG_FILE
+    if outcome.get("timed_out"):
+        return f"exceeded its walltime of {task.resources.walltime_s:g} s (ended; see {log})"
     try:
         line = (folder / FAILED_FILE).read_text().splitlines()[0].strip()
         if line:
@@ -376,9 +379,6 @@ def _failure_message(folder: Path, outcome: Mapping[str, Any], task: Task) -> st
     except (OSError, IndexError):
         pass
     rc = outcome.get("returncode")
-    log = folder / LOG_FILE
-    if outcome.get("timed_out"):
-        return f"exceeded its walltime of {task.resources.walltime_s:g} s (ended; see {log})"
     if isinstance(rc, int) and rc < 0:
         return f"task process killed by {signal.Signals(-rc).name} (see {log})"
     return f"task process exited with status {rc} without a result (see {log})"

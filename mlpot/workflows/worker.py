@@ -13,7 +13,8 @@ the current directory) and, on rank 0 only (``mpirun``/``srun`` start one worker
 
 A raised exception writes ``FAILED`` (its first line: the one-line error, the task's own
 :class:`~mlpot.errors.MlpotError` message as it is, other exceptions as ``Type: message``) and the
-traceback to stderr (``task.log``), exit status 1. ``running.json`` (host, pid, process group) says
+traceback to stderr (``task.log``), exit status 1. SIGTERM (the driver ending the task, a walltime)
+is raised as KeyboardInterrupt in the task, so that its ``finally`` blocks run. ``running.json`` (host, pid, process group) says
 who runs the task. A watchdog thread ends the task's process group when its parent process dies or,
 on the driver's host, when the driver (``MLPOT_WORKFLOW_DRIVER=host:pid``) is gone: a task never
 outlives the workflow that started it.
@@ -119,6 +120,11 @@ def run(taskdir: Path) -> int:
     """Run the task in ``taskdir`` (see the module docstring); the exit status."""
     taskdir = taskdir.resolve()
     rank = mpi_rank()
+
+    def on_term(signum: int, frame: Any) -> None:  # ended by the driver or a walltime: let finally blocks run
+        raise KeyboardInterrupt(f"task ended by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, on_term)
     threading.Thread(target=_watchdog, args=(os.getppid(), os.environ.get("MLPOT_WORKFLOW_DRIVER")),
                      daemon=True, name="mlpot-watchdog").start()
     try:
