@@ -29,6 +29,10 @@ class SimulationError(MlpotError):
     """An MD run that cannot go on (NaN forces, atoms too close, lost atoms, neighbor overflow)."""
 
 
+class WorkflowError(MlpotError):
+    """A workflow that cannot run as given (bad task list, a task needing resources the machine lacks)."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """``" (did you mean `dt`?)"`` for the closest candidate to a mistyped ``word``, or ``""``.
 

@@ -153,12 +153,14 @@ def test_ctrl_c_exits_130(monkeypatch, capsys) -> None:
 
 # ------------------------------------------------------------------------------------------- layering
 def test_mlpot_never_imports_md_engine() -> None:
-    """Every module under mlpot/ (except mlpot/cli/md.py, the md command) imported in one fresh process,
-    plus the full parser: md_engine is not loaded (it imports mlpot, never the other way round)."""
+    """Every module under mlpot/ (except mlpot/cli/md.py, the md command, and mlpot/workflows/, the top
+    layer above md_engine) imported in one fresh process, plus the full parser: md_engine is not loaded
+    (it imports mlpot, never the other way round)."""
     code = (
         "import importlib, json, pkgutil, sys\n"
         "import mlpot, mlpot.cli\n"
-        "names = [m.name for m in pkgutil.walk_packages(mlpot.__path__, 'mlpot.') if m.name != 'mlpot.cli.md']\n"
+        "names = [m.name for m in pkgutil.walk_packages(mlpot.__path__, 'mlpot.') if m.name != 'mlpot.cli.md'\n"
+        "         and m.name.split('.')[:2] != ['mlpot', 'workflows']]\n"
         "for n in names: importlib.import_module(n)\n"
         "mlpot.cli.build_parser()\n"
         "print(json.dumps({'names': names, 'md_engine': sorted(m for m in sys.modules if m.split('.')[0] == 'md_engine')}))\n"
@@ -172,8 +174,9 @@ def test_mlpot_never_imports_md_engine() -> None:
 
 def test_only_the_cli_package_defines_commands() -> None:
     """No module of mlpot outside mlpot/cli, and none of md_engine, defines ``add_arguments`` (a command's
-    parser lives in mlpot/cli); only mlpot/cli/md.py mentions md_engine in an import."""
-    offenders, md_imports = [], []
+    parser lives in mlpot/cli); only mlpot/cli/md.py and the workflow layer (mlpot/workflows/, the top
+    layer) mention md_engine in an import, and md_engine never imports mlpot.workflows."""
+    offenders, md_imports, upward = [], [], []
     paths = sorted((ROOT / "mlpot").rglob("*.py")) + sorted((ROOT / "md_engine").rglob("*.py"))
     assert any(p.parent.name == "md_engine" for p in paths)
     for path in paths:
@@ -187,13 +190,19 @@ def test_only_the_cli_package_defines_commands() -> None:
                 if isinstance(node, (ast.Import, ast.ImportFrom)) and "argparse" in (
                         [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]):
                     offenders.append(rel)  # md_engine defines no command line
+                if isinstance(node, ast.Import) and any(a.name.startswith("mlpot.workflows") for a in node.names):
+                    upward.append(rel)
+                if isinstance(node, ast.ImportFrom) and ((node.module or "").startswith("mlpot.workflows") or (
+                        node.module == "mlpot" and any(a.name == "workflows" for a in node.names))):
+                    upward.append(rel)
                 continue
             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "md_engine" for a in node.names):
                 md_imports.append(rel)
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "md_engine":
                 md_imports.append(rel)
     assert offenders == []
-    assert set(md_imports) <= {"mlpot/cli/md.py"}
+    assert {p for p in md_imports if not p.startswith("mlpot/workflows/")} <= {"mlpot/cli/md.py"}
+    assert upward == []  # md_engine sits below the workflow layer
     for name in cli.COMMANDS.values():
         assert name[0].startswith("mlpot.cli.")
 
