@@ -78,7 +78,9 @@ class EnergyModel(torch.nn.Module):
             model_cfg = validate(ModelConfig, dict(model_cfg), prefix=("model",))
         ntypes = len(model_cfg.type_map)
         descriptor = DESCRIPTORS[model_cfg.descriptor.type](model_cfg.descriptor, ntypes)
-        fitting = EnergyFitting(model_cfg.fitting_net, ntypes, descriptor.dim_out)
+        fitting = EnergyFitting(
+            model_cfg.fitting_net, ntypes, descriptor.dim_out, mixed_types=bool(getattr(descriptor, "mixed_types", False))
+        )
         model = cls(model_cfg.type_map, descriptor, fitting)
         return model.to(resolve_device(device))
 
@@ -172,6 +174,8 @@ class EnergyModel(torch.nn.Module):
             rij_in, c_in, atom_types[neighbors[idx]], center_types, self.ntypes,
             frame_index=frame_all, center_offset=start, type_map=self.type_map,
         )
+        if getattr(self.descriptor, "mixed_types", False):
+            env.pad_type = _first_atom_types(atom_types, frame_all, frame_index)
         d = self.descriptor(env)
         atom_energy = self.fitting(d, center_types).to(self.dtype)
         energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
@@ -194,6 +198,16 @@ class EnergyModel(torch.nn.Module):
 #: benchmarks/RESULTS.md).
 CHUNK_PAIRS_CPU = 10_000
 CHUNK_PAIRS_CUDA = 4_000_000
+
+
+def _first_atom_types(atom_types: torch.Tensor, frame_all: torch.Tensor, frame_centers: torch.Tensor) -> torch.Tensor:
+    """(n_c,) the type of the first atom of each center's frame (``frame_all`` (N,) sorted frame index
+    of all atoms, ``frame_centers`` (n_c,) that of the centers): what DeePMD-kit's type-embedding
+    descriptors give an empty neighbor slot (:mod:`mlpot.descriptors.se_atten`)."""
+    if frame_centers.numel() == 0:
+        return frame_centers.to(torch.long)
+    first = torch.searchsorted(frame_all, frame_centers)
+    return atom_types[first]
 
 
 def _center_bounds(n_atoms: int, n_centers: Optional[int], center_range: Optional[Sequence[int]]) -> tuple[int, int]:

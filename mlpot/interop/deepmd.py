@@ -82,7 +82,7 @@ from mlpot.errors import MlpotError, ModelError
 
 #: the (canonical, registry) descriptor names whose weights this module maps; their aliases come
 #: from :data:`mlpot.descriptors.DESCRIPTORS`
-MAPPED_DESCRIPTORS = ("se_e2_a", "se_e2_r")
+MAPPED_DESCRIPTORS = ("se_e2_a", "se_e2_r", "se_atten", "se_atten_v2")
 #: suffixes of the files :func:`write_deepmd_file` writes
 EXPORT_SUFFIXES = (".dp", ".hlo", ".yaml", ".yml")
 
@@ -264,6 +264,11 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
     fcfg = params.get("fitting_net", {})
     _check_kinds(where, mtype, dcfg.get("type") if isinstance(dcfg, dict) else None,
                  fcfg.get("type", "ener") if isinstance(fcfg, dict) else None, "model_params")
+    if isinstance(dcfg, dict) and _is_mixed_types(dcfg.get("type")):
+        raise ModelError(
+            f"{where}: a {dcfg.get('type')} training checkpoint; mlpot imports this descriptor from DeePMD-kit's "
+            "serialization: run 'dp --pt freeze' and 'dp convert-backend frozen.pth model.dp', then import model.dp"
+        )
     prefix = "model.Default.atomic_model."
     tensors = {k[len(prefix):]: v.detach().cpu().numpy() for k, v in sd.items()
                if k.startswith(prefix) and hasattr(v, "detach")}
@@ -314,6 +319,13 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
     return {"model": model, "model_def_script": params, "software": "deepmd-kit (PyTorch checkpoint)"}
 
 
+def _is_mixed_types(name: Any) -> bool:
+    """Whether descriptor ``name`` is a type-embedding (mixed-types) descriptor such as se_atten."""
+    from mlpot.descriptors import DESCRIPTORS
+
+    return name in DESCRIPTORS and bool(getattr(DESCRIPTORS[name], "mixed_types", False))
+
+
 # ------------------------------------------------------------------------------------ tree → EnergyModel
 def _check_kinds(where: str, mtype: Any, dtype: Any, ftype: Any, root: str = "model") -> None:
     if mtype not in ("standard", None):
@@ -326,7 +338,7 @@ def _check_kinds(where: str, mtype: Any, dtype: Any, ftype: Any, root: str = "mo
     if dtype not in DESCRIPTORS or DESCRIPTORS.canonical(dtype) not in MAPPED_DESCRIPTORS:
         raise ModelError(
             f"{where}: descriptor {dtype!r} ({root}.descriptor.type) is not supported by mlpot; "
-            "supported: se_e2_a, se_e2_r"
+            "supported: se_e2_a, se_e2_r, se_atten (dpa1), se_atten_v2"
         )
     if ftype != "ener":
         kind = _FITTING_KINDS.get(str(ftype), f"fitting {ftype!r}")
@@ -369,7 +381,8 @@ class _Tree:
 
 #: keys of the serialization tree that hold weights or serialization bookkeeping, not hyperparameters
 _TREE_ONLY = {
-    "descriptor": {"@class", "@version", "@variables", "embeddings", "env_mat", "type_map", "ntypes"},
+    "descriptor": {"@class", "@version", "@variables", "embeddings", "env_mat", "type_map", "ntypes",
+                   "embeddings_strip", "attention_layers", "type_embedding"},
     "fitting": {"@class", "@version", "@variables", "nets", "var_name", "ntypes", "dim_descrpt", "type_map"},
 }
 
@@ -397,6 +410,12 @@ def model_config_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model"
     desc = {k: v for k, v in d.items() if k not in _TREE_ONLY["descriptor"]}
     desc.setdefault("type_one_side", d["type"] in ("se_e2_r", "se_r"))
     fit = {k: v for k, v in f.items() if k not in _TREE_ONLY["fitting"]}
+    from mlpot.descriptors import DESCRIPTORS
+
+    if getattr(DESCRIPTORS.get(d["type"]).obj, "mixed_types", False):
+        # one fitting net for all types: what DeePMD-kit always builds for a type-embedding descriptor
+        if fit.pop("mixed_types", True) is not True:
+            raise t.fail("'model.fitting.mixed_types' = false, expected true for a descriptor with type embedding")
     data = {"type_map": list(type_map), "descriptor": desc, "fitting_net": fit}
     data.update({k: m[k] for k in NEUTRAL["model"] if k in m})
     from pydantic import ValidationError
@@ -429,10 +448,14 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
         raise t.fail(f"cannot build the equivalent mlpot model: {exc}") from None
     m, d, f = tree["model"], tree["model"]["descriptor"], tree["model"]["fitting"]
     ntypes = len(cfg.type_map)
+    mixed = bool(getattr(model.descriptor, "mixed_types", False))
     sel = cfg.descriptor.sel
-    if not isinstance(sel, list) or len(sel) != ntypes:
-        raise t.fail(f"'model.descriptor.sel' = {sel!r}, expected {ntypes} entries (one per type)")
-    nnei = sum(sel)
+    if mixed:
+        nnei = int(sel)
+    else:
+        if not isinstance(sel, list) or len(sel) != ntypes:
+            raise t.fail(f"'model.descriptor.sel' = {sel!r}, expected {ntypes} entries (one per type)")
+        nnei = sum(sel)
     k = 1 if cfg.descriptor.type == "se_e2_r" else 4
     state = model.state_dict()
     new: dict[str, np.ndarray] = {}
@@ -445,6 +468,39 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
                 "center type (DeePMD-kit's own statistics are slot-independent)"
             )
         new[f"descriptor.{name}"] = arr[:, 0, :]
+
+    def load_layers(layers: Any, npath: str, base_prefix: str) -> None:
+        """The layers of one DeePMD-kit network (list of Layer trees) into mlpot's ``<base_prefix>.layers.<j>``."""
+        mine = sorted({int(n[len(base_prefix) + 8:].split(".")[0]) for n in state if n.startswith(f"{base_prefix}.layers.")})
+        if not isinstance(layers, list) or len(layers) != len(mine):
+            got = len(layers) if isinstance(layers, list) else type(layers).__name__
+            raise t.fail(f"'{npath}.layers' has {got} layers, expected {len(mine)}")
+        for j, layer in enumerate(layers):
+            load_layer(layer, f"{npath}.layers[{j}]", f"{base_prefix}.layers.{j}")
+
+    def load_layer(layer: Any, lpath: str, base: str) -> None:
+        if not isinstance(layer, dict):
+            raise t.fail(f"'{lpath}' is a {type(layer).__name__}, expected a layer")
+        if layer.get("bias", True) is False:
+            raise t.fail(f"'{lpath}.bias' = false (a layer without bias) is not supported by mlpot")
+        mod = model.get_submodule(base)
+        act = str(layer.get("activation_function", mod.activation_function)).lower()
+        if act != mod.activation_function and not ({act, mod.activation_function} <= {"none", "linear"}):
+            raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected {mod.activation_function!r}")
+        if bool(layer.get("resnet", mod.resnet)) != mod.resnet:
+            raise t.fail(f"'{lpath}.resnet' = {layer.get('resnet')!r}, expected {mod.resnet!r}")
+        new[f"{base}.matrix"] = t.array(layer, "w", lpath, tuple(state[f"{base}.matrix"].shape))
+        new[f"{base}.bias"] = t.array(layer, "b", lpath).reshape(-1)
+        idt = t.array(layer, "idt", lpath, optional=True)
+        has_idt = f"{base}.idt" in state
+        if (idt is not None) != has_idt:
+            raise t.fail(
+                f"'{lpath}.@variables.idt' is {'present' if idt is not None else 'absent'} but the layer "
+                f"({mod.n_in}→{mod.n_out}, resnet_dt={'true' if has_idt else 'false'}) "
+                f"{'has' if has_idt else 'has no'} timestep"
+            )
+        if idt is not None:
+            new[f"{base}.idt"] = idt.reshape(-1)
 
     def load_collection(coll: Any, path: str, keys: list[str], prefix: str, ndim: int) -> None:
         if not isinstance(coll, dict):
@@ -459,43 +515,21 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
             npath = f"{path}.networks[{i}]"
             if nets[i] is None:
                 raise t.fail(f"'{npath}' is empty (excluded type pair); not supported by mlpot")
-            layers = t.get(nets[i], "layers", npath, list)
-            mine = sorted({int(n.split(".")[len(prefix.split(".")) + 2]) for n in state if n.startswith(f"{prefix}.{key}.layers.")})
-            if len(layers) != len(mine):
-                raise t.fail(f"'{npath}.layers' has {len(layers)} layers, expected {len(mine)}")
-            for j, layer in enumerate(layers):
-                lpath = f"{npath}.layers[{j}]"
-                base = f"{prefix}.{key}.layers.{j}"
-                if layer.get("bias", True) is False:
-                    raise t.fail(f"'{lpath}.bias' = false (a layer without bias) is not supported by mlpot")
-                mod = model.get_submodule(base)
-                act = str(layer.get("activation_function", mod.activation_function)).lower()
-                if act != mod.activation_function and not ({act, mod.activation_function} <= {"none", "linear"}):
-                    raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected {mod.activation_function!r}")
-                if bool(layer.get("resnet", mod.resnet)) != mod.resnet:
-                    raise t.fail(f"'{lpath}.resnet' = {layer.get('resnet')!r}, expected {mod.resnet!r}")
-                new[f"{base}.matrix"] = t.array(layer, "w", lpath, tuple(state[f"{base}.matrix"].shape))
-                new[f"{base}.bias"] = t.array(layer, "b", lpath).reshape(-1)
-                idt = t.array(layer, "idt", lpath, optional=True)
-                has_idt = f"{base}.idt" in state
-                if (idt is not None) != has_idt:
-                    raise t.fail(
-                        f"'{lpath}.@variables.idt' is {'present' if idt is not None else 'absent'} but the layer "
-                        f"({mod.n_in}→{mod.n_out}, resnet_dt={'true' if has_idt else 'false'}) "
-                        f"{'has' if has_idt else 'has no'} timestep"
-                    )
-                if idt is not None:
-                    new[f"{base}.idt"] = idt.reshape(-1)
+            load_layers(t.get(nets[i], "layers", npath, list), npath, f"{prefix}.{key}" if key else prefix)
 
-    tos = cfg.descriptor.type_one_side
-    if tos:
-        emb_keys = [str(tt) for tt in range(ntypes)]
-    else:  # DeePMD's flat index of the (center c, neighbor t) net is c + t·ntypes
-        emb_keys = [f"{idx % ntypes}_{idx // ntypes}" for idx in range(ntypes * ntypes)]
-    load_collection(t.get(d, "embeddings", "model.descriptor"), "model.descriptor.embeddings", emb_keys,
-                    "descriptor.embeddings", 1 if tos else 2)
-    load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", [str(tt) for tt in range(ntypes)],
-                    "fitting.nets", 1)
+    if mixed:
+        _load_atten_descriptor(t, model, d, state, new, load_layers, load_layer, load_collection)
+        load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", ["0"], "fitting.nets", 0)
+    else:
+        tos = cfg.descriptor.type_one_side
+        if tos:
+            emb_keys = [str(tt) for tt in range(ntypes)]
+        else:  # DeePMD's flat index of the (center c, neighbor t) net is c + t·ntypes
+            emb_keys = [f"{idx % ntypes}_{idx // ntypes}" for idx in range(ntypes * ntypes)]
+        load_collection(t.get(d, "embeddings", "model.descriptor"), "model.descriptor.embeddings", emb_keys,
+                        "descriptor.embeddings", 1 if tos else 2)
+        load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", [str(tt) for tt in range(ntypes)],
+                        "fitting.nets", 1)
 
     bias = t.array(f, "bias_atom_e", "model.fitting").reshape(-1).astype(np.float64)
     if bias.shape != (ntypes,):
@@ -522,6 +556,69 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
     if device is not None:
         model = model.to(device)
     return model
+
+
+
+def _load_atten_descriptor(t: "_Tree", model, d: dict, state: dict, new: dict, load_layers, load_layer, load_collection) -> None:
+    """The arrays of a DeePMD-kit dpa1 / se_atten_v2 descriptor tree into ``new`` (mlpot names, see
+    :mod:`mlpot.descriptors.se_atten`): type embedding, embedding net(s), attention layers."""
+    desc = model.descriptor
+    path = "model.descriptor"
+    te = t.get(d, "type_embedding", path, dict)
+    te_path = f"{path}.type_embedding"
+    if te.get("use_econf_tebd", False):
+        raise t.fail(f"'{te_path}.use_econf_tebd' = true (electronic-configuration type embedding) is not supported by mlpot")
+    nt = te.get("ntypes", desc.ntypes)
+    if nt != desc.ntypes:
+        raise t.fail(f"'{te_path}.ntypes' = {nt}, expected {desc.ntypes} (the length of model.type_map)")
+    net = t.get(te, "embedding", te_path, dict)
+    layers = t.get(net, "layers", f"{te_path}.embedding", list)
+    if len(layers) != 1:
+        raise t.fail(f"'{te_path}.embedding.layers' has {len(layers)} layers, expected 1 (neuron [tebd_dim])")
+    lpath = f"{te_path}.embedding.layers[0]"
+    act = str(layers[0].get("activation_function", "linear")).lower()
+    if act not in ("linear", "none"):
+        raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected 'Linear'")
+    if bool(layers[0].get("resnet", True)) is not True or layers[0].get("use_timestep", False):
+        raise t.fail(f"'{lpath}': expected a residual layer without timestep (DeePMD-kit's type embedding)")
+    new["descriptor.type_embedding.matrix"] = t.array(layers[0], "w", lpath, (desc.ntypes, desc.tebd_dim))
+    b = t.array(layers[0], "b", lpath, optional=True)
+    if (b is not None) != (desc.type_embedding.bias is not None):
+        raise t.fail(f"'{lpath}.@variables.b' is {'present' if b is not None else 'absent'}, but use_tebd_bias = "
+                     f"{str(desc.use_tebd_bias).lower()}")
+    if b is not None:
+        new["descriptor.type_embedding.bias"] = b.reshape(-1)
+    load_collection(t.get(d, "embeddings", path), f"{path}.embeddings", [""], "descriptor.embedding_net", 0)
+    if desc.mode == "strip":
+        load_collection(t.get(d, "embeddings_strip", path), f"{path}.embeddings_strip", [""], "descriptor.embedding_net_strip", 0)
+    elif d.get("embeddings_strip") is not None:
+        raise t.fail(f"'{path}.embeddings_strip' is present but tebd_input_mode is 'concat'")
+    att = t.get(d, "attention_layers", path, dict)
+    att_path = f"{path}.attention_layers"
+    layers = t.get(att, "attention_layers", att_path, list)
+    if len(layers) != desc.attn_layer:
+        raise t.fail(f"'{att_path}.attention_layers' holds {len(layers)} layers, expected attn_layer = {desc.attn_layer}")
+    for i, layer in enumerate(layers):
+        lp = f"{att_path}.attention_layers[{i}]"
+        inner = t.get(layer, "attention_layer", lp, dict)
+        heads = inner.get("num_heads", 1)
+        if heads != 1:
+            raise t.fail(f"'{lp}.attention_layer.num_heads' = {heads}, expected 1")
+        smooth = inner.get("smooth", desc.smooth)
+        if bool(smooth) != desc.smooth:
+            raise t.fail(f"'{lp}.attention_layer.smooth' = {smooth!r}, expected {desc.smooth} (smooth_type_embedding)")
+        if inner.get("bias", True) is not True:
+            raise t.fail(f"'{lp}.attention_layer.bias' = false is not supported by mlpot")
+        for proj in ("in_proj", "out_proj"):
+            load_layer(t.get(inner, proj, f"{lp}.attention_layer", dict), f"{lp}.attention_layer.{proj}",
+                       f"descriptor.attention.{i}.{proj}")
+        ln = t.get(layer, "attn_layer_norm", lp, dict)
+        eps = ln.get("eps", desc.ln_eps)
+        if abs(float(eps) - desc.ln_eps) > 1e-15 * max(1.0, desc.ln_eps):
+            raise t.fail(f"'{lp}.attn_layer_norm.eps' = {eps}, expected ln_eps = {desc.ln_eps}")
+        ng = desc.neuron[-1]
+        new[f"descriptor.attention.{i}.layer_norm.matrix"] = t.array(ln, "w", f"{lp}.attn_layer_norm", (ng,))
+        new[f"descriptor.attention.{i}.layer_norm.bias"] = t.array(ln, "b", f"{lp}.attn_layer_norm", (ng,))
 
 
 def import_deepmd(path: str | os.PathLike, device: Any = None):

@@ -22,6 +22,9 @@ For every case of :data:`CASES` it
 4. checks DeePMD-kit's NumPy backend (``DeepPot(model.dp)``) against the TorchScript numbers and
    prints the largest relative difference.
 
+Every se_atten case states ``smooth_type_embedding`` explicitly: DeePMD-kit's input default (``argcheck``,
+what ``dp train`` applies) is false, the default of its Python constructor ``DescrptDPA1`` is true.
+
 The ``.pth`` files are not kept (TorchScript archives, large). Units: Å, eV, eV/Å, eV.
 """
 
@@ -59,11 +62,11 @@ CASES = {
     # nonzero davg exercises DeePMD's padding slots (they take the type of the frame's first atom)
     "atten_concat_l2": (WATER, ["O", "H"], {
         "type": "se_atten", "rcut": 4.0, "rcut_smth": 0.5, "sel": 40, "attn_layer": 2,
-        "set_davg_zero": False, **SMALL}),
+        "smooth_type_embedding": False, "set_davg_zero": False, **SMALL}),
     # DPA-1 alias, no attention, one-side, 7-element type_map on 4-element data
     "dpa1_concat_l0_one_side": (ALLOY / "AgAuPdPt_solid", ALL7, {
         "type": "dpa1", "rcut": 4.5, "rcut_smth": 2.0, "sel": 48, "attn_layer": 0, "type_one_side": True,
-        "tebd_dim": 4, **SMALL}),
+        "smooth_type_embedding": False, "tebd_dim": 4, **SMALL}),
     # strip + smooth, one layer, temperature, no dotr; tebd_dim = 2 ntypes (type-embedding resnet)
     "atten_strip_smooth_l1": (ALLOY / "AlCuNi_solid", ["Al", "Cu", "Ni"], {
         "type": "se_atten", "rcut": 4.5, "rcut_smth": 1.0, "sel": 48, "attn_layer": 1,
@@ -72,7 +75,8 @@ CASES = {
     # strip, not smooth, one-side, two layers (padding slots again take the first atom's type)
     "atten_strip_l2_one_side": (ALLOY / "CuAu_solid", ["Cu", "Au"], {
         "type": "se_atten", "rcut": 4.5, "rcut_smth": 1.0, "sel": 48, "attn_layer": 2,
-        "tebd_input_mode": "strip", "type_one_side": True, "set_davg_zero": False, **SMALL}),
+        "tebd_input_mode": "strip", "smooth_type_embedding": False, "type_one_side": True,
+        "set_davg_zero": False, **SMALL}),
     # DeePMD-kit's compressible example: se_atten_v2, attn_layer 0, one-side
     "v2_l0_one_side": (WATER, ["O", "H"], {
         "type": "se_atten_v2", "rcut": 4.0, "rcut_smth": 0.5, "sel": 40, "attn_layer": 0,
