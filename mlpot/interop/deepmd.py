@@ -675,7 +675,7 @@ def model_to_tree(model) -> dict[str, Any]:
     ntypes = len(model.type_map)
     dprec, fprec = precision_name(desc.dtype), precision_name(fit.dtype)
     is_a = dcfg["type"] == "se_e2_a"
-    nnei = int(sum(dcfg["sel"]))
+    nnei = int(dcfg["sel"]) if isinstance(dcfg["sel"], int) else int(sum(dcfg["sel"]))
 
     def emb_tree(net) -> dict[str, Any]:
         return {
@@ -684,13 +684,30 @@ def model_to_tree(model) -> dict[str, Any]:
             "bias": True, "precision": dprec, "layers": [_layer_tree(ly, dprec) for ly in net.layers],
         }
 
-    if dcfg["type_one_side"]:
+    mixed = bool(getattr(desc, "mixed_types", False))
+    type_map = list(model.type_map)
+    if mixed:
+        descriptor = _atten_descriptor_tree(desc, type_map, dprec)
+    elif dcfg["type_one_side"]:
         nets = [emb_tree(desc.embedding(-1, tt)) for tt in range(ntypes)]
         ndim = 1
     else:
         nets = [emb_tree(desc.embedding(idx % ntypes, idx // ntypes)) for idx in range(ntypes * ntypes)]
         ndim = 2
-    type_map = list(model.type_map)
+    if not mixed:
+        descriptor = _se_descriptor_tree(desc, dcfg, type_map, dprec, nets, ndim, nnei, is_a)
+    dim_descrpt = int(desc.dim_out)
+    fnets = [{
+        "@class": "FittingNetwork", "@version": 1, "in_dim": dim_descrpt, "out_dim": 1, "neuron": list(fcfg["neuron"]),
+        "activation_function": fcfg["activation_function"], "resnet_dt": bool(fcfg["resnet_dt"]),
+        "precision": fprec, "bias_out": True,
+        "layers": [_layer_tree(ly, fprec) for ly in fit.nets[str(tt)].layers],
+    } for tt in range(1 if mixed else ntypes)]
+    return _finish_tree(model, cfg, dcfg, fcfg, descriptor, fnets, fprec, mixed, is_a)
+
+
+def _se_descriptor_tree(desc, dcfg: dict, type_map: list, dprec: str, nets: list, ndim: int, nnei: int, is_a: bool) -> dict:
+    ntypes = len(type_map)
     descriptor = {
         "@class": "Descriptor", "type": dcfg["type"], "@version": 2,
         "rcut": float(dcfg["rcut"]), "rcut_smth": float(dcfg["rcut_smth"]), "sel": [int(s) for s in dcfg["sel"]],
@@ -712,20 +729,106 @@ def model_to_tree(model) -> dict[str, Any]:
         },
         "type_map": type_map, "trainable": True, "type_one_side": bool(dcfg["type_one_side"]), "spin": None,
     })
-    dim_descrpt = int(desc.dim_out)
-    fnets = [{
-        "@class": "FittingNetwork", "@version": 1, "in_dim": dim_descrpt, "out_dim": 1, "neuron": list(fcfg["neuron"]),
-        "activation_function": fcfg["activation_function"], "resnet_dt": bool(fcfg["resnet_dt"]),
-        "precision": fprec, "bias_out": True,
-        "layers": [_layer_tree(ly, fprec) for ly in fit.nets[str(tt)].layers],
-    } for tt in range(ntypes)]
+    return descriptor
+
+
+def _net_tree(net, in_dim: int, neuron: list, activation: str, resnet_dt: bool, precision: str) -> dict[str, Any]:
+    return {
+        "@class": "EmbeddingNetwork", "@version": 2, "in_dim": int(in_dim), "neuron": list(neuron),
+        "activation_function": activation, "resnet_dt": bool(resnet_dt), "bias": True, "precision": precision,
+        "layers": [_layer_tree(ly, precision) for ly in net.layers],
+    }
+
+
+def _atten_descriptor_tree(desc, type_map: list, prec: str) -> dict[str, Any]:
+    """DeePMD-kit 3.2's serialization of a dpa1 / se_atten_v2 descriptor (``DescrptDPA1.serialize``)."""
+    ntypes, nnei, ng = len(type_map), int(desc.nnei), int(desc.neuron[-1])
+    tebd_in = desc.tebd_dim * (1 if desc.type_one_side else 2)
+
+    def collection(net, in_dim: int) -> dict[str, Any]:
+        return {"@class": "NetworkCollection", "@version": 1, "ndim": 0, "ntypes": ntypes,
+                "network_type": "embedding_network",
+                "networks": [_net_tree(net, in_dim, desc.neuron, desc.activation_function, desc.resnet_dt, prec)]}
+
+    common = {"nnei": nnei, "embed_dim": ng, "hidden_dim": desc.attn, "dotr": desc.attn_dotr, "do_mask": False,
+              "scaling_factor": desc.scaling_factor, "normalize": desc.normalize, "temperature": desc.temperature}
+    layers = []
+    for layer in desc.attention:
+        projections = {}
+        for name in ("in_proj", "out_proj"):
+            tree = _layer_tree(getattr(layer, name), prec)
+            tree["activation_function"] = "none"
+            projections[name] = tree
+        layers.append({
+            **common, "trainable_ln": desc.trainable_ln, "ln_eps": desc.ln_eps, "precision": prec,
+            "attention_layer": {**common, "num_heads": 1, "bias": True, "smooth": desc.smooth, "precision": prec,
+                                **projections},
+            "attn_layer_norm": {"@class": "LayerNorm", "@version": 1, "eps": desc.ln_eps, "trainable": desc.trainable_ln,
+                                "precision": prec, "@variables": {"w": _np(layer.layer_norm.matrix),
+                                                                  "b": _np(layer.layer_norm.bias)}},
+        })
+    te = desc.type_embedding
+    type_embedding = {
+        "@class": "EmbeddingNetwork", "@version": 2, "in_dim": ntypes, "neuron": [desc.tebd_dim],
+        "activation_function": "Linear", "resnet_dt": False, "bias": te.bias is not None, "precision": prec,
+        "layers": [{"@class": "Layer", "@version": 2, "bias": te.bias is not None, "use_timestep": False,
+                    "activation_function": "Linear", "resnet": True, "precision": prec, "trainable": True,
+                    "@variables": {"w": _np(te.matrix), "b": None if te.bias is None else _np(te.bias), "idt": None}}],
+    }
+    out = {
+        "@class": "Descriptor", "type": "dpa1" if desc.type_name == "se_atten" else "se_atten_v2", "@version": 2,
+        "rcut": desc.rcut, "rcut_smth": desc.rcut_smth, "sel": [nnei], "ntypes": ntypes, "neuron": list(desc.neuron),
+        "axis_neuron": desc.axis_neuron, "tebd_dim": desc.tebd_dim,
+    }
+    if desc.type_name == "se_atten":
+        out["tebd_input_mode"] = desc.mode
+    out.update({
+        "set_davg_zero": desc.set_davg_zero, "attn": desc.attn, "attn_layer": desc.attn_layer, "attn_dotr": desc.attn_dotr,
+        "attn_mask": False, "activation_function": desc.activation_function, "resnet_dt": desc.resnet_dt,
+        "scaling_factor": desc.scaling_factor, "normalize": desc.normalize, "temperature": desc.temperature,
+        "trainable_ln": desc.trainable_ln, "ln_eps": desc.ln_eps,
+    })
+    if desc.type_name == "se_atten":
+        out["smooth_type_embedding"] = desc.smooth
+    out.update({
+        "type_one_side": desc.type_one_side, "concat_output_tebd": desc.concat_output_tebd, "use_econf_tebd": False,
+        "use_tebd_bias": desc.use_tebd_bias, "type_map": list(type_map), "precision": prec,
+        "embeddings": collection(desc.embedding_net, 1 + tebd_in if desc.mode == "concat" else 1),
+        "attention_layers": {"@class": "NeighborGatedAttention", "@version": 1, "layer_num": desc.attn_layer,
+                             **common, "trainable_ln": desc.trainable_ln, "ln_eps": desc.ln_eps, "precision": prec,
+                             "attention_layers": layers},
+        "env_mat": {"rcut": desc.rcut, "rcut_smth": desc.rcut_smth, "protection": 0.0, "use_exp_switch": False},
+        "type_embedding": {"@class": "TypeEmbedNet", "@version": 2, "ntypes": ntypes, "neuron": [desc.tebd_dim],
+                           "resnet_dt": False, "precision": prec, "activation_function": "Linear", "trainable": True,
+                           "padding": True, "use_econf_tebd": False, "use_tebd_bias": desc.use_tebd_bias,
+                           "type_map": list(type_map), "embedding": type_embedding},
+        "exclude_types": [], "env_protection": 0.0,
+        "@variables": {
+            "davg": np.ascontiguousarray(np.broadcast_to(_np(desc.davg)[:, None, :], (ntypes, nnei, 4))),
+            "dstd": np.ascontiguousarray(np.broadcast_to(_np(desc.dstd)[:, None, :], (ntypes, nnei, 4))),
+        },
+        "trainable": True, "spin": None,
+    })
+    if desc.mode == "strip":
+        out["embeddings_strip"] = collection(desc.embedding_net_strip, tebd_in)
+    return out
+
+
+def _finish_tree(model, cfg: dict, dcfg: dict, fcfg: dict, descriptor: dict, fnets: list, fprec: str, mixed: bool,
+                 is_a: bool) -> dict[str, Any]:
+    from mlpot import __version__
+
+    fit = model.fitting
+    ntypes = len(model.type_map)
+    type_map = list(model.type_map)
+    dim_descrpt = int(model.descriptor.dim_out)
     fdtype = np.float64 if fprec == "float64" else np.float32
     fitting = {
         "@class": "Fitting", "@version": 4, "var_name": "energy", "ntypes": ntypes, "dim_descrpt": dim_descrpt,
         "neuron": list(fcfg["neuron"]), "resnet_dt": bool(fcfg["resnet_dt"]), "numb_fparam": 0, "numb_aparam": 0,
         "dim_case_embd": 0, "default_fparam": None, "activation_function": fcfg["activation_function"],
-        "precision": fprec, "mixed_types": False,
-        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": ntypes,
+        "precision": fprec, "mixed_types": mixed,
+        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 0 if mixed else 1, "ntypes": ntypes,
                  "network_type": "fitting_network", "networks": fnets},
         "rcond": None, "exclude_types": [],
         "@variables": {"bias_atom_e": np.zeros((ntypes, 1), dtype=fdtype), "case_embd": None, "fparam_avg": None,
@@ -742,7 +845,7 @@ def model_to_tree(model) -> dict[str, Any]:
     }
     def_desc = {k: v for k, v in dcfg.items() if k != "seed"}
     def_desc.update(trainable=True, exclude_types=[], env_protection=0.0)
-    if not is_a:
+    if not is_a and not mixed:
         def_desc.pop("type_one_side", None)
     def_fit = {"type": "ener", "neuron": list(fcfg["neuron"]), "resnet_dt": bool(fcfg["resnet_dt"]),
                "precision": fprec, "activation_function": fcfg["activation_function"], "numb_fparam": 0,
