@@ -434,3 +434,91 @@ def test_deepmd_example_dpa1_input_trains_one_step(tmp_path: Path) -> None:
     cfg["training"].update(numb_steps=1, disp_freq=1, save_freq=1)
     cfg["training"].pop("stat_file")
     Trainer.from_config(cfg, output_dir=tmp_path, quiet=True).train()
+
+
+# ------------------------------------------------------------------------ ASE, MD, MPI, model deviation
+def test_cli_import_calculator_md_and_model_devi(tmp_path: Path) -> None:
+    """`mlpot import-deepmd` of a DeePMD-kit se_atten model → the ASE calculator gives DeePMD-kit's
+    numbers; `mlpot md` runs it (NVE, 10 steps) and `mlpot model-devi` compares it with another model."""
+    import yaml
+    from ase import Atoms
+
+    from mlpot.calculator import DeepPotCalculator
+    from mlpot.cli import main
+
+    case = "v2_l2_seven"
+    assert main(["import-deepmd", str(REF / case / "model.dp"), "-o", str(tmp_path / "a.pt")]) == 0
+    assert main(["import-deepmd", str(REF / "dpa1_concat_l0_one_side" / "model.dp"), "-o", str(tmp_path / "b.pt")]) == 0
+    assert main(["export-deepmd", str(tmp_path / "a.pt"), "-o", str(tmp_path / "a_again.dp")]) == 0
+    ref = np.load(REF / case / "reference.npz")
+    type_map = ["Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"]
+    atoms = Atoms([type_map[t] for t in ref["pbc_atype"]], positions=ref["pbc_coord"][0], cell=ref["pbc_box"][0], pbc=True)
+    atoms.calc = DeepPotCalculator(model=str(tmp_path / "a.pt"), device="cpu")
+    assert _rel(atoms.get_potential_energy(), ref["pbc_energy"][0]) < 1e-10
+    assert _rel(atoms.get_forces(), ref["pbc_force"][0]) < 1e-10
+    v = -atoms.get_stress(voigt=False) * atoms.get_volume()
+    assert _rel(v, ref["pbc_virial"][0]) < 1e-10
+    atoms.write(tmp_path / "alloy.xyz")
+    cfg = {"structure": str(tmp_path / "alloy.xyz"), "potential": {"model": str(tmp_path / "a.pt")},
+           "ensemble": "nve", "init_temperature": 600.0, "dt": 1.0, "steps": 10, "thermo_every": 5, "traj_every": 5,
+           "output_dir": str(tmp_path / "md"), "device": "cpu", "seed": 1, "progress": False}
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["md", str(tmp_path / "md.yaml")]) == 0
+    assert (tmp_path / "md" / "traj.h5").exists()
+    assert main(["model-devi", "-m", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "-s", str(tmp_path / "md" / "traj.h5"),
+                 "-o", str(tmp_path / "devi.out")]) == 0
+    rows = [ln.split() for ln in (tmp_path / "devi.out").read_text().splitlines() if not ln.startswith("#")]
+    assert len(rows) == 3 and all(float(r[4]) > 0 for r in rows)
+
+
+def _water_sim(model, ghosts: bool):
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi_scripts"))
+    from md_engine import MlpotPotential, Simulation, VelocityVerlet
+    from md_worker import model_state
+
+    sim = Simulation(model_state(), MlpotPotential(model, device="cpu"), VelocityVerlet(1.0), skin=0.5, ghosts=ghosts)
+    sim.setup()
+    g = sim.gathered_state()
+    return float(g.energy), g.forces.numpy(), g.virial.numpy()
+
+
+def _worker_models() -> dict:
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi_scripts"))
+    import se_atten_worker
+
+    return se_atten_worker.models()
+
+
+def test_md_ghost_path_equals_shift_path() -> None:
+    """md_engine's ghost-atom path (what MPI uses; centers are the local atoms only) equals the
+    periodic-shift path for se_atten models."""
+    for name, model in _worker_models().items():
+        e0, f0, v0 = _water_sim(model, False)
+        e1, f1, v1 = _water_sim(model, True)
+        assert abs(e1 - e0) <= 1e-10 * abs(e0) and _rel(f1, f0) < 1e-10 and _rel(v1, v0) < 1e-10, name
+
+
+@pytest.mark.mpi
+def test_md_two_ranks_equal_serial(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys as _sys
+
+    from conftest import MPIRUN
+
+    worker = Path(__file__).resolve().parent / "mpi_scripts" / "se_atten_worker.py"
+    out = tmp_path / "f.npz"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    r = subprocess.run([str(MPIRUN), "-n", "2", _sys.executable, str(worker), str(out)], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = np.load(out)
+    assert int(d["size"]) == 2
+    for name, model in _worker_models().items():
+        e0, f0, v0 = _water_sim(model, False)
+        assert abs(float(d[f"{name}_energy"]) - e0) <= 1e-10 * abs(e0), name
+        assert _rel(d[f"{name}_forces"], f0) < 1e-10 and _rel(d[f"{name}_virial"], v0) < 1e-10, name
