@@ -431,8 +431,7 @@ def test_deepmd_example_dpa1_input_trains_one_step(tmp_path: Path) -> None:
     cfg["training"]["training_data"]["systems"] = [str(water / "data_0")]
     cfg["training"]["validation_data"]["systems"] = [str(water / "data_3")]
     cfg["training"]["validation_data"]["numb_btch"] = 1
-    cfg["training"].update(numb_steps=1, disp_freq=1, save_freq=1)
-    cfg["training"].pop("stat_file")
+    cfg["training"].update(numb_steps=1, disp_freq=1, save_freq=1)  # stat_file stays: accepted, unused
     Trainer.from_config(cfg, output_dir=tmp_path, quiet=True).train()
 
 
