@@ -572,3 +572,35 @@ def test_replay_weights_equal_deepmd(replay) -> None:
     for h, row in zip(history, lc):
         assert h["rmse_trn"] == pytest.approx(row[2], rel=6e-3)
         assert h["rmse_f_trn"] == pytest.approx(row[6], rel=6e-3)
+
+
+# ------------------------------------------------------------------------------------ precision, CLI errors
+def test_float32_model_agrees_with_float64() -> None:
+    """The same weights in float32 give the float64 energies to 1e-5 and forces to 1e-4 relative."""
+    m64 = import_deepmd(REF / "v2_l2_seven" / "model.dp", device="cpu")
+    cfg = m64.get_config()
+    cfg["descriptor"]["precision"] = cfg["fitting_net"]["precision"] = "float32"
+    m32 = EnergyModel.from_config(cfg, device="cpu")
+    m32.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in m64.state_dict().items()})
+    ref = np.load(REF / "v2_l2_seven" / "reference.npz")
+    a, b = _eval_ref(m64, ref, "pbc"), _eval_ref(m32, ref, "pbc")
+    assert _rel(b["energy"], a["energy"]) < 1e-5 and _rel(b["force"], a["force"]) < 1e-4
+
+
+def test_cli_train_refuses_unsupported_key_with_exit_2(tmp_path: Path, capsys) -> None:
+    from mlpot.cli import main
+
+    cfg = _alloy_config(steps=1, type="se_atten", attn_mask=True)
+    (tmp_path / "in.json").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "in.json"), "-o", str(tmp_path / "out"), "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.descriptor.attn_mask" in err[0] and "false" in err[0], err
+
+
+def test_neighbor_stat_reports_the_total_for_se_atten() -> None:
+    from mlpot.data.io import read_deepmd
+    from mlpot.data.neighbor_stat import neighbor_stat
+
+    stat = neighbor_stat([read_deepmd(ALLOY / "CuAu_solid")], 4.5)
+    assert "max nbor size of all types together: " in stat.format()
+    assert max(stat.max_nbor) <= stat.max_total <= sum(stat.max_nbor)

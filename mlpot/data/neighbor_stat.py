@@ -44,6 +44,7 @@ class NeighborStat:
             *rows,
             f"min nbor dist: {self.min_dist:.6f}",
             f"max nbor size: [{' '.join(str(int(n)) for n in self.max_nbor)}]",
+            f"max nbor size of all types together: {int(self.max_total)} (the sel of se_atten/se_atten_v2)",
         ]
         return "\n".join(lines)
 
