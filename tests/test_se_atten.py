@@ -604,3 +604,13 @@ def test_neighbor_stat_reports_the_total_for_se_atten() -> None:
     stat = neighbor_stat([read_deepmd(ALLOY / "CuAu_solid")], 4.5)
     assert "max nbor size of all types together: " in stat.format()
     assert max(stat.max_nbor) <= stat.max_total <= sum(stat.max_nbor)
+
+
+def test_training_checkpoint_import_equals_its_serialization() -> None:
+    """DeePMD-kit's se_atten training checkpoint (model.ckpt-12.pt, model state only) imports to the
+    same model as its .dp serialization (tests/data/se_atten_train_steps)."""
+    a = import_deepmd(STEPS / "final.pt", device="cpu").state_dict()
+    b = import_deepmd(STEPS / "final.dp", device="cpu").state_dict()
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

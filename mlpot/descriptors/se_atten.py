@@ -50,7 +50,6 @@ DeePMD-kit behaviours reproduced (checked against its own outputs, ``tests/test_
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal, Optional, Sequence, Union
 
 import torch

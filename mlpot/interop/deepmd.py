@@ -264,11 +264,6 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
     fcfg = params.get("fitting_net", {})
     _check_kinds(where, mtype, dcfg.get("type") if isinstance(dcfg, dict) else None,
                  fcfg.get("type", "ener") if isinstance(fcfg, dict) else None, "model_params")
-    if isinstance(dcfg, dict) and _is_mixed_types(dcfg.get("type")):
-        raise ModelError(
-            f"{where}: a {dcfg.get('type')} training checkpoint; mlpot imports this descriptor from DeePMD-kit's "
-            "serialization: run 'dp --pt freeze' and 'dp convert-backend frozen.pth model.dp', then import model.dp"
-        )
     prefix = "model.Default.atomic_model."
     tensors = {k[len(prefix):]: v.detach().cpu().numpy() for k, v in sd.items()
                if k.startswith(prefix) and hasattr(v, "detach")}
@@ -303,6 +298,8 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
         return {"networks": nets}
 
     ntypes = len(params.get("type_map", []))
+    if _is_mixed_types(dcfg.get("type")):
+        return _atten_checkpoint_to_tree(params, dcfg, fcfg, dpre, tensors, get, collection)
     emb = collection(dpre + "filter_layers.networks.", dcfg.get("activation_function", "tanh"), False)
     emb["ndim"] = 1 if len(emb["networks"]) == ntypes else 2
     desc = dict(dcfg)
@@ -313,6 +310,50 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
     fit = {k: v for k, v in fcfg.items() if k != "seed"}
     fit["nets"] = collection("fitting_net.filter_layers.networks.", fcfg.get("activation_function", "tanh"), True)
     fit["nets"]["ndim"] = 1
+    fit["@variables"] = {"bias_atom_e": get("fitting_net.bias_atom_e")}
+    model = {k: v for k, v in params.items() if k not in ("descriptor", "fitting_net")}
+    model.update(type="standard", descriptor=desc, fitting=fit, **{"@variables": {"out_bias": get("out_bias")}})
+    return {"model": model, "model_def_script": params, "software": "deepmd-kit (PyTorch checkpoint)"}
+
+
+def _atten_checkpoint_to_tree(params: dict, dcfg: dict, fcfg: dict, dpre: str, tensors: dict, get, collection) -> dict:
+    """The serialization tree of a dpa1 / se_atten_v2 energy model from its training-checkpoint tensors
+    (``descriptor.se_atten.*``, ``descriptor.type_embedding.*``, ``fitting_net.*``): the layout of
+    ``DescrptDPA1.serialize`` that :func:`_load_atten_descriptor` reads. Hyperparameters come from
+    the checkpoint's ``model_params`` (normalised by DeePMD-kit's argcheck at training time)."""
+    act = dcfg.get("activation_function", "tanh")
+    desc = {k: v for k, v in dcfg.items() if k != "seed"}
+    sel = desc.get("sel")
+    desc["sel"] = [int(sel)] if isinstance(sel, int) else sel
+    desc["embeddings"] = collection(dpre + "filter_layers.networks.", act, False)
+    if any(k.startswith(dpre + "filter_layers_strip.networks.") for k in tensors):
+        desc["embeddings_strip"] = collection(dpre + "filter_layers_strip.networks.", act, False)
+    layers = []
+    n_layers = len({k[len(dpre + "dpa1_attention.attention_layers."):].split(".")[0] for k in tensors
+                    if k.startswith(dpre + "dpa1_attention.attention_layers.")})
+    for i in range(n_layers):
+        lp = f"{dpre}dpa1_attention.attention_layers.{i}."
+        proj = {name: {"activation_function": "none", "resnet": False, "bias": True, "use_timestep": False,
+                       "@variables": {"w": get(f"{lp}attention_layer.{name}.matrix"),
+                                      "b": get(f"{lp}attention_layer.{name}.bias"), "idt": None}}
+                for name in ("in_proj", "out_proj")}
+        ln_eps = dcfg.get("ln_eps")
+        layers.append({"attention_layer": {"num_heads": 1, "bias": True, **proj},
+                       "attn_layer_norm": {"eps": 1e-5 if ln_eps is None else ln_eps,
+                                           "@variables": {"w": get(f"{lp}attn_layer_norm.matrix"),
+                                                          "b": get(f"{lp}attn_layer_norm.bias")}}})
+    desc["attention_layers"] = {"attention_layers": layers}
+    tpre = "descriptor.type_embedding.embedding.embedding_net.layers.0."
+    desc["type_embedding"] = {"ntypes": len(params.get("type_map", [])), "use_econf_tebd": dcfg.get("use_econf_tebd", False),
+                              "embedding": {"layers": [{
+                                  "activation_function": "Linear", "resnet": True, "use_timestep": False,
+                                  "bias": tpre + "bias" in tensors,
+                                  "@variables": {"w": get(tpre + "matrix"), "b": tensors.get(tpre + "bias"), "idt": None}}]}}
+    desc["@variables"] = {"davg": get(dpre + "mean"), "dstd": get(dpre + "stddev")}
+    fit = {k: v for k, v in fcfg.items() if k != "seed"}
+    fit["nets"] = collection("fitting_net.filter_layers.networks.", fcfg.get("activation_function", "tanh"), True)
+    fit["nets"]["ndim"] = 0
+    fit["mixed_types"] = True
     fit["@variables"] = {"bias_atom_e": get("fitting_net.bias_atom_e")}
     model = {k: v for k, v in params.items() if k not in ("descriptor", "fitting_net")}
     model.update(type="standard", descriptor=desc, fitting=fit, **{"@variables": {"out_bias": get("out_bias")}})

@@ -7,7 +7,8 @@ As ``tests/data/deepmd_train_steps/make_reference.py`` (DeePMD-kit's PyTorch tra
 DATA replaced; the frames it draws recorded with SAMPLER_RECORD), with an se_atten descriptor (strip,
 smooth, one attention layer). The initial model (after DeePMD-kit's data statistics) and the model
 after numb_steps steps are written as DeePMD-kit serializations, init.dp and final.dp
-(``deepmd.pt.utils.serialization.serialize_from_file`` of the checkpoints, as ``dp convert-backend``).
+(``deepmd.pt.utils.serialization.serialize_from_file`` of the checkpoints, as ``dp convert-backend``);
+final.pt is the last training checkpoint itself (model state only).
 """
 import json
 import os
@@ -21,6 +22,7 @@ import deepmd.env
 deepmd.env.SHARED_LIB_DIR = pathlib.Path("/nonexistent-deepmd-op-dir")
 os.environ["SAMPLER_RECORD"] = "1"
 
+import torch  # noqa: E402
 from deepmd.dpmodel.utils.serialization import save_dp_model  # noqa: E402
 from deepmd.pt.entrypoints.main import get_trainer  # noqa: E402
 from deepmd.pt.utils.serialization import serialize_from_file  # noqa: E402
@@ -38,6 +40,9 @@ trainer.save_model("init.pt", lr=0.0, step=0)
 trainer.run()
 for src, dst in (("init.pt", "init.dp"), (f"model.ckpt-{steps}.pt", "final.dp")):
     save_dp_model(str(here / dst), serialize_from_file(src))
+# the final PyTorch training checkpoint itself, model state only (no optimizer state): mlpot imports it too
+ckpt = torch.load(f"model.ckpt-{steps}.pt", map_location="cpu", weights_only=True)
+torch.save({"model": ckpt["model"]}, here / "final.pt")
 shutil.copyfile("Sample_rank_0.txt", here / "batches.txt")
 shutil.copyfile("lcurve.out", here / "lcurve.out")
 print("wrote", sorted(p.name for p in here.iterdir()))
