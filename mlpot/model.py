@@ -24,6 +24,13 @@ Parameter names (stable, for weight import)::
     descriptor.davg, descriptor.dstd  (ntypes, 4|1) env-matrix mean / std per center type
     fitting.nets.<c>.layers.<k>.{matrix,bias,idt}              last k: linear output layer
     fitting.energy_bias  (ntypes,) eV
+
+se_atten / se_atten_v2 (:mod:`mlpot.descriptors.se_atten`; one fitting net ``fitting.nets.0`` for all
+types)::
+
+    descriptor.type_embedding.{matrix,bias}                    (ntypes, tebd_dim), (tebd_dim,)
+    descriptor.embedding_net.layers.<k>.*, descriptor.embedding_net_strip.layers.<k>.*
+    descriptor.attention.<l>.{in_proj,out_proj}.{matrix,bias}, descriptor.attention.<l>.layer_norm.{matrix,bias}
 """
 
 from __future__ import annotations

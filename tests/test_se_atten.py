@@ -614,3 +614,10 @@ def test_training_checkpoint_import_equals_its_serialization() -> None:
     assert sorted(a) == sorted(b)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_type_map_without_type_embedding_refused() -> None:
+    tree = read_deepmd_file(REF / "atten_strip_smooth_l1" / "model.dp")
+    tree["model"]["type_map"] = ["Al", "Cu", "Zn"]
+    with pytest.raises(ModelError, match=r"type_embedding.type_map.*no type embedding for \['Zn'\]"):
+        model_from_tree(tree, "x")

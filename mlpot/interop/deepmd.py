@@ -29,7 +29,18 @@ Nothing is ever unpickled. The tree (``model`` section) that is understood::
     net: {layers: [{"@variables": {w (n_in, n_out), b (n_out,), idt (n_out,) | null},
                     activation_function, resnet, use_timestep, bias}, ...]}
 
-Anything else (another descriptor such as se_atten/DPA-1/2/3 or hybrid, a dipole/polar/DOS/property
+The attention descriptors (``type: dpa1`` = se_atten, ``se_atten_v2``; :mod:`mlpot.descriptors.se_atten`)
+are read from the layout of DeePMD-kit's ``DescrptDPA1.serialize``::
+
+    descriptor: {type: dpa1|se_atten_v2, sel: [n], tebd_dim, tebd_input_mode (dpa1), attn, attn_layer, ...,
+                 type_embedding: {ntypes, type_map, embedding: {layers: [{w (ntypes, tebd_dim), b | null}]}},
+                 embeddings: NetworkCollection (ndim 0, one net), embeddings_strip (strip mode),
+                 attention_layers: {attention_layers: [{attention_layer: {in_proj, out_proj},
+                                                        attn_layer_norm: {eps, w, b}}, ...]},
+                 "@variables": {davg, dstd (ntypes, sel, 4)}}
+    fitting: {..., mixed_types: true, nets: NetworkCollection (ndim 0, one net)}
+
+Anything else (another descriptor such as DPA-2/3 or hybrid, a dipole/polar/DOS/property
 fitting, a spin/linear/ZBL model, frame or atomic parameters, excluded types, a compressed model)
 is refused with one :class:`~mlpot.errors.ModelError` line naming what was found and where.
 
@@ -612,6 +623,11 @@ def _load_atten_descriptor(t: "_Tree", model, d: dict, state: dict, new: dict, l
     nt = te.get("ntypes", desc.ntypes)
     if nt != desc.ntypes:
         raise t.fail(f"'{te_path}.ntypes' = {nt}, expected {desc.ntypes} (the length of model.type_map)")
+    te_map, model_map = te.get("type_map"), list(model.type_map)
+    if te_map is not None and list(te_map) != model_map:
+        missing = [e for e in model_map if e not in list(te_map)]
+        raise t.fail(f"'{te_path}.type_map' = {list(te_map)}, expected model.type_map {model_map}"
+                     + (f" (no type embedding for {missing})" if missing else " (another order)"))
     net = t.get(te, "embedding", te_path, dict)
     layers = t.get(net, "layers", f"{te_path}.embedding", list)
     if len(layers) != 1:
