@@ -370,6 +370,9 @@ def _chunk_bounds(
     if chunk_atoms is None:
         budget = CHUNK_PAIRS_CUDA if model.device.type == "cuda" else CHUNK_PAIRS_CPU
         n_pairs = int(nl.centers.shape[0]) if n_c == n_atoms else int((nl.centers < n_c).sum())
+        per_center = getattr(model.descriptor, "chunk_pairs_per_center", None)
+        if per_center is not None:  # a descriptor whose memory is not ∝ pairs (se_atten: atoms × sel²)
+            n_pairs = max(n_pairs, int(per_center()) * n_c)
         chunk = max(1, (budget * n_c) // max(1, n_pairs)) if n_c else 1
     else:
         if isinstance(chunk_atoms, bool) or int(chunk_atoms) != chunk_atoms or chunk_atoms < 0:

@@ -304,6 +304,15 @@ class DescriptorSeAttenV2(SeDescriptorBase):
             cfg.update(tebd_input_mode=self.mode, smooth_type_embedding=self.smooth)
         return cfg
 
+    def chunk_pairs_per_center(self) -> int:
+        """The autograd memory of one center in units of an se_e2_a pair within rcut, for the chunk
+        size of :func:`mlpot.model.evaluate`: ``sel`` padded slots, plus per attention layer the
+        (sel × sel) weight tensors kept for the backward pass (≈ 48 B each vs ≈ 7 KiB per pair):
+        sel + attn_layer·sel²/150. Measured on water (dpa1 attn_layer 2, sel 120, 1 thread): 32-atom
+        chunks cost 0.9× the pair-budget chunks (~90 atoms), so the smaller chunks lose nothing on a
+        CPU and keep a GPU's 4M-pair budget (~13,000 centers here) from needing > 100 GB."""
+        return self.nnei + (self.attn_layer * self.nnei * self.nnei) // 150
+
     # -- the parts a tabulated (compressed) model replaces ----------------------------------------
     def geometric_embedding(self, s: torch.Tensor) -> torch.Tensor:
         """Strip mode: the radial embedding ``N_s(s̃)``, (..., 1) → (..., ng); a function of s̃ alone."""
