@@ -402,8 +402,8 @@ def test_deepmd_example_compressible_input_trains(tmp_path: Path) -> None:
                                   "nopbc_mixed_input.json"])
 def test_deepmd_example_inputs_load(name: str) -> None:
     """DeePMD-kit's dpa1 / se_atten example inputs validate and build unchanged (training them for a step
-    is in the slow test below); nopbc/mixed's ``batch_size: "mixed:N"`` (DeePMD-kit's mixed-type data
-    format) is refused by name."""
+    is in the slow test below); nopbc/mixed's ``batch_size: "mixed:N"`` (mixed-type batches, which
+    DeePMD-kit 3.2's PyTorch backend refuses too: TensorFlow only) is refused by name."""
     from mlpot.config import load_config
 
     cfg = json.loads((REF / "deepmd_inputs" / name).read_text())
