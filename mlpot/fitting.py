@@ -18,9 +18,11 @@ from mlpot.nn import FittingNet, precision_name, resolve_precision
 class EnergyFitting(torch.nn.Module):
     """forward(descriptor (N, dim_in), atom_types (N,)) → atomic energies (N,) eV.
 
-    ``config``: validated :class:`FittingConfig`; ``ntypes``: element types; ``dim_in``: descriptor width."""
+    ``config``: validated :class:`FittingConfig`; ``ntypes``: element types; ``dim_in``: descriptor width;
+    ``mixed_types``: ONE net (``nets.0``) for every type, as DeePMD-kit does for descriptors with a type
+    embedding (se_atten, se_atten_v2: the descriptor carries the type); the bias stays per type."""
 
-    def __init__(self, config: FittingConfig, ntypes: int, dim_in: int) -> None:
+    def __init__(self, config: FittingConfig, ntypes: int, dim_in: int, mixed_types: bool = False) -> None:
         super().__init__()
         self.config = config
         self.ntypes = int(ntypes)
@@ -34,10 +36,11 @@ class EnergyFitting(torch.nn.Module):
         if self.seed is not None:
             g = torch.Generator()
             g.manual_seed(int(self.seed))
+        self.mixed_types = bool(mixed_types)
         self.nets = torch.nn.ModuleDict(
             {
                 str(t): FittingNet(self.dim_in, self.neuron, 1, self.activation_function, self.resnet_dt, self.dtype, g)
-                for t in range(self.ntypes)
+                for t in range(1 if self.mixed_types else self.ntypes)
             }
         )
         self.register_buffer("energy_bias", torch.zeros(self.ntypes, dtype=self.dtype))
@@ -55,6 +58,8 @@ class EnergyFitting(torch.nn.Module):
     def forward(self, descriptor: torch.Tensor, atom_types: torch.Tensor) -> torch.Tensor:
         x = descriptor.to(self.dtype)
         out = self.energy_bias[atom_types]
+        if self.mixed_types:
+            return out + self.nets["0"](x).reshape(-1)
         for t in range(self.ntypes):
             idx = torch.nonzero(atom_types == t).reshape(-1)
             if idx.numel() == 0:

@@ -24,6 +24,13 @@ Parameter names (stable, for weight import)::
     descriptor.davg, descriptor.dstd  (ntypes, 4|1) env-matrix mean / std per center type
     fitting.nets.<c>.layers.<k>.{matrix,bias,idt}              last k: linear output layer
     fitting.energy_bias  (ntypes,) eV
+
+se_atten / se_atten_v2 (:mod:`mlpot.descriptors.se_atten`; one fitting net ``fitting.nets.0`` for all
+types)::
+
+    descriptor.type_embedding.{matrix,bias}                    (ntypes, tebd_dim), (tebd_dim,)
+    descriptor.embedding_net.layers.<k>.*, descriptor.embedding_net_strip.layers.<k>.*
+    descriptor.attention.<l>.{in_proj,out_proj}.{matrix,bias}, descriptor.attention.<l>.layer_norm.{matrix,bias}
 """
 
 from __future__ import annotations
@@ -78,7 +85,9 @@ class EnergyModel(torch.nn.Module):
             model_cfg = validate(ModelConfig, dict(model_cfg), prefix=("model",))
         ntypes = len(model_cfg.type_map)
         descriptor = DESCRIPTORS[model_cfg.descriptor.type](model_cfg.descriptor, ntypes)
-        fitting = EnergyFitting(model_cfg.fitting_net, ntypes, descriptor.dim_out)
+        fitting = EnergyFitting(
+            model_cfg.fitting_net, ntypes, descriptor.dim_out, mixed_types=bool(getattr(descriptor, "mixed_types", False))
+        )
         model = cls(model_cfg.type_map, descriptor, fitting)
         return model.to(resolve_device(device))
 
@@ -172,6 +181,8 @@ class EnergyModel(torch.nn.Module):
             rij_in, c_in, atom_types[neighbors[idx]], center_types, self.ntypes,
             frame_index=frame_all, center_offset=start, type_map=self.type_map,
         )
+        if getattr(self.descriptor, "mixed_types", False):
+            env.pad_type = _first_atom_types(atom_types, frame_all, frame_index)
         d = self.descriptor(env)
         atom_energy = self.fitting(d, center_types).to(self.dtype)
         energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
@@ -194,6 +205,16 @@ class EnergyModel(torch.nn.Module):
 #: benchmarks/RESULTS.md).
 CHUNK_PAIRS_CPU = 10_000
 CHUNK_PAIRS_CUDA = 4_000_000
+
+
+def _first_atom_types(atom_types: torch.Tensor, frame_all: torch.Tensor, frame_centers: torch.Tensor) -> torch.Tensor:
+    """(n_c,) the type of the first atom of each center's frame (``frame_all`` (N,) sorted frame index
+    of all atoms, ``frame_centers`` (n_c,) that of the centers): what DeePMD-kit's type-embedding
+    descriptors give an empty neighbor slot (:mod:`mlpot.descriptors.se_atten`)."""
+    if frame_centers.numel() == 0:
+        return frame_centers.to(torch.long)
+    first = torch.searchsorted(frame_all, frame_centers)
+    return atom_types[first]
 
 
 def _center_bounds(n_atoms: int, n_centers: Optional[int], center_range: Optional[Sequence[int]]) -> tuple[int, int]:
@@ -349,6 +370,9 @@ def _chunk_bounds(
     if chunk_atoms is None:
         budget = CHUNK_PAIRS_CUDA if model.device.type == "cuda" else CHUNK_PAIRS_CPU
         n_pairs = int(nl.centers.shape[0]) if n_c == n_atoms else int((nl.centers < n_c).sum())
+        per_center = getattr(model.descriptor, "chunk_pairs_per_center", None)
+        if per_center is not None:  # a descriptor whose memory is not ∝ pairs (se_atten: atoms × sel²)
+            n_pairs = max(n_pairs, int(per_center()) * n_c)
         chunk = max(1, (budget * n_c) // max(1, n_pairs)) if n_c else 1
     else:
         if isinstance(chunk_atoms, bool) or int(chunk_atoms) != chunk_atoms or chunk_atoms < 0:

@@ -238,7 +238,7 @@ def test_negative_batch_size(raw):
 
 
 def test_unknown_descriptor_type(raw):
-    raw["model"]["descriptor"]["type"] = "se_atten"
+    raw["model"]["descriptor"]["type"] = "dpa3"  # se_atten is a descriptor since issue 15
     msg = _error(raw)
     assert msg.startswith("model.descriptor.type:") and "se_e2_a" in msg
 

@@ -166,7 +166,9 @@ def _one_line_error(path: Path, *needles: str) -> str:
 @pytest.mark.parametrize(
     "edit, needles",
     [
-        (lambda t: t["model"]["descriptor"].update(type="se_atten"), ["'se_atten'", "model.descriptor.type"]),
+        # se_atten is imported (tests/test_se_atten.py); an se_e2_a tree relabelled so is not a valid one
+        (lambda t: t["model"]["descriptor"].update(type="se_atten"), ["model.fitting.mixed_types", "type embedding"]),
+        (lambda t: t["model"]["descriptor"].update(type="dpa3"), ["'dpa3'", "model.descriptor.type"]),
         (lambda t: t["model"]["descriptor"].update(type="dpa2"), ["'dpa2'"]),
         (lambda t: t["model"]["fitting"].update(type="dipole"), ["dipole", "model.fitting.type"]),
         (lambda t: t["model"]["fitting"].update(type="dos"), ["DOS"]),
@@ -174,7 +176,7 @@ def _one_line_error(path: Path, *needles: str) -> str:
         (lambda t: t["model"]["fitting"].update(numb_fparam=2), ["model.fitting.numb_fparam"]),
         (lambda t: t["model"].update(pair_exclude_types=[[0, 1]]), ["model.pair_exclude_types"]),
     ],
-    ids=["se_atten", "dpa2", "dipole", "dos", "spin", "fparam", "exclude"],
+    ids=["se_atten", "dpa3", "dpa2", "dipole", "dos", "spin", "fparam", "exclude"],
 )
 def test_unsupported_models_refused(edit, needles, tmp_path: Path) -> None:
     tree = _tree()

@@ -3,7 +3,8 @@ error formatter, one path rule.
 
 * :class:`StrictModel`: unknown keys are errors (with the closest known key suggested, "did you mean
   `dt`?"), trees are immutable after validation (``frozen``; derive changed copies with
-  ``model_copy(update=...)``), DeePMD-kit's ``_comment`` key is accepted everywhere.
+  ``model_copy(update=...)``), DeePMD-kit's ``_comment`` key is accepted everywhere, and, as DeePMD-kit
+  does, any other key starting with ``_`` (``_comment1``, ...) is dropped.
 * :func:`read_tree`: a JSON or YAML file → dict, :class:`~mlpot.errors.ConfigError` naming the file.
 * :func:`validate`: ``cls.model_validate`` whose pydantic errors become ONE ConfigError line naming the
   key path of every problem (``training.numb_stepz: unknown key (did you mean `numb_steps`?)``).
@@ -60,6 +61,9 @@ class StrictModel(BaseModel):
             return data
         data = cls.migrate(dict(data))
         known = cls.known_keys()
+        # DeePMD-kit drops every key starting with "_" before its strict check (dargs trim_pattern "_*";
+        # its example inputs carry "_comment1", "_comment2", ...): so does mlpot
+        data = {k: v for k, v in data.items() if k in known or not (isinstance(k, str) and k.startswith("_"))}
         public = [k for k in known if not k.startswith("_") and k != "comment"]
         unknown = [k for k in data if k not in known]
         if unknown:

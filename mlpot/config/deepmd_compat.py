@@ -33,6 +33,8 @@ ALIASES: dict[str, dict[str, str]] = {
 NEUTRAL: dict[str, dict[str, Any]] = {
     "model": {"pair_exclude_types": [], "atom_exclude_types": [], "use_srtab": None, "spin": None},
     "descriptor": {"trainable": True, "exclude_types": [], "env_protection": 0.0, "spin": None, "compress": None},
+    # se_atten / dpa1 / se_atten_v2 in addition to "descriptor" (mlpot.descriptors.se_atten)
+    "descriptor.se_atten": {"attn_mask": False, "use_econf_tebd": False, "lmax": 1},
     "env_mat": {"protection": 0.0, "use_exp_switch": False},
     "fitting_net": {
         "numb_fparam": 0, "numb_aparam": 0, "dim_case_embd": 0, "atom_ener": [], "trainable": True,

@@ -21,7 +21,8 @@ class NeighborStat:
     min_dist: shortest pair distance (Å; ``inf`` when no pair is within rcut);
     max_nbor: (n_types,) largest number of neighbors of each type around any atom;
     table: (n_types, n_types) largest number of neighbors of type j (column) around an atom of type i (row);
-    type_map, rcut (Å), n_frames (frames examined).
+    type_map, rcut (Å), n_frames (frames examined); max_total: largest number of neighbors of all types
+    together around any atom (the ``sel`` of descriptors that do not split neighbors by type, se_atten).
     """
 
     type_map: list[str]
@@ -30,6 +31,7 @@ class NeighborStat:
     max_nbor: np.ndarray
     table: np.ndarray
     n_frames: int
+    max_total: int = 0
 
     def format(self) -> str:
         w = max([6] + [len(t) for t in self.type_map])
@@ -42,6 +44,7 @@ class NeighborStat:
             *rows,
             f"min nbor dist: {self.min_dist:.6f}",
             f"max nbor size: [{' '.join(str(int(n)) for n in self.max_nbor)}]",
+            f"max nbor size of all types together: {int(self.max_total)} (the sel of se_atten/se_atten_v2)",
         ]
         return "\n".join(lines)
 
@@ -77,6 +80,7 @@ def neighbor_stat(
     nt = len(type_map)
     table = torch.zeros(nt, nt, dtype=torch.long, device=dev)
     min_dist = torch.tensor(float("inf"), dtype=torch.float64, device=dev)
+    max_total = 0
     n_seen = 0
     for s in systems:
         nf = s.n_frames if max_frames is None else min(s.n_frames, max_frames)
@@ -96,8 +100,10 @@ def neighbor_stat(
             all_types = b.atom_types
             counts = torch.bincount(ci * nt + all_types[nj], minlength=b.n_frames * n * nt).reshape(b.n_frames * n, nt)
             table = table.scatter_reduce(0, all_types[:, None].expand(-1, nt), counts, "amax")
+            if counts.numel():
+                max_total = max(max_total, int(counts.sum(dim=1).max()))
             n_seen += b.n_frames
             if progress is not None:
                 progress(b.n_frames)
     table_np = table.cpu().numpy()
-    return NeighborStat(type_map, float(rcut), float(min_dist), table_np.max(axis=0), table_np, n_seen)
+    return NeighborStat(type_map, float(rcut), float(min_dist), table_np.max(axis=0), table_np, n_seen, max_total)

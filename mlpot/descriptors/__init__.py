@@ -24,5 +24,7 @@ for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 from mlpot.descriptors.se_e2_a import DescriptorSeA, SeE2AConfig  # noqa: E402
 from mlpot.descriptors.se_e2_r import DescriptorSeR, SeE2RConfig  # noqa: E402
+from mlpot.descriptors.se_atten import DescriptorSeAtten, DescriptorSeAttenV2, SeAttenConfig, SeAttenV2Config  # noqa: E402
 
-__all__ = ["DESCRIPTORS", "DescriptorSeA", "DescriptorSeR", "SeDescriptorBase", "SeConfigBase", "SeE2AConfig", "SeE2RConfig"]
+__all__ = ["DESCRIPTORS", "DescriptorSeA", "DescriptorSeR", "DescriptorSeAtten", "DescriptorSeAttenV2", "SeDescriptorBase",
+           "SeConfigBase", "SeE2AConfig", "SeE2RConfig", "SeAttenConfig", "SeAttenV2Config"]

@@ -58,6 +58,10 @@ class Environment:
         self._counts: Optional[torch.Tensor] = None
         self._groups: Optional[list[torch.Tensor]] = None
         self._padded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: (n_c,) the type DeePMD-kit gives an empty neighbor slot of each center (the type of the
+        #: first atom of the center's frame); set by :meth:`mlpot.model.EnergyModel.energy_from_edges`,
+        #: used by the type-embedding descriptors (:mod:`mlpot.descriptors.se_atten`); None: type 0
+        self.pad_type: Optional[torch.Tensor] = None
 
     @property
     def n_edges(self) -> int:

@@ -29,7 +29,18 @@ Nothing is ever unpickled. The tree (``model`` section) that is understood::
     net: {layers: [{"@variables": {w (n_in, n_out), b (n_out,), idt (n_out,) | null},
                     activation_function, resnet, use_timestep, bias}, ...]}
 
-Anything else (another descriptor such as se_atten/DPA-1/2/3 or hybrid, a dipole/polar/DOS/property
+The attention descriptors (``type: dpa1`` = se_atten, ``se_atten_v2``; :mod:`mlpot.descriptors.se_atten`)
+are read from the layout of DeePMD-kit's ``DescrptDPA1.serialize``::
+
+    descriptor: {type: dpa1|se_atten_v2, sel: [n], tebd_dim, tebd_input_mode (dpa1), attn, attn_layer, ...,
+                 type_embedding: {ntypes, type_map, embedding: {layers: [{w (ntypes, tebd_dim), b | null}]}},
+                 embeddings: NetworkCollection (ndim 0, one net), embeddings_strip (strip mode),
+                 attention_layers: {attention_layers: [{attention_layer: {in_proj, out_proj},
+                                                        attn_layer_norm: {eps, w, b}}, ...]},
+                 "@variables": {davg, dstd (ntypes, sel, 4)}}
+    fitting: {..., mixed_types: true, nets: NetworkCollection (ndim 0, one net)}
+
+Anything else (another descriptor such as DPA-2/3 or hybrid, a dipole/polar/DOS/property
 fitting, a spin/linear/ZBL model, frame or atomic parameters, excluded types, a compressed model)
 is refused with one :class:`~mlpot.errors.ModelError` line naming what was found and where.
 
@@ -82,7 +93,7 @@ from mlpot.errors import MlpotError, ModelError
 
 #: the (canonical, registry) descriptor names whose weights this module maps; their aliases come
 #: from :data:`mlpot.descriptors.DESCRIPTORS`
-MAPPED_DESCRIPTORS = ("se_e2_a", "se_e2_r")
+MAPPED_DESCRIPTORS = ("se_e2_a", "se_e2_r", "se_atten", "se_atten_v2")
 #: suffixes of the files :func:`write_deepmd_file` writes
 EXPORT_SUFFIXES = (".dp", ".hlo", ".yaml", ".yml")
 
@@ -298,6 +309,8 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
         return {"networks": nets}
 
     ntypes = len(params.get("type_map", []))
+    if _is_mixed_types(dcfg.get("type")):
+        return _atten_checkpoint_to_tree(params, dcfg, fcfg, dpre, tensors, get, collection)
     emb = collection(dpre + "filter_layers.networks.", dcfg.get("activation_function", "tanh"), False)
     emb["ndim"] = 1 if len(emb["networks"]) == ntypes else 2
     desc = dict(dcfg)
@@ -314,6 +327,57 @@ def _checkpoint_to_tree(payload: Any, where: str) -> dict[str, Any]:
     return {"model": model, "model_def_script": params, "software": "deepmd-kit (PyTorch checkpoint)"}
 
 
+def _atten_checkpoint_to_tree(params: dict, dcfg: dict, fcfg: dict, dpre: str, tensors: dict, get, collection) -> dict:
+    """The serialization tree of a dpa1 / se_atten_v2 energy model from its training-checkpoint tensors
+    (``descriptor.se_atten.*``, ``descriptor.type_embedding.*``, ``fitting_net.*``): the layout of
+    ``DescrptDPA1.serialize`` that :func:`_load_atten_descriptor` reads. Hyperparameters come from
+    the checkpoint's ``model_params`` (normalised by DeePMD-kit's argcheck at training time)."""
+    act = dcfg.get("activation_function", "tanh")
+    desc = {k: v for k, v in dcfg.items() if k != "seed"}
+    sel = desc.get("sel")
+    desc["sel"] = [int(sel)] if isinstance(sel, int) else sel
+    desc["embeddings"] = collection(dpre + "filter_layers.networks.", act, False)
+    if any(k.startswith(dpre + "filter_layers_strip.networks.") for k in tensors):
+        desc["embeddings_strip"] = collection(dpre + "filter_layers_strip.networks.", act, False)
+    layers = []
+    n_layers = len({k[len(dpre + "dpa1_attention.attention_layers."):].split(".")[0] for k in tensors
+                    if k.startswith(dpre + "dpa1_attention.attention_layers.")})
+    for i in range(n_layers):
+        lp = f"{dpre}dpa1_attention.attention_layers.{i}."
+        proj = {name: {"activation_function": "none", "resnet": False, "bias": True, "use_timestep": False,
+                       "@variables": {"w": get(f"{lp}attention_layer.{name}.matrix"),
+                                      "b": get(f"{lp}attention_layer.{name}.bias"), "idt": None}}
+                for name in ("in_proj", "out_proj")}
+        ln_eps = dcfg.get("ln_eps")
+        layers.append({"attention_layer": {"num_heads": 1, "bias": True, **proj},
+                       "attn_layer_norm": {"eps": 1e-5 if ln_eps is None else ln_eps,
+                                           "@variables": {"w": get(f"{lp}attn_layer_norm.matrix"),
+                                                          "b": get(f"{lp}attn_layer_norm.bias")}}})
+    desc["attention_layers"] = {"attention_layers": layers}
+    tpre = "descriptor.type_embedding.embedding.embedding_net.layers.0."
+    desc["type_embedding"] = {"ntypes": len(params.get("type_map", [])), "use_econf_tebd": dcfg.get("use_econf_tebd", False),
+                              "embedding": {"layers": [{
+                                  "activation_function": "Linear", "resnet": True, "use_timestep": False,
+                                  "bias": tpre + "bias" in tensors,
+                                  "@variables": {"w": get(tpre + "matrix"), "b": tensors.get(tpre + "bias"), "idt": None}}]}}
+    desc["@variables"] = {"davg": get(dpre + "mean"), "dstd": get(dpre + "stddev")}
+    fit = {k: v for k, v in fcfg.items() if k != "seed"}
+    fit["nets"] = collection("fitting_net.filter_layers.networks.", fcfg.get("activation_function", "tanh"), True)
+    fit["nets"]["ndim"] = 0
+    fit["mixed_types"] = True
+    fit["@variables"] = {"bias_atom_e": get("fitting_net.bias_atom_e")}
+    model = {k: v for k, v in params.items() if k not in ("descriptor", "fitting_net")}
+    model.update(type="standard", descriptor=desc, fitting=fit, **{"@variables": {"out_bias": get("out_bias")}})
+    return {"model": model, "model_def_script": params, "software": "deepmd-kit (PyTorch checkpoint)"}
+
+
+def _is_mixed_types(name: Any) -> bool:
+    """Whether descriptor ``name`` is a type-embedding (mixed-types) descriptor such as se_atten."""
+    from mlpot.descriptors import DESCRIPTORS
+
+    return name in DESCRIPTORS and bool(getattr(DESCRIPTORS[name], "mixed_types", False))
+
+
 # ------------------------------------------------------------------------------------ tree → EnergyModel
 def _check_kinds(where: str, mtype: Any, dtype: Any, ftype: Any, root: str = "model") -> None:
     if mtype not in ("standard", None):
@@ -326,7 +390,7 @@ def _check_kinds(where: str, mtype: Any, dtype: Any, ftype: Any, root: str = "mo
     if dtype not in DESCRIPTORS or DESCRIPTORS.canonical(dtype) not in MAPPED_DESCRIPTORS:
         raise ModelError(
             f"{where}: descriptor {dtype!r} ({root}.descriptor.type) is not supported by mlpot; "
-            "supported: se_e2_a, se_e2_r"
+            "supported: se_e2_a, se_e2_r, se_atten (dpa1), se_atten_v2"
         )
     if ftype != "ener":
         kind = _FITTING_KINDS.get(str(ftype), f"fitting {ftype!r}")
@@ -369,7 +433,8 @@ class _Tree:
 
 #: keys of the serialization tree that hold weights or serialization bookkeeping, not hyperparameters
 _TREE_ONLY = {
-    "descriptor": {"@class", "@version", "@variables", "embeddings", "env_mat", "type_map", "ntypes"},
+    "descriptor": {"@class", "@version", "@variables", "embeddings", "env_mat", "type_map", "ntypes",
+                   "embeddings_strip", "attention_layers", "type_embedding"},
     "fitting": {"@class", "@version", "@variables", "nets", "var_name", "ntypes", "dim_descrpt", "type_map"},
 }
 
@@ -397,6 +462,12 @@ def model_config_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model"
     desc = {k: v for k, v in d.items() if k not in _TREE_ONLY["descriptor"]}
     desc.setdefault("type_one_side", d["type"] in ("se_e2_r", "se_r"))
     fit = {k: v for k, v in f.items() if k not in _TREE_ONLY["fitting"]}
+    from mlpot.descriptors import DESCRIPTORS
+
+    if getattr(DESCRIPTORS.get(d["type"]).obj, "mixed_types", False):
+        # one fitting net for all types: what DeePMD-kit always builds for a type-embedding descriptor
+        if fit.pop("mixed_types", True) is not True:
+            raise t.fail("'model.fitting.mixed_types' = false, expected true for a descriptor with type embedding")
     data = {"type_map": list(type_map), "descriptor": desc, "fitting_net": fit}
     data.update({k: m[k] for k in NEUTRAL["model"] if k in m})
     from pydantic import ValidationError
@@ -429,10 +500,14 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
         raise t.fail(f"cannot build the equivalent mlpot model: {exc}") from None
     m, d, f = tree["model"], tree["model"]["descriptor"], tree["model"]["fitting"]
     ntypes = len(cfg.type_map)
+    mixed = bool(getattr(model.descriptor, "mixed_types", False))
     sel = cfg.descriptor.sel
-    if not isinstance(sel, list) or len(sel) != ntypes:
-        raise t.fail(f"'model.descriptor.sel' = {sel!r}, expected {ntypes} entries (one per type)")
-    nnei = sum(sel)
+    if mixed:
+        nnei = int(sel)
+    else:
+        if not isinstance(sel, list) or len(sel) != ntypes:
+            raise t.fail(f"'model.descriptor.sel' = {sel!r}, expected {ntypes} entries (one per type)")
+        nnei = sum(sel)
     k = 1 if cfg.descriptor.type == "se_e2_r" else 4
     state = model.state_dict()
     new: dict[str, np.ndarray] = {}
@@ -445,6 +520,39 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
                 "center type (DeePMD-kit's own statistics are slot-independent)"
             )
         new[f"descriptor.{name}"] = arr[:, 0, :]
+
+    def load_layers(layers: Any, npath: str, base_prefix: str) -> None:
+        """The layers of one DeePMD-kit network (list of Layer trees) into mlpot's ``<base_prefix>.layers.<j>``."""
+        mine = sorted({int(n[len(base_prefix) + 8:].split(".")[0]) for n in state if n.startswith(f"{base_prefix}.layers.")})
+        if not isinstance(layers, list) or len(layers) != len(mine):
+            got = len(layers) if isinstance(layers, list) else type(layers).__name__
+            raise t.fail(f"'{npath}.layers' has {got} layers, expected {len(mine)}")
+        for j, layer in enumerate(layers):
+            load_layer(layer, f"{npath}.layers[{j}]", f"{base_prefix}.layers.{j}")
+
+    def load_layer(layer: Any, lpath: str, base: str) -> None:
+        if not isinstance(layer, dict):
+            raise t.fail(f"'{lpath}' is a {type(layer).__name__}, expected a layer")
+        if layer.get("bias", True) is False:
+            raise t.fail(f"'{lpath}.bias' = false (a layer without bias) is not supported by mlpot")
+        mod = model.get_submodule(base)
+        act = str(layer.get("activation_function", mod.activation_function)).lower()
+        if act != mod.activation_function and not ({act, mod.activation_function} <= {"none", "linear"}):
+            raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected {mod.activation_function!r}")
+        if bool(layer.get("resnet", mod.resnet)) != mod.resnet:
+            raise t.fail(f"'{lpath}.resnet' = {layer.get('resnet')!r}, expected {mod.resnet!r}")
+        new[f"{base}.matrix"] = t.array(layer, "w", lpath, tuple(state[f"{base}.matrix"].shape))
+        new[f"{base}.bias"] = t.array(layer, "b", lpath).reshape(-1)
+        idt = t.array(layer, "idt", lpath, optional=True)
+        has_idt = f"{base}.idt" in state
+        if (idt is not None) != has_idt:
+            raise t.fail(
+                f"'{lpath}.@variables.idt' is {'present' if idt is not None else 'absent'} but the layer "
+                f"({mod.n_in}→{mod.n_out}, resnet_dt={'true' if has_idt else 'false'}) "
+                f"{'has' if has_idt else 'has no'} timestep"
+            )
+        if idt is not None:
+            new[f"{base}.idt"] = idt.reshape(-1)
 
     def load_collection(coll: Any, path: str, keys: list[str], prefix: str, ndim: int) -> None:
         if not isinstance(coll, dict):
@@ -459,43 +567,21 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
             npath = f"{path}.networks[{i}]"
             if nets[i] is None:
                 raise t.fail(f"'{npath}' is empty (excluded type pair); not supported by mlpot")
-            layers = t.get(nets[i], "layers", npath, list)
-            mine = sorted({int(n.split(".")[len(prefix.split(".")) + 2]) for n in state if n.startswith(f"{prefix}.{key}.layers.")})
-            if len(layers) != len(mine):
-                raise t.fail(f"'{npath}.layers' has {len(layers)} layers, expected {len(mine)}")
-            for j, layer in enumerate(layers):
-                lpath = f"{npath}.layers[{j}]"
-                base = f"{prefix}.{key}.layers.{j}"
-                if layer.get("bias", True) is False:
-                    raise t.fail(f"'{lpath}.bias' = false (a layer without bias) is not supported by mlpot")
-                mod = model.get_submodule(base)
-                act = str(layer.get("activation_function", mod.activation_function)).lower()
-                if act != mod.activation_function and not ({act, mod.activation_function} <= {"none", "linear"}):
-                    raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected {mod.activation_function!r}")
-                if bool(layer.get("resnet", mod.resnet)) != mod.resnet:
-                    raise t.fail(f"'{lpath}.resnet' = {layer.get('resnet')!r}, expected {mod.resnet!r}")
-                new[f"{base}.matrix"] = t.array(layer, "w", lpath, tuple(state[f"{base}.matrix"].shape))
-                new[f"{base}.bias"] = t.array(layer, "b", lpath).reshape(-1)
-                idt = t.array(layer, "idt", lpath, optional=True)
-                has_idt = f"{base}.idt" in state
-                if (idt is not None) != has_idt:
-                    raise t.fail(
-                        f"'{lpath}.@variables.idt' is {'present' if idt is not None else 'absent'} but the layer "
-                        f"({mod.n_in}→{mod.n_out}, resnet_dt={'true' if has_idt else 'false'}) "
-                        f"{'has' if has_idt else 'has no'} timestep"
-                    )
-                if idt is not None:
-                    new[f"{base}.idt"] = idt.reshape(-1)
+            load_layers(t.get(nets[i], "layers", npath, list), npath, f"{prefix}.{key}" if key else prefix)
 
-    tos = cfg.descriptor.type_one_side
-    if tos:
-        emb_keys = [str(tt) for tt in range(ntypes)]
-    else:  # DeePMD's flat index of the (center c, neighbor t) net is c + t·ntypes
-        emb_keys = [f"{idx % ntypes}_{idx // ntypes}" for idx in range(ntypes * ntypes)]
-    load_collection(t.get(d, "embeddings", "model.descriptor"), "model.descriptor.embeddings", emb_keys,
-                    "descriptor.embeddings", 1 if tos else 2)
-    load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", [str(tt) for tt in range(ntypes)],
-                    "fitting.nets", 1)
+    if mixed:
+        _load_atten_descriptor(t, model, d, state, new, load_layers, load_layer, load_collection)
+        load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", ["0"], "fitting.nets", 0)
+    else:
+        tos = cfg.descriptor.type_one_side
+        if tos:
+            emb_keys = [str(tt) for tt in range(ntypes)]
+        else:  # DeePMD's flat index of the (center c, neighbor t) net is c + t·ntypes
+            emb_keys = [f"{idx % ntypes}_{idx // ntypes}" for idx in range(ntypes * ntypes)]
+        load_collection(t.get(d, "embeddings", "model.descriptor"), "model.descriptor.embeddings", emb_keys,
+                        "descriptor.embeddings", 1 if tos else 2)
+        load_collection(t.get(f, "nets", "model.fitting"), "model.fitting.nets", [str(tt) for tt in range(ntypes)],
+                        "fitting.nets", 1)
 
     bias = t.array(f, "bias_atom_e", "model.fitting").reshape(-1).astype(np.float64)
     if bias.shape != (ntypes,):
@@ -522,6 +608,74 @@ def model_from_tree(tree: dict[str, Any], where: str = "DeePMD-kit model", devic
     if device is not None:
         model = model.to(device)
     return model
+
+
+
+def _load_atten_descriptor(t: "_Tree", model, d: dict, state: dict, new: dict, load_layers, load_layer, load_collection) -> None:
+    """The arrays of a DeePMD-kit dpa1 / se_atten_v2 descriptor tree into ``new`` (mlpot names, see
+    :mod:`mlpot.descriptors.se_atten`): type embedding, embedding net(s), attention layers."""
+    desc = model.descriptor
+    path = "model.descriptor"
+    te = t.get(d, "type_embedding", path, dict)
+    te_path = f"{path}.type_embedding"
+    if te.get("use_econf_tebd", False):
+        raise t.fail(f"'{te_path}.use_econf_tebd' = true (electronic-configuration type embedding) is not supported by mlpot")
+    nt = te.get("ntypes", desc.ntypes)
+    if nt != desc.ntypes:
+        raise t.fail(f"'{te_path}.ntypes' = {nt}, expected {desc.ntypes} (the length of model.type_map)")
+    te_map, model_map = te.get("type_map"), list(model.type_map)
+    if te_map is not None and list(te_map) != model_map:
+        missing = [e for e in model_map if e not in list(te_map)]
+        raise t.fail(f"'{te_path}.type_map' = {list(te_map)}, expected model.type_map {model_map}"
+                     + (f" (no type embedding for {missing})" if missing else " (another order)"))
+    net = t.get(te, "embedding", te_path, dict)
+    layers = t.get(net, "layers", f"{te_path}.embedding", list)
+    if len(layers) != 1:
+        raise t.fail(f"'{te_path}.embedding.layers' has {len(layers)} layers, expected 1 (neuron [tebd_dim])")
+    lpath = f"{te_path}.embedding.layers[0]"
+    act = str(layers[0].get("activation_function", "linear")).lower()
+    if act not in ("linear", "none"):
+        raise t.fail(f"'{lpath}.activation_function' = {act!r}, expected 'Linear'")
+    if bool(layers[0].get("resnet", True)) is not True or layers[0].get("use_timestep", False):
+        raise t.fail(f"'{lpath}': expected a residual layer without timestep (DeePMD-kit's type embedding)")
+    new["descriptor.type_embedding.matrix"] = t.array(layers[0], "w", lpath, (desc.ntypes, desc.tebd_dim))
+    b = t.array(layers[0], "b", lpath, optional=True)
+    if (b is not None) != (desc.type_embedding.bias is not None):
+        raise t.fail(f"'{lpath}.@variables.b' is {'present' if b is not None else 'absent'}, but use_tebd_bias = "
+                     f"{str(desc.use_tebd_bias).lower()}")
+    if b is not None:
+        new["descriptor.type_embedding.bias"] = b.reshape(-1)
+    load_collection(t.get(d, "embeddings", path), f"{path}.embeddings", [""], "descriptor.embedding_net", 0)
+    if desc.mode == "strip":
+        load_collection(t.get(d, "embeddings_strip", path), f"{path}.embeddings_strip", [""], "descriptor.embedding_net_strip", 0)
+    elif d.get("embeddings_strip") is not None:
+        raise t.fail(f"'{path}.embeddings_strip' is present but tebd_input_mode is 'concat'")
+    att = t.get(d, "attention_layers", path, dict)
+    att_path = f"{path}.attention_layers"
+    layers = t.get(att, "attention_layers", att_path, list)
+    if len(layers) != desc.attn_layer:
+        raise t.fail(f"'{att_path}.attention_layers' holds {len(layers)} layers, expected attn_layer = {desc.attn_layer}")
+    for i, layer in enumerate(layers):
+        lp = f"{att_path}.attention_layers[{i}]"
+        inner = t.get(layer, "attention_layer", lp, dict)
+        heads = inner.get("num_heads", 1)
+        if heads != 1:
+            raise t.fail(f"'{lp}.attention_layer.num_heads' = {heads}, expected 1")
+        smooth = inner.get("smooth", desc.smooth)
+        if bool(smooth) != desc.smooth:
+            raise t.fail(f"'{lp}.attention_layer.smooth' = {smooth!r}, expected {desc.smooth} (smooth_type_embedding)")
+        if inner.get("bias", True) is not True:
+            raise t.fail(f"'{lp}.attention_layer.bias' = false is not supported by mlpot")
+        for proj in ("in_proj", "out_proj"):
+            load_layer(t.get(inner, proj, f"{lp}.attention_layer", dict), f"{lp}.attention_layer.{proj}",
+                       f"descriptor.attention.{i}.{proj}")
+        ln = t.get(layer, "attn_layer_norm", lp, dict)
+        eps = ln.get("eps", desc.ln_eps)
+        if abs(float(eps) - desc.ln_eps) > 1e-15 * max(1.0, desc.ln_eps):
+            raise t.fail(f"'{lp}.attn_layer_norm.eps' = {eps}, expected ln_eps = {desc.ln_eps}")
+        ng = desc.neuron[-1]
+        new[f"descriptor.attention.{i}.layer_norm.matrix"] = t.array(ln, "w", f"{lp}.attn_layer_norm", (ng,))
+        new[f"descriptor.attention.{i}.layer_norm.bias"] = t.array(ln, "b", f"{lp}.attn_layer_norm", (ng,))
 
 
 def import_deepmd(path: str | os.PathLike, device: Any = None):
@@ -578,7 +732,7 @@ def model_to_tree(model) -> dict[str, Any]:
     ntypes = len(model.type_map)
     dprec, fprec = precision_name(desc.dtype), precision_name(fit.dtype)
     is_a = dcfg["type"] == "se_e2_a"
-    nnei = int(sum(dcfg["sel"]))
+    nnei = int(dcfg["sel"]) if isinstance(dcfg["sel"], int) else int(sum(dcfg["sel"]))
 
     def emb_tree(net) -> dict[str, Any]:
         return {
@@ -587,13 +741,30 @@ def model_to_tree(model) -> dict[str, Any]:
             "bias": True, "precision": dprec, "layers": [_layer_tree(ly, dprec) for ly in net.layers],
         }
 
-    if dcfg["type_one_side"]:
+    mixed = bool(getattr(desc, "mixed_types", False))
+    type_map = list(model.type_map)
+    if mixed:
+        descriptor = _atten_descriptor_tree(desc, type_map, dprec)
+    elif dcfg["type_one_side"]:
         nets = [emb_tree(desc.embedding(-1, tt)) for tt in range(ntypes)]
         ndim = 1
     else:
         nets = [emb_tree(desc.embedding(idx % ntypes, idx // ntypes)) for idx in range(ntypes * ntypes)]
         ndim = 2
-    type_map = list(model.type_map)
+    if not mixed:
+        descriptor = _se_descriptor_tree(desc, dcfg, type_map, dprec, nets, ndim, nnei, is_a)
+    dim_descrpt = int(desc.dim_out)
+    fnets = [{
+        "@class": "FittingNetwork", "@version": 1, "in_dim": dim_descrpt, "out_dim": 1, "neuron": list(fcfg["neuron"]),
+        "activation_function": fcfg["activation_function"], "resnet_dt": bool(fcfg["resnet_dt"]),
+        "precision": fprec, "bias_out": True,
+        "layers": [_layer_tree(ly, fprec) for ly in fit.nets[str(tt)].layers],
+    } for tt in range(1 if mixed else ntypes)]
+    return _finish_tree(model, cfg, dcfg, fcfg, descriptor, fnets, fprec, mixed, is_a)
+
+
+def _se_descriptor_tree(desc, dcfg: dict, type_map: list, dprec: str, nets: list, ndim: int, nnei: int, is_a: bool) -> dict:
+    ntypes = len(type_map)
     descriptor = {
         "@class": "Descriptor", "type": dcfg["type"], "@version": 2,
         "rcut": float(dcfg["rcut"]), "rcut_smth": float(dcfg["rcut_smth"]), "sel": [int(s) for s in dcfg["sel"]],
@@ -615,20 +786,106 @@ def model_to_tree(model) -> dict[str, Any]:
         },
         "type_map": type_map, "trainable": True, "type_one_side": bool(dcfg["type_one_side"]), "spin": None,
     })
-    dim_descrpt = int(desc.dim_out)
-    fnets = [{
-        "@class": "FittingNetwork", "@version": 1, "in_dim": dim_descrpt, "out_dim": 1, "neuron": list(fcfg["neuron"]),
-        "activation_function": fcfg["activation_function"], "resnet_dt": bool(fcfg["resnet_dt"]),
-        "precision": fprec, "bias_out": True,
-        "layers": [_layer_tree(ly, fprec) for ly in fit.nets[str(tt)].layers],
-    } for tt in range(ntypes)]
+    return descriptor
+
+
+def _net_tree(net, in_dim: int, neuron: list, activation: str, resnet_dt: bool, precision: str) -> dict[str, Any]:
+    return {
+        "@class": "EmbeddingNetwork", "@version": 2, "in_dim": int(in_dim), "neuron": list(neuron),
+        "activation_function": activation, "resnet_dt": bool(resnet_dt), "bias": True, "precision": precision,
+        "layers": [_layer_tree(ly, precision) for ly in net.layers],
+    }
+
+
+def _atten_descriptor_tree(desc, type_map: list, prec: str) -> dict[str, Any]:
+    """DeePMD-kit 3.2's serialization of a dpa1 / se_atten_v2 descriptor (``DescrptDPA1.serialize``)."""
+    ntypes, nnei, ng = len(type_map), int(desc.nnei), int(desc.neuron[-1])
+    tebd_in = desc.tebd_dim * (1 if desc.type_one_side else 2)
+
+    def collection(net, in_dim: int) -> dict[str, Any]:
+        return {"@class": "NetworkCollection", "@version": 1, "ndim": 0, "ntypes": ntypes,
+                "network_type": "embedding_network",
+                "networks": [_net_tree(net, in_dim, desc.neuron, desc.activation_function, desc.resnet_dt, prec)]}
+
+    common = {"nnei": nnei, "embed_dim": ng, "hidden_dim": desc.attn, "dotr": desc.attn_dotr, "do_mask": False,
+              "scaling_factor": desc.scaling_factor, "normalize": desc.normalize, "temperature": desc.temperature}
+    layers = []
+    for layer in desc.attention:
+        projections = {}
+        for name in ("in_proj", "out_proj"):
+            tree = _layer_tree(getattr(layer, name), prec)
+            tree["activation_function"] = "none"
+            projections[name] = tree
+        layers.append({
+            **common, "trainable_ln": desc.trainable_ln, "ln_eps": desc.ln_eps, "precision": prec,
+            "attention_layer": {**common, "num_heads": 1, "bias": True, "smooth": desc.smooth, "precision": prec,
+                                **projections},
+            "attn_layer_norm": {"@class": "LayerNorm", "@version": 1, "eps": desc.ln_eps, "trainable": desc.trainable_ln,
+                                "precision": prec, "@variables": {"w": _np(layer.layer_norm.matrix),
+                                                                  "b": _np(layer.layer_norm.bias)}},
+        })
+    te = desc.type_embedding
+    type_embedding = {
+        "@class": "EmbeddingNetwork", "@version": 2, "in_dim": ntypes, "neuron": [desc.tebd_dim],
+        "activation_function": "Linear", "resnet_dt": False, "bias": te.bias is not None, "precision": prec,
+        "layers": [{"@class": "Layer", "@version": 2, "bias": te.bias is not None, "use_timestep": False,
+                    "activation_function": "Linear", "resnet": True, "precision": prec, "trainable": True,
+                    "@variables": {"w": _np(te.matrix), "b": None if te.bias is None else _np(te.bias), "idt": None}}],
+    }
+    out = {
+        "@class": "Descriptor", "type": "dpa1" if desc.type_name == "se_atten" else "se_atten_v2", "@version": 2,
+        "rcut": desc.rcut, "rcut_smth": desc.rcut_smth, "sel": [nnei], "ntypes": ntypes, "neuron": list(desc.neuron),
+        "axis_neuron": desc.axis_neuron, "tebd_dim": desc.tebd_dim,
+    }
+    if desc.type_name == "se_atten":
+        out["tebd_input_mode"] = desc.mode
+    out.update({
+        "set_davg_zero": desc.set_davg_zero, "attn": desc.attn, "attn_layer": desc.attn_layer, "attn_dotr": desc.attn_dotr,
+        "attn_mask": False, "activation_function": desc.activation_function, "resnet_dt": desc.resnet_dt,
+        "scaling_factor": desc.scaling_factor, "normalize": desc.normalize, "temperature": desc.temperature,
+        "trainable_ln": desc.trainable_ln, "ln_eps": desc.ln_eps,
+    })
+    if desc.type_name == "se_atten":
+        out["smooth_type_embedding"] = desc.smooth
+    out.update({
+        "type_one_side": desc.type_one_side, "concat_output_tebd": desc.concat_output_tebd, "use_econf_tebd": False,
+        "use_tebd_bias": desc.use_tebd_bias, "type_map": list(type_map), "precision": prec,
+        "embeddings": collection(desc.embedding_net, 1 + tebd_in if desc.mode == "concat" else 1),
+        "attention_layers": {"@class": "NeighborGatedAttention", "@version": 1, "layer_num": desc.attn_layer,
+                             **common, "trainable_ln": desc.trainable_ln, "ln_eps": desc.ln_eps, "precision": prec,
+                             "attention_layers": layers},
+        "env_mat": {"rcut": desc.rcut, "rcut_smth": desc.rcut_smth, "protection": 0.0, "use_exp_switch": False},
+        "type_embedding": {"@class": "TypeEmbedNet", "@version": 2, "ntypes": ntypes, "neuron": [desc.tebd_dim],
+                           "resnet_dt": False, "precision": prec, "activation_function": "Linear", "trainable": True,
+                           "padding": True, "use_econf_tebd": False, "use_tebd_bias": desc.use_tebd_bias,
+                           "type_map": list(type_map), "embedding": type_embedding},
+        "exclude_types": [], "env_protection": 0.0,
+        "@variables": {
+            "davg": np.ascontiguousarray(np.broadcast_to(_np(desc.davg)[:, None, :], (ntypes, nnei, 4))),
+            "dstd": np.ascontiguousarray(np.broadcast_to(_np(desc.dstd)[:, None, :], (ntypes, nnei, 4))),
+        },
+        "trainable": True, "spin": None,
+    })
+    if desc.mode == "strip":
+        out["embeddings_strip"] = collection(desc.embedding_net_strip, tebd_in)
+    return out
+
+
+def _finish_tree(model, cfg: dict, dcfg: dict, fcfg: dict, descriptor: dict, fnets: list, fprec: str, mixed: bool,
+                 is_a: bool) -> dict[str, Any]:
+    from mlpot import __version__
+
+    fit = model.fitting
+    ntypes = len(model.type_map)
+    type_map = list(model.type_map)
+    dim_descrpt = int(model.descriptor.dim_out)
     fdtype = np.float64 if fprec == "float64" else np.float32
     fitting = {
         "@class": "Fitting", "@version": 4, "var_name": "energy", "ntypes": ntypes, "dim_descrpt": dim_descrpt,
         "neuron": list(fcfg["neuron"]), "resnet_dt": bool(fcfg["resnet_dt"]), "numb_fparam": 0, "numb_aparam": 0,
         "dim_case_embd": 0, "default_fparam": None, "activation_function": fcfg["activation_function"],
-        "precision": fprec, "mixed_types": False,
-        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": ntypes,
+        "precision": fprec, "mixed_types": mixed,
+        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 0 if mixed else 1, "ntypes": ntypes,
                  "network_type": "fitting_network", "networks": fnets},
         "rcond": None, "exclude_types": [],
         "@variables": {"bias_atom_e": np.zeros((ntypes, 1), dtype=fdtype), "case_embd": None, "fparam_avg": None,
@@ -645,7 +902,7 @@ def model_to_tree(model) -> dict[str, Any]:
     }
     def_desc = {k: v for k, v in dcfg.items() if k != "seed"}
     def_desc.update(trainable=True, exclude_types=[], env_protection=0.0)
-    if not is_a:
+    if not is_a and not mixed:
         def_desc.pop("type_one_side", None)
     def_fit = {"type": "ener", "neuron": list(fcfg["neuron"]), "resnet_dt": bool(fcfg["resnet_dt"]),
                "precision": fprec, "activation_function": fcfg["activation_function"], "numb_fparam": 0,

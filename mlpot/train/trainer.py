@@ -113,15 +113,32 @@ def resolve_sel(
     if ratio is None:
         return spec
     ntypes = len(config.model.type_map)
+    from mlpot.descriptors import DESCRIPTORS
+
+    # se_atten & co: one sel for all neighbor types (DeePMD-kit's mixed_type neighbor statistics)
+    mixed = bool(getattr(DESCRIPTORS[config.model.descriptor.type], "mixed_types", False))
     old = None if start_state is None else start_state.get("descriptor.sel")
-    if isinstance(old, torch.Tensor) and old.dim() == 1 and old.numel() == ntypes:
-        sel = [int(n) for n in old.tolist()]
+    if isinstance(old, torch.Tensor) and old.dim() == 1 and old.numel() == (1 if mixed else ntypes):
+        sel = int(old[0]) if mixed else [int(n) for n in old.tolist()]
         info(f"model.descriptor.sel: {spec!r} -> {sel} (as trained, from the {source})")
         return sel
     from mlpot.data.neighbor_stat import neighbor_stat
 
     rcut = float(config.model.descriptor.rcut)
     stat = neighbor_stat(datasets, rcut, device=str(device))
+    if mixed:
+        total = auto_sel([stat.max_total], ratio)[0]
+        if total == 0:
+            raise ConfigError(
+                f"model.descriptor.sel: {spec!r} found no neighbor within rcut = {rcut:g} Å in the training data "
+                f"({stat.n_frames} frames); expected a larger model.descriptor.rcut or an explicit sel"
+            )
+        info(
+            f"model.descriptor.sel: {spec!r} -> {total} (max neighbors of all types within rcut = {rcut:g} Å over "
+            f"{stat.n_frames} training frames: {stat.max_total}, x {ratio:g}, rounded up to a multiple of 4; "
+            f"min pair distance {stat.min_dist:.4f} Å)"
+        )
+        return total
     sel = auto_sel(stat.max_nbor, ratio)
     if sum(sel) == 0:
         raise ConfigError(
