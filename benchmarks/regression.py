@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WATER = ROOT / "data" / "water"
@@ -53,21 +55,47 @@ cell = torch.tensor(np.asarray(atoms.cell), dtype=torch.float64)
 pbc = torch.tensor([True, True, True])
 for _ in range(2):
     evaluate(model, pos, types, cell, pbc)
+clock = time.process_time if len(sys.argv) > 4 and sys.argv[4] == "cpu" else time.perf_counter
 ts = []
 for _ in range(7):
-    t0 = time.perf_counter(); out = evaluate(model, pos, types, cell, pbc); ts.append(time.perf_counter() - t0)
+    t0 = clock(); out = evaluate(model, pos, types, cell, pbc); ts.append(clock() - t0)
 print("RESULT", statistics.median(ts) / len(atoms) * 1e6)
 """
 
 
+#: set by ``--callgrind``: run every command under valgrind's callgrind and measure executed
+#: instructions instead of wall seconds (repeatable whatever else the machine is doing)
+CALLGRIND: dict[str, Any] = {"on": False, "n": 0}
+#: set by ``--cpu-time``: measure the child's CPU seconds (user + system, from the kernel's rusage)
+#: instead of wall seconds: time slices lost to other processes on a shared machine do not count
+CPU_TIME: dict[str, bool] = {"on": False}
+
+
 def run(tree: Path, args: list[str], threads: int, cwd: Path, timeout: float = 1800.0) -> tuple[float, str]:
-    """Run ``python args...`` with ``tree`` first on the path; (wall seconds, stdout)."""
+    """Run ``python args...`` with ``tree`` first on the path; (wall seconds, stdout), or with
+    ``--callgrind`` (instructions executed, stdout)."""
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, *args]
+    out_file = None
+    if CALLGRIND["on"]:
+        CALLGRIND["n"] += 1
+        out_file = cwd / f"callgrind.{CALLGRIND['n']}.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *cmd]
+        timeout *= 100
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if CPU_TIME["on"]:
+        wall = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
         raise RuntimeError(f"{tree}: {' '.join(args)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    if out_file is not None:
+        for line in out_file.read_text().splitlines():
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return float(line.split()[1]), r.stdout
+        raise RuntimeError(f"{out_file}: no callgrind summary line")
     return wall, r.stdout
 
 
@@ -131,7 +159,17 @@ def main() -> None:
     p.add_argument("--md-steps", type=int, nargs=2, default=[5, 35])
     p.add_argument("--only", nargs="*", choices=["eval", "train", "md"], default=["eval", "train", "md"])
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "regression.json"))
+    p.add_argument("--callgrind", action="store_true",
+                   help="count executed instructions under valgrind's callgrind instead of timing (train/md only; "
+                        "slow: ~50x; units become instructions/step)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="train/md: the child's CPU seconds (user + system) instead of wall seconds (for a shared machine; "
+                        "use with --threads 1)")
     a = p.parse_args()
+    CPU_TIME["on"] = a.cpu_time
+    if a.callgrind:
+        CALLGRIND["on"] = True
+        a.only = [w for w in a.only if w != "eval"]  # eval's in-process timing has no instruction analogue
     trees = {"old": Path(a.old).resolve(), "new": Path(a.new).resolve()}
     for t in trees.values():
         if not (t / "mlpot").is_dir():
@@ -144,7 +182,9 @@ def main() -> None:
     print(f"work dir {work}; old {commits['old']} ({trees['old']}), new {commits['new']} ({trees['new']})")
     # one model for both (trained 1 step by the old tree)
     model_dir = work / "model_run"
+    on, CALLGRIND["on"] = CALLGRIND["on"], False  # the shared model file is made at full speed
     run(trees["old"], ["-m", "mlpot", "train", str(train_input(work, 1, "model")), "-o", str(model_dir)], a.threads, work)
+    CALLGRIND["on"] = on
     model = model_dir / "model.pt"
     if not model.exists():
         raise SystemExit(f"no frozen model at {model}")
@@ -155,7 +195,7 @@ def main() -> None:
         for key in ("old", "new") if rep % 2 == 0 else ("new", "old"):
             tree = trees[key]
             if "eval" in a.only:
-                _, out = run(tree, ["-c", EVAL_SNIPPET, str(model), str(water_box(work)), str(a.threads)], a.threads, work)
+                _, out = run(tree, ["-c", EVAL_SNIPPET, str(model), str(water_box(work)), str(a.threads), "cpu" if a.cpu_time else "wall"], a.threads, work)
                 res["eval"][key].append(float(out.split("RESULT")[-1]))
             if "train" in a.only:
                 walls = []
@@ -173,6 +213,8 @@ def main() -> None:
                 res["md"][key].append((walls[1] - walls[0]) / (m2 - m1))
             print(f"rep {rep} {key}: " + ", ".join(f"{w} {res[w][key][-1]:.4g}" for w in a.only), flush=True)
     units = {"eval": "µs/atom", "train": "s/step", "md": "s/step"}
+    if a.callgrind:
+        units = {"train": "instructions/step", "md": "instructions/step"}
     summary = {}
     print(f"\n{'workload':10s} {'old':>12s} {'new':>12s} {'new/old':>8s}  unit")
     for w in a.only:
@@ -181,7 +223,7 @@ def main() -> None:
         print(f"{w:10s} {o:12.4g} {n:12.4g} {n / o:8.3f}  {units[w]}")
     load = os.getloadavg()
     out = {"commits": commits, "threads": a.threads, "repeats": a.repeats, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "loadavg": load, "train_steps": [n1, n2], "md_steps": [m1, m2], "results": summary}
+           "loadavg": load, "callgrind": a.callgrind, "cpu_time": a.cpu_time, "train_steps": [n1, n2], "md_steps": [m1, m2], "results": summary}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(out, indent=1))
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; JSON: {a.json}")
