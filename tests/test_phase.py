@@ -155,3 +155,34 @@ def _lj_params(tmp_path: Path, cycles: int = 1) -> dict:
                   "sweep_eq": 20}})
     tasks, _ = build_tasks(cfg)
     return dict(next(t for t in tasks if t.name == "fcc/P0/r0/ref").params)
+
+
+# --------------------------------------------------------------------------- LJ coexistence (CI size)
+def test_lj_coexistence_small(tmp_path: Path) -> None:
+    """LJ truncated and shifted at 2.5σ, P* = 2.185: `mlpot phase` (fcc from ρ* = 0.9731 and its
+    melt) crosses at T* = 0.80 (Pedersen 2013). Small and short (108 atoms, one replica): the
+    tolerance is 3 × the run's own error bar (statistical ⊕ forward/backward hysteresis). The RS
+    curve of the solid also matches an independent Frenkel–Ladd at the upper temperature (NPT path,
+    barostat at λP) within the summed dissipations. Converged ≥ 500-atom run: benchmarks/phase_lj.py."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from phase_lj import P_STAR, T_UNIT, config
+
+    from mlpot.workflows.phase.config import PhaseConfig
+    from mlpot.workflows.phase.driver import run_phase
+
+    data = config(3, True, tmp_path / "out", 1)
+    data["steps"] = LJ_CI_STEPS
+    cfg = PhaseConfig.model_validate(data)
+    res = run_phase(cfg, progress=False, echo=lambda s: None)
+    e = res["transitions"][0]
+    assert "T_coex" in e, e
+    ts, err = e["T_coex"] / T_UNIT, e["T_error"] / T_UNIT
+    assert abs(ts - 0.80) < 3 * err, (ts, err)
+    assert err < 0.05  # the run resolves T* to better than ±6 %
+    assert e["delta_H"] < 0 and e["delta_V"] < 0  # the solid is denser and lower in enthalpy
+
+
+LJ_CI_STEPS = {"equilibration": 2000, "spring": 500, "melt": 2000, "reference_eq": 200, "switching": 1500,
+               "sweep": 3000, "sweep_eq": 200}
