@@ -213,6 +213,17 @@ def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     return np.interp(np.asarray(x, float), xp[o], fp[o])
 
 
+def _running_mean(x: np.ndarray, w: int) -> np.ndarray:
+    """Centred running mean of ``x`` over ``w`` samples (shorter windows at the ends)."""
+    x = np.asarray(x, float)
+    if w <= 1 or x.size < 2:
+        return x
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(x.size)
+    lo, hi = np.clip(i - w // 2, 0, x.size), np.clip(i + w // 2 + 1, 0, x.size)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
 def _block_sem(x: np.ndarray, n_blocks: int = 5) -> float:
     x = np.asarray(x, float)
     if x.size < 2 * n_blocks:
@@ -407,9 +418,12 @@ def reversible_scaling(state: State, potential: Any, t0: float, t1: float, n_eq:
             i_f = np.concatenate([[0.0], f.work])
             wb = np.concatenate([[0.0], b.work])  # from λ_end to λ along lam[::-1]
             i_b = (wb - wb[-1])[::-1]  # at lam values
-            hf = (f.du + p_ev * f.volume) / n
+            # ⟨U + P₀V⟩ and ⟨V⟩ along the forward sweep: running means over windows of 2 % of the sweep
+            # (single steps fluctuate by ~ 1/√N)
+            hf = _running_mean((f.du + p_ev * f.volume) / n, max(n_sweep // 50, 1))
+            vf = _running_mean(f.volume / n, max(n_sweep // 50, 1))
             rec = {"I_f": _interp(grid_l, lam, i_f).tolist(), "I_b": _interp(grid_l, lam, i_b).tolist(),
-                   "H": _interp(grid_l, lam[1:], hf).tolist(), "V": _interp(grid_l, lam[1:], f.volume / n).tolist()}
+                   "H": _interp(grid_l, lam[1:], hf).tolist(), "V": _interp(grid_l, lam[1:], vf).tolist()}
             journal.record(key, rec, sim)
         rec = journal.data[key]
         i_f, i_b = np.asarray(rec["I_f"]), np.asarray(rec["I_b"])
