@@ -56,11 +56,17 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="short stages (CI-sized)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "phase_lj_run")
+    ap.add_argument("--steps", type=str, default=None,
+                    help='JSON object overriding stage lengths, e.g. \'{"switching": 6000, "sweep": 10000}\'')
+    ap.add_argument("--tag", type=str, default="", help="suffix of the results file name")
     args = ap.parse_args()
     from mlpot.workflows.phase.config import PhaseConfig
     from mlpot.workflows.phase.driver import run_phase
 
-    cfg = PhaseConfig.model_validate(config(args.repeat, args.quick, args.out, args.replicas))
+    data = config(args.repeat, args.quick, args.out, args.replicas)
+    if args.steps:
+        data["steps"].update(json.loads(args.steps))
+    cfg = PhaseConfig.model_validate(data)
     t = time.perf_counter()
     data = run_phase(cfg, progress=True)
     wall = time.perf_counter() - t
@@ -71,7 +77,7 @@ def main() -> None:
         ts, err = e["T_coex"] / T_UNIT, e["T_error"] / T_UNIT
         res.update({"T_star": ts, "T_star_error": err, "deviation_in_error_bars": abs(ts - T_STAR_REF) / err if err else None,
                     "delta_H_eV_per_atom": e["delta_H"], "delta_V_A3_per_atom": e["delta_V"]})
-    name = "phase_lj_quick.json" if args.quick else "phase_lj.json"
+    name = ("phase_lj_quick" if args.quick else "phase_lj") + (f"_{args.tag}" if args.tag else "") + ".json"
     path = ROOT / "benchmarks" / "results" / name
     path.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

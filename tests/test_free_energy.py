@@ -225,3 +225,33 @@ def test_ase_potential_matches_the_calculator() -> None:
     sim = Simulation(st, pot, Langevin(2.0, 300.0, tau=100.0), skin=1.0)
     sim.run(10)
     assert math.isfinite(float(sim.state.energy))
+
+
+def test_rs_npt_agrees_with_independent_frenkel_ladd() -> None:
+    """LJ solid (2.5σ, shifted) at 926 bar: G(T₁) from FL at T₀ + reversible scaling under NPT
+    (barostat at λP) agrees with an independent FL at T₁ (its own NPT volume and springs) within the
+    dissipations of the three runs plus k_BT₁/N, the size of the fixed-volume approximation
+    G ≈ F(V̄) + PV̄ that both FL values make (the RS integrates the isobaric G exactly)."""
+    from md_engine.free_energy.protocols import equilibrate_npt, scale_to_cell, spring_constants
+
+    lj = LennardJones(0.0104, 3.4, 8.5, shift=True)
+    p, t0, t1 = 926.0, 70.0, 90.0
+    ideal = State.from_atoms(bulk("Ar", "fcc", a=5.40, cubic=True).repeat(2), temperature=t0, seed=3)
+    kw = dict(dt=8.0, tau=200.0)
+    npt = dict(tau_p=2000.0, compressibility=5e-4)
+
+    def fl(t: float, seed: int) -> tuple[dict, State]:
+        eq = equilibrate_npt(ideal, lj, t, p, 800, seed=seed, **kw, **npt)
+        sites = scale_to_cell(ideal, torch.tensor(eq["cell"]))
+        k = spring_constants(sites, lj, t, 300, seed=seed + 1, **kw)["k"]
+        return frenkel_ladd(sites, lj, t, k, 100, 600, 1, seed=seed + 2, pressure_bar=p, **kw), sites
+
+    r0, sites0 = fl(t0, 10)
+    r1, _ = fl(t1, 20)
+    rs = reversible_scaling(sites0, lj, t0, t1, 100, 1000, r0["G_per_atom"], pressure_bar=p, seed=30, n_grid=3,
+                            **kw, **npt)
+    g_rs, e_rs = rs["G_per_atom"][-1], abs(rs["dissipation_per_atom"][-1])
+    n = ideal.n_atoms
+    tol = abs(r0["dissipation_per_atom"]) * t1 / t0 + abs(r1["dissipation_per_atom"]) + e_rs + KB_EV_PER_K * t1 / n
+    assert abs(g_rs - r1["G_per_atom"]) < tol, (g_rs, r1["G_per_atom"], tol)
+    assert tol < 1e-3  # eV/atom

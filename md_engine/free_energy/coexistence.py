@@ -52,14 +52,23 @@ def clausius_clapeyron(t: float, dv: float, dh: float) -> float:
     return t * dv * BAR_TO_EV_PER_A3 / dh
 
 
-def combine_replicas(values: Sequence[float], forward: Sequence[float], backward: Sequence[float]) -> dict[str, float]:
-    """T_coex over independent replicas: mean, SEM over replicas, the forward/backward hysteresis
-    (half the mean |T_fwd − T_bwd|), and the error bar √(SEM² + hysteresis²) (K)."""
+def combine_replicas(values: Sequence[float], bounds: Sequence[float]) -> dict[str, float]:
+    """T_coex over independent replicas (K): mean, SEM over replicas, the mean dissipation bound
+    (the second law puts the true crossing within ``bounds`` of each replica's, see
+    :func:`dissipation_bound`) and the error bar √(SEM² + bound²)."""
     v = np.asarray(values, float)
     sem = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
-    hyst = float(np.mean(np.abs(np.asarray(forward, float) - np.asarray(backward, float))) / 2)
+    hyst = float(np.mean(np.asarray(bounds, float)))
     return {"T": float(v.mean()), "sem": sem, "hysteresis": hyst, "error": math.sqrt(sem**2 + hyst**2),
             "n_replicas": int(v.size)}
+
+
+def dissipation_bound(dissipations: Sequence[float], delta_s: float) -> float:
+    """ΔT (K) that the dissipated energies (eV/atom, |E_d| of every switching and sweep that enters
+    ΔG at the crossing) can move the crossing: Σ|E_d| / |ΔS|. Each forward/backward estimate lies
+    within its dissipation of the reversible value (W_f ≥ ΔF ≥ −W_b on average), so this bounds the
+    protocol error of the crossing (a bound, not a standard deviation)."""
+    return float(np.sum(np.abs(dissipations))) / abs(delta_s) if delta_s else math.inf
 
 
 def gibbs_duhem(t0: float, p0: float, pressures: Sequence[float],
@@ -85,4 +94,4 @@ def gibbs_duhem(t0: float, p0: float, pressures: Sequence[float],
     return out
 
 
-__all__ = ["crossing", "clausius_clapeyron", "combine_replicas", "gibbs_duhem"]
+__all__ = ["crossing", "clausius_clapeyron", "combine_replicas", "dissipation_bound", "gibbs_duhem"]

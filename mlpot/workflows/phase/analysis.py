@@ -3,8 +3,11 @@
 G_α(T)/N = G_RS(T; G₀ = 0) + G_α(T₀)·T/T₀ (the RS curve is linear in G(T₀)). Error of G: the
 reference's SEM × T/T₀ and the sweep's SEM over cycles in quadrature. "Forward-only" and
 "backward-only" curves use only the forward (or backward) legs of both stages: G ∓ E_d,ref·T/T₀ ±
-e_RS(T); their crossings give the hysteresis. T_coex per pressure: mean over replicas ± √(SEM² +
-hysteresis²) (:func:`md_engine.free_energy.coexistence.combine_replicas`).
+e_RS(T) (their crossings are reported). The protocol error of a replica's crossing is bounded by the
+dissipations that enter ΔG there: Σ_phases (|E_d,ref|·T/T₀ + |e_RS(T)|)/|ΔS|
+(:func:`md_engine.free_energy.coexistence.dissipation_bound`; the forward and backward legs of the two
+phases can partly cancel in the fwd/bwd crossings, the bound cannot). T_coex per pressure: mean over
+replicas ± √(SEM² + bound²) (:func:`md_engine.free_energy.coexistence.combine_replicas`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from md_engine.free_energy.coexistence import clausius_clapeyron, combine_replicas, crossing
+from md_engine.free_energy.coexistence import clausius_clapeyron, combine_replicas, crossing, dissipation_bound
 
 
 def phase_curve(ref: Mapping[str, Any], rs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -30,6 +33,7 @@ def phase_curve(ref: Mapping[str, Any], rs: Mapping[str, Any]) -> dict[str, np.n
     e_ref = float(ref.get("dissipation_per_atom", 0.0)) * scale
     order = np.argsort(t)
     out = {"T": t, "G": g, "sem": sem, "G_forward": g - e_ref + e_rs, "G_backward": g + e_ref - e_rs,
+           "dissipation": np.abs(e_ref) + np.abs(e_rs),
            "H": np.asarray(rs["H_per_atom"], float), "V": np.asarray(rs["V_per_atom"], float)}
     return {k: v[order] for k, v in out.items()}
 
@@ -53,7 +57,9 @@ def pair_crossings(results: Mapping[str, Any], a: Mapping[str, str], b: Mapping[
     tx = x["T"]
     dh_direct = float(np.interp(tx, ca["T"], ca["H"]) - np.interp(tx, cb["T"], cb["H"]))
     dv = float(np.interp(tx, ca["T"], ca["V"]) - np.interp(tx, cb["T"], cb["V"]))
-    return {"T": tx, "sigma_T": x["sigma_T"], "T_forward": xf["T"] if xf else math.nan,
+    bound = dissipation_bound([np.interp(tx, ca["T"], ca["dissipation"]), np.interp(tx, cb["T"], cb["dissipation"])],
+                              x["delta_S"])
+    return {"T": tx, "sigma_T": x["sigma_T"], "T_dissipation_bound": bound, "T_forward": xf["T"] if xf else math.nan,
             "T_backward": xb["T"] if xb else math.nan, "delta_S": x["delta_S"], "delta_H": tx * x["delta_S"],
             "delta_H_direct": dh_direct, "delta_V": dv}
 
@@ -64,7 +70,7 @@ def analyse(results: Mapping[str, Any], layout: Mapping[str, Any]) -> dict[str, 
     for pair in layout["pairs"]:
         a, b = pair
         for p in layout["pressures"]:
-            reps, fwd, bwd, rows = [], [], [], []
+            reps, bounds, rows = [], [], []
             for r in range(layout["replicas"]):
                 ta, tb = layout["tasks"][a][str(p)][r], layout["tasks"][b][str(p)][r]
                 if not all(k in results for k in (ta["ref"], ta["rs"], tb["ref"], tb["rs"])):
@@ -74,11 +80,10 @@ def analyse(results: Mapping[str, Any], layout: Mapping[str, Any]) -> dict[str, 
                     continue
                 rows.append(c)
                 reps.append(c["T"])
-                fwd.append(c["T_forward"] if math.isfinite(c["T_forward"]) else c["T"])
-                bwd.append(c["T_backward"] if math.isfinite(c["T_backward"]) else c["T"])
+                bounds.append(c["T_dissipation_bound"])
             entry: dict[str, Any] = {"pair": [a, b], "pressure_bar": p, "replicas": rows}
             if reps:
-                comb = combine_replicas(reps, fwd, bwd)
+                comb = combine_replicas(reps, bounds)
                 if len(reps) == 1:  # one replica: its own statistical σ stands in for the spread
                     comb["sem"] = rows[0]["sigma_T"]
                     comb["error"] = math.sqrt(comb["sem"] ** 2 + comb["hysteresis"] ** 2)
@@ -86,7 +91,7 @@ def analyse(results: Mapping[str, Any], layout: Mapping[str, Any]) -> dict[str, 
                 dh_direct = float(np.mean([c["delta_H_direct"] for c in rows]))
                 dv = float(np.mean([c["delta_V"] for c in rows]))
                 entry.update({"T_coex": comb["T"], "T_error": comb["error"], "T_sem": comb["sem"],
-                              "hysteresis": comb["hysteresis"], "delta_H": dh, "delta_H_direct": dh_direct,
+                              "dissipation_bound": comb["hysteresis"], "hysteresis": comb["hysteresis"], "delta_H": dh, "delta_H_direct": dh_direct,
                               "delta_V": dv, "dTdP_clausius_clapeyron": clausius_clapeyron(comb["T"], dv, dh)})
             transitions.append(entry)
     # dT/dP from neighbouring pressures vs Clausius–Clapeyron

@@ -192,7 +192,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _write_csv(path: Path, transitions: list[dict[str, Any]]) -> None:
     cols = [("phase_a", None), ("phase_b", None), ("pressure_bar", "pressure_bar"), ("T_coex_K", "T_coex"),
-            ("T_error_K", "T_error"), ("T_sem_K", "T_sem"), ("hysteresis_K", "hysteresis"),
+            ("T_error_K", "T_error"), ("T_sem_K", "T_sem"), ("dissipation_bound_K", "hysteresis"),
             ("delta_H_eV_per_atom", "delta_H"), ("delta_H_direct_eV_per_atom", "delta_H_direct"),
             ("delta_V_A3_per_atom", "delta_V"), ("dTdP_CC_K_per_bar", "dTdP_clausius_clapeyron"),
             ("dTdP_FD_K_per_bar", "dTdP_finite_difference")]
