@@ -49,6 +49,7 @@ class ASEPotential:
         self.type_map = list(type_map)
         self.cutoff = float(cutoff)
         self._atoms: Any = None
+        self._types: Optional[torch.Tensor] = None
 
     @classmethod
     def from_config(cls, config: ASEConfig, device: Optional[torch.device] = None) -> "ASEPotential":
@@ -64,12 +65,14 @@ class ASEPotential:
         if n_local is not None and n_local != positions.shape[0]:
             raise SimulationError("the ASE potential runs serially (no ghost atoms)")
         pos = positions.detach().cpu().double().numpy()
-        symbols = [self.type_map[t] for t in atom_types.cpu().tolist()]
         at = self._atoms
-        if at is None or len(at) != len(symbols) or at.get_chemical_symbols() != symbols:
+        types = atom_types.detach().cpu()
+        if at is None or self._types is None or not torch.equal(self._types, types):  # new system: rebuild once
+            symbols = [self.type_map[t] for t in types.tolist()]
             at = self._atoms = Atoms(symbols, positions=pos, cell=cell.detach().cpu().numpy(),
                                      pbc=pbc.cpu().numpy())
             at.calc = self.calc
+            self._types = types.clone()
         else:
             at.set_cell(cell.detach().cpu().numpy(), scale_atoms=False)
             at.set_positions(pos)

@@ -78,6 +78,17 @@ def _state(atoms: Any, potential: Any, temperature: float, seed: int, device: st
                             temperature=temperature, seed=seed)
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy/torch scalars and arrays turned into plain Python (the engine writes JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj
+
+
 def _fail(where: str, exc: Exception, hint: str = "") -> MlpotError:
     return MlpotError(f"{where}: {exc}" + (f"; {hint}" if hint else ""))
 
@@ -184,7 +195,7 @@ def prepare(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dic
     except SimulationError as exc:
         raise _fail(where, exc) from exc
     out.update({"hkl": hkl.tolist(), "n_atoms": len(atoms), "phase": params["phase"], "liquid": params["liquid"]})
-    return out
+    return jsonable(out)
 
 
 def reference(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dict[str, Any]:
@@ -211,7 +222,7 @@ def reference(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> d
     except SimulationError as exc:
         raise _fail(where, exc) from exc
     r["method"] = "uhlenbeck-ford" if params["liquid"] else "frenkel-ladd"
-    return r
+    return jsonable(r)
 
 
 def sweep(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dict[str, Any]:
@@ -233,7 +244,7 @@ def sweep(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dict[
                                where=where, **_engine_kw(params), **_npt_kw(params))
     except SimulationError as exc:
         raise _fail(where, exc) from exc
-    return r
+    return jsonable(r)
 
 
 def gibbs_duhem(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dict[str, Any]:
@@ -275,7 +286,7 @@ def gibbs_duhem(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) ->
         line = trace(cr["T"], params["p0"], params["pressures"], rhs)
     except SimulationError as exc:
         raise _fail(f"task {params['task']}", exc) from exc
-    return {"pair": [a, b], "line": line}
+    return jsonable({"pair": [a, b], "line": line})
 
 
 __all__ = ["prepare", "reference", "sweep", "gibbs_duhem", "build_potential", "build_solid"]
