@@ -182,6 +182,9 @@ def test_lj_coexistence_small(tmp_path: Path) -> None:
     e = res["transitions"][0]
     assert "T_coex" in e, e
     ts, err = e["T_coex"] / T_UNIT, e["T_error"] / T_UNIT
+    print(f"LJ coexistence (108 atoms): T* = {ts:.4f} ± {err:.4f}, fwd/bwd "
+          f"{e['replicas'][0]['T_forward'] / T_UNIT:.4f}/{e['replicas'][0]['T_backward'] / T_UNIT:.4f}, "
+          f"ΔH = {e['delta_H'] * 1e3:.2f} meV/atom (⟨H⟩ {e['delta_H_direct'] * 1e3:.2f}), ΔV = {e['delta_V']:.3f} Å³/atom")
     assert abs(ts - 0.80) < 3 * err, (ts, err)
     assert err < 0.1  # what ~25k steps of 108 atoms resolve (the dissipation bound dominates)
     t_fwd, t_bwd = e["replicas"][0]["T_forward"] / T_UNIT, e["replicas"][0]["T_backward"] / T_UNIT
