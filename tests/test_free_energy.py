@@ -255,3 +255,30 @@ def test_rs_npt_agrees_with_independent_frenkel_ladd() -> None:
     tol = abs(r0["dissipation_per_atom"]) * t1 / t0 + abs(r1["dissipation_per_atom"]) + e_rs + KB_EV_PER_K * t1 / n
     assert abs(g_rs - r1["G_per_atom"]) < tol, (g_rs, r1["G_per_atom"], tol)
     assert tol < 2e-3, tol  # eV/atom (a 600-step FL / 1000-step RS version: 1.4 meV)
+
+
+def test_pressure_sweep_agrees_with_independent_frenkel_ladd() -> None:
+    """LJ solid at 70 K: G(P₁) = G(P₀) + ∫⟨V⟩dP from the pressure sweep (target ramped, forward and
+    backward) agrees with an independent FL at P₁ within the FL dissipations + the sweep's hysteresis
+    + k_BT/N (the fixed-volume approximation of both FL values, as in the RS test)."""
+    from md_engine.free_energy.protocols import equilibrate_npt, pressure_sweep, scale_to_cell, spring_constants
+
+    lj = LennardJones(0.0104, 3.4, 8.5, shift=True)
+    t, p0, p1 = 70.0, 0.0, 5000.0
+    ideal = State.from_atoms(bulk("Ar", "fcc", a=5.40, cubic=True).repeat(2), temperature=t, seed=4)
+    kw = dict(dt=8.0, tau=200.0)
+    npt = dict(tau_p=2000.0, compressibility=5e-4)
+
+    def fl(p: float, seed: int) -> tuple[dict, State]:
+        eq = equilibrate_npt(ideal, lj, t, p, 800, seed=seed, **kw, **npt)
+        sites = scale_to_cell(ideal, torch.tensor(eq["cell"]))
+        k = spring_constants(sites, lj, t, 300, seed=seed + 1, **kw)["k"]
+        return frenkel_ladd(sites, lj, t, k, 100, 1000, 1, seed=seed + 2, pressure_bar=p, **kw), sites
+
+    r0, sites0 = fl(p0, 40)
+    r1, _ = fl(p1, 50)
+    ps = pressure_sweep(sites0, lj, t, p0, p1, 200, 1500, r0["G_per_atom"], n_grid=3, seed=60, **kw, **npt)
+    g, hyst = ps["G_per_atom"][-1], abs(ps["hysteresis_per_atom"][-1])
+    tol = abs(r0["dissipation_per_atom"]) + abs(r1["dissipation_per_atom"]) + hyst + KB_EV_PER_K * t / ideal.n_atoms
+    assert abs(g - r1["G_per_atom"]) < tol, (g, r1["G_per_atom"], tol)
+    assert g - r0["G_per_atom"] > 0.02  # ∫V dP over 5 kbar ≈ 0.12 eV/atom: the sweep does something

@@ -280,9 +280,12 @@ def _nearest_distance(state: State) -> float:
 def switching_cycles(sim: Simulation, integ: ScheduledIntegrator, n_eq: int, n_switch: int, n_cycles: int,
                      journal: Optional[Journal] = None, monitor: Optional[Callable[[Simulation], None]] = None,
                      prefix: str = "") -> dict[str, Any]:
-    """``n_cycles`` × (equilibrate at λ=0, switch 0 → 1 with λ(τ) polynomial... (the potential's
-    ``switch`` decides: here λ runs linearly in time and ``switch='polynomial'`` shapes f), equilibrate
-    at λ=1, switch 1 → 0); returns per-cycle works (eV) and :func:`forward_backward`."""
+    """``n_cycles`` × (equilibrate ``n_eq`` steps at λ = 0, switch 0 → 1 in ``n_switch`` steps,
+    equilibrate at λ = 1, switch 1 → 0). λ runs linearly in time; the potential's ``switch``
+    (``"polynomial"`` for FL/UF) shapes f(λ), so f(t) is the polynomial of
+    :func:`~md_engine.free_energy.switching.lambda_polynomial`. Each finished cycle is journalled (with
+    the MD checkpoint) so that a restart continues after it. Returns the per-cycle works (eV) and
+    :func:`~md_engine.free_energy.switching.forward_backward`."""
     journal = journal or Journal(None)
     journal.resume(sim)
     lam_f = np.linspace(0.0, 1.0, n_switch + 1)
