@@ -315,8 +315,8 @@ def switching_cycles(sim: Simulation, integ: ScheduledIntegrator, n_eq: int, n_s
 def einstein_to_einstein(state: State, k1: float, k2: float, temperature: float, n_eq: int, n_switch: int,
                          n_cycles: int = 1, dt: float = 2.0, tau: float = 100.0, seed: int = 0) -> dict[str, Any]:
     """Switch an Einstein crystal of springs ``k1`` → ``k2`` (eV/Å², same sites) and back. Exact:
-    ΔF/N = (3/2) k_BT ln(k2/k1) for free atoms; with the COM fixed (as here) one of the N Gaussian
-    directions-triples is removed, ΔF_cm = (3/2) k_BT (N − 1) ln(k2/k1) (total)."""
+    ΔF/N = (3/2) k_BT ln(k2/k1) for free atoms; with the COM fixed (as here) the three COM
+    coordinates are removed, ΔF_cm = (3/2) k_BT (N − 1) ln(k2/k1) (total; equal masses and springs)."""
     sites = state.positions.clone()
     cp = CoupledPotential(EinsteinCrystal(k1, sites), EinsteinCrystal(k2, sites), switch="polynomial")
     sim, integ = _sim(state, cp, temperature, dt, tau, seed)
