@@ -26,6 +26,8 @@ class LJConfig(PotentialConfig):
     shift: bool = Field(default=True, description="subtract φ(cutoff): continuous energy")
     smooth: bool = Field(default=False, description="ASE's smooth switch between ro and cutoff instead (continuous forces)")
     ro: Optional[float] = Field(default=None, gt=0, description="Å; start of the smooth switch (default 0.66 × cutoff)")
+    tail: bool = Field(default=False, description="add the long-range tail correction to energy and pressure "
+                                                   "(LAMMPS pair_modify tail yes; serial runs)")
 
 
 @POTENTIALS.register("lj", config=LJConfig)
@@ -37,6 +39,14 @@ class LennardJones:
     ``LennardJones(smooth=False)``). ``smooth=True`` instead multiplies φ by the C¹ switch of ASE's
     ``LennardJones(smooth=True)`` between ``ro`` (default 0.66·cutoff) and ``cutoff``, so energy and
     forces go to zero continuously (good energy conservation).
+
+    ``tail=True`` adds the mean-field correction for the interactions beyond ``cutoff`` of the
+    *unshifted, unswitched* potential (g(r) = 1 there; as LAMMPS ``pair_modify tail yes``):
+    E_tail = (2π/V) Σ_ab N_a N_b e_ab, e_ab = ∫_rc^∞ r² φ_ab dr = 4ε σ³[s⁹/9 − s³/3],
+    P_tail = −(2π/(3V²)) Σ_ab N_a N_b ∫_rc^∞ r³ φ′_ab dr = (2π/(3V²)) Σ_ab N_a N_b 4ε σ³[(4/3)s⁹ − 2s³],
+    s = σ/r_c; for one species E_tail/N = (8/3)πρεσ³[s⁹/3 − s³] and P_tail = (16/3)πρ²εσ³[(2/3)s⁹ − s³]
+    (Allen & Tildesley, *Computer Simulation of Liquids*, §2.8). It enters the virial as V·P_tail·𝟙
+    (forces unchanged). It needs the whole system on one rank (n_local = all atoms).
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class LennardJones:
         shift: bool = True,
         smooth: bool = False,
         ro: Optional[float] = None,
+        tail: bool = False,
     ) -> None:
         self.epsilon = torch.as_tensor(epsilon, dtype=torch.float64)
         self.sigma = torch.as_tensor(sigma, dtype=torch.float64)
@@ -57,11 +68,13 @@ class LennardJones:
         self.shift = bool(shift)
         self.smooth = bool(smooth)
         self.ro = float(ro) if ro is not None else 0.66 * self.cutoff
+        self.tail = bool(tail)
 
     @classmethod
     def from_config(cls, config: LJConfig, device: Optional[torch.device] = None) -> "LennardJones":
         """From the validated ``potential`` section (the parameters live on the CPU; moved per call)."""
-        return cls(config.epsilon, config.sigma, config.cutoff, shift=config.shift, smooth=config.smooth, ro=config.ro)
+        return cls(config.epsilon, config.sigma, config.cutoff, shift=config.shift, smooth=config.smooth, ro=config.ro,
+                   tail=config.tail)
 
     def _params(self, ti: torch.Tensor, tj: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = []
@@ -128,7 +141,36 @@ class LennardJones:
             out["forces"] = forces
         if "virial" in outputs:
             out["virial"] = -(d.T @ g)
+        if self.tail:
+            e_t, w_t = self.tail_correction(atom_types, cell, positions, n_local)
+            out["energy"] = out["energy"] + e_t
+            if "virial" in outputs:
+                out["virial"] = out["virial"] + w_t * torch.eye(3, dtype=positions.dtype, device=positions.device)
         return out
+
+    def tail_correction(self, atom_types: torch.Tensor, cell: torch.Tensor, like: torch.Tensor,
+                        n_local: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E_tail eV, V·P_tail eV) of the class docstring for the whole system in ``cell``."""
+        if n_local is not None and n_local != atom_types.shape[0]:
+            raise ModelError("LennardJones(tail=True) needs the whole system on one rank (no ghost atoms)")
+        vol = torch.abs(torch.linalg.det(cell.to(like.dtype)))
+        eps = self.epsilon.to(dtype=like.dtype, device=like.device)
+        sig = self.sigma.to(dtype=like.dtype, device=like.device)
+        if eps.ndim == 0 and sig.ndim == 0:
+            counts = torch.tensor([float(atom_types.shape[0])], dtype=like.dtype, device=like.device)
+            eps, sig = eps.reshape(1, 1), sig.reshape(1, 1)
+        else:
+            nt = eps.shape[0] if eps.ndim == 2 else sig.shape[0]
+            counts = torch.bincount(atom_types, minlength=nt).to(like.dtype)
+            eps = eps if eps.ndim == 2 else eps.expand(nt, nt)
+            sig = sig if sig.ndim == 2 else sig.expand(nt, nt)
+        s3 = (sig / self.cutoff) ** 3
+        nn = counts[:, None] * counts[None, :]
+        e_ab = 4 * eps * sig**3 * (s3**3 / 9 - s3 / 3)
+        w_ab = 4 * eps * sig**3 * ((4.0 / 3.0) * s3**3 - 2 * s3)
+        e_tail = 2 * torch.pi / vol * (nn * e_ab).sum()
+        vp_tail = 2 * torch.pi / (3 * vol) * (nn * w_ab).sum()
+        return e_tail, vp_tail
 
 
 __all__ = ["LennardJones", "LJConfig"]
