@@ -1,8 +1,7 @@
 """``mlpot phase``: analysis against exact synthetic free energies, input mistakes (exit 2, one line
 naming the task / state point / what to change), restart of a task from its own journal, and the
 Lennard-Jones (truncated and shifted at 2.5σ) coexistence check at P* = 2.185 (T* = 0.80, Pedersen,
-JCP 139, 104102 (2013)). Tasks run through the in-process runner of the package
-(:mod:`mlpot.workflows.phase._serial`, the engine's interface)."""
+JCP 139, 104102 (2013)). Tasks run through the workflow engine (:func:`mlpot.workflows.engine.run_workflow`, local executor)."""
 
 from __future__ import annotations
 

@@ -27,10 +27,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from mlpot.config.base import StrictModel, read_tree, resolve_input_path, validate
 from mlpot.errors import ConfigError
 
-try:  # the cluster section is defined by the workflow engine (mlpot/workflows/cluster.py)
-    from mlpot.workflows.cluster import ClusterConfig  # type: ignore[import-not-found]
-except ImportError:  # before that module exists: accept the mapping as it is
-    ClusterConfig = dict[str, Any]  # type: ignore[misc,assignment]
+from mlpot.workflows.cluster import ClusterConfig  # the `cluster:` section of every workflow input
 
 LATTICES = ("fcc", "bcc", "hcp", "diamond", "sc")
 

@@ -32,12 +32,9 @@ TASKS = "mlpot.workflows.phase.tasks"
 
 
 def _engine() -> tuple[Any, Any, Any]:
-    """(Task, Resources, run_workflow) of the workflow engine; the in-process fallback of this
-    package until the engine is installed (:mod:`mlpot.workflows.phase._serial`)."""
-    try:
-        from mlpot.workflows.engine import Resources, Task, run_workflow  # type: ignore[import-not-found]
-    except ImportError:
-        from mlpot.workflows.phase._serial import Resources, Task, run_workflow
+    """(Task, Resources, run_workflow) of the workflow engine (imported on use: it loads Parsl)."""
+    from mlpot.workflows.engine import Resources, Task, run_workflow
+
     return Task, Resources, run_workflow
 
 
