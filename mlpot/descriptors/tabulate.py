@@ -1,0 +1,375 @@
+"""Model compression: embedding nets replaced by quintic Hermite tables (pure functions).
+
+The embedding nets of se_e2_a / se_e2_r have a 1-D input, the normalised radial entry
+``s̃ = (sw(r)/r − davg)/dstd``; each of the ng output channels is a scalar function of s̃ and is
+tabulated piecewise (DeePMD-kit's algorithm and layout, ``deepmd/utils/tabulate.py``):
+
+* grid: ``lower = floor(−davg/dstd)`` (a neighbor at or beyond rcut), ``upper =
+  ceil((sw(r_min)/r_min − davg)/dstd)`` with r_min (Å) the minimum neighbor distance of the training
+  data; first table ``arange(lower, upper, stride0)``, second table ``arange(upper, extrapolate·upper,
+  stride1)`` plus the end point ``extrapolate·upper``, ``stride1 = 10·stride0``;
+* on interval l the channel is ``a0 + a1 t + … + a5 t⁵`` in the local coordinate ``t = s̃ − x_l``
+  with value, slope and curvature of the net matched at both ends (C², forces C¹); y, y′, y″ come from
+  forward-mode autograd of the net itself (:func:`torch.func.jacfwd`), always in float64;
+* beyond the table (``s̃ < lower`` or ``s̃ ≥ extrapolate·upper``) the polynomial is continued linearly
+  (C¹): ``g(s̃) = p(t_end) + p′(t_end)·(s̃ − bound)``.
+
+Stored layout (DeePMD's ``compress_data``): ``(nspline, 6·ng)``, the 6 coefficients of one channel
+contiguous; ``info`` (DeePMD's ``compress_info``): ``[lower, upper, extrapolate·upper, stride0,
+stride1, check_frequency]`` float64.
+
+Evaluation works on a *flat* coefficient-major copy of all tables, ``(Σ nspline·6, ng)``: one row per
+(interval, power). Per edge only 6 rows are used, with weights ``w_k = t^k (+ δ·k·t^{k−1}
+beyond the table)``, so ``G = Σ_k w_k C[row_k]`` is an ``embedding_bag`` with per-sample weights and
+``dG/ds̃ = Σ_k k t^{k−1} C[row_k]`` another. :func:`tabulated_contract` evaluates
+``A_i = Σ_j R̃_j ⊗ G(s̃_j)`` per center atom in blocks of atoms with its own backward (recomputing G and
+G′ instead of saving them), so no (pairs × ng) tensor is kept for the backward pass and the
+transient ones are bounded by the block size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mlpot.errors import ConfigError, ModelError
+
+#: DeePMD-kit's ``dp compress`` defaults: stride0, extrapolate, check frequency (−1: off)
+DEFAULT_STEP = 0.01
+DEFAULT_EXTRAPOLATE = 5.0
+DEFAULT_CHECK_FREQUENCY = -1
+#: atoms per block of :func:`tabulated_contract` (bounds its transient (edges × ng) tensors)
+BLOCK_EDGES_CPU = 8192
+BLOCK_EDGES_CUDA = 1 << 22
+
+
+def smooth_switch_scalar(r: float, rcut_smth: float, rcut: float) -> float:
+    """DeePMD's quintic switch at one distance r (Å), as :func:`mlpot.descriptors.env.smooth_switch`."""
+    if r < rcut_smth:
+        return 1.0
+    if r < rcut:
+        u = (r - rcut_smth) / (rcut - rcut_smth)
+        return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+    return 0.0
+
+
+def check_parameters(step: float, extrapolate: float, min_nbor_dist: float, rcut: float) -> None:
+    """ConfigError unless step > 0, extrapolate >= 1 and 0 < min_nbor_dist (Å) < rcut (Å)."""
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+        raise ConfigError(f"compress --step: expected a positive table stride (default {DEFAULT_STEP}), found {step}")
+    if not (isinstance(extrapolate, (int, float)) and math.isfinite(extrapolate) and extrapolate >= 1):
+        raise ConfigError(f"compress --extrapolate: expected a factor >= 1 (default {DEFAULT_EXTRAPOLATE:g}), found {extrapolate}")
+    if not (math.isfinite(min_nbor_dist) and 0 < min_nbor_dist < rcut):
+        raise ConfigError(
+            f"compress --min-distance: expected a minimum neighbor distance in (0, rcut = {rcut:g}) Å, found {min_nbor_dist}"
+        )
+
+
+def env_range(davg0: np.ndarray, dstd0: np.ndarray, min_nbor_dist: float, rcut_smth: float, rcut: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer table bounds per center type: ``floor(−davg/dstd)``, ``ceil((sw(r_min)/r_min − davg)/dstd)``.
+
+    davg0, dstd0: (ntypes,) radial mean / std (1/Å); min_nbor_dist, rcut_smth, rcut in Å."""
+    sw = smooth_switch_scalar(min_nbor_dist, rcut_smth, rcut)
+    lower = -davg0 / dstd0
+    upper = (sw / min_nbor_dist - davg0) / dstd0
+    return np.floor(lower), np.ceil(upper)
+
+
+def table_grid(lower: float, upper: float, extrapolate: float, stride0: float, stride1: float) -> tuple[np.ndarray, int]:
+    """The nodes (nspline + 1,) float64 and nspline of one table, exactly as DeePMD-kit builds them."""
+    xx = np.arange(lower, upper, stride0, dtype=np.float64)
+    xx = np.append(xx, np.arange(upper, extrapolate * upper, stride1, dtype=np.float64))
+    xx = np.append(xx, np.array([extrapolate * upper], dtype=np.float64))
+    nspline = int((upper - lower) / stride0 + (extrapolate * upper - upper) / stride1)
+    if nspline < 1 or xx.shape[0] < nspline + 1:
+        raise ModelError(f"compress: empty table for the range [{lower:g}, {upper:g}] (stride {stride0:g})")
+    return xx, nspline
+
+
+def net_values(net: Callable[[torch.Tensor], torch.Tensor], xx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y, dy/dx, d²y/dx² of a 1-input net at the nodes xx (n,), each (n, ng) float64.
+
+    ``net`` maps (n, 1) → (n, ng) and must already be float64 (see :func:`float64_copy`)."""
+    from torch.func import jacfwd, vmap
+
+    def f(x: torch.Tensor) -> torch.Tensor:  # scalar → (ng,)
+        return net(x.reshape(1, 1)).reshape(-1)
+
+    x = torch.as_tensor(xx, dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x.reshape(-1, 1))
+        d1 = vmap(jacfwd(f))(x)
+        d2 = vmap(jacfwd(jacfwd(f)))(x)
+    return y.numpy(), d1.numpy(), d2.numpy()
+
+
+def float64_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A detached float64 CPU copy of ``module`` (coefficients are always computed in float64)."""
+    import copy
+
+    m = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def hermite_coefficients(
+    y: np.ndarray, dy: np.ndarray, d2y: np.ndarray, nspline: int, n_first: int, stride0: float, stride1: float
+) -> np.ndarray:
+    """Quintic Hermite coefficients (nspline, 6·ng) float64, DeePMD's layout (a0..a5 of a channel contiguous).
+
+    y, dy, d2y: (≥ nspline + 1, ng) at the nodes; the first ``n_first`` intervals have width stride0,
+    the others stride1."""
+    ng = y.shape[1]
+    tt = np.full((nspline, ng), stride1, dtype=np.float64)
+    tt[:n_first, :] = stride0
+    y0, y1 = y[:nspline], y[1 : nspline + 1]
+    d0, d1 = dy[:nspline], dy[1 : nspline + 1]
+    s0, s1 = d2y[:nspline], d2y[1 : nspline + 1]
+    hh = y1 - y0
+    out = np.zeros((nspline, 6 * ng), dtype=np.float64)
+    out[:, 0::6] = y0
+    out[:, 1::6] = d0
+    out[:, 2::6] = 0.5 * s0
+    out[:, 3::6] = (20 * hh - (8 * d1 + 12 * d0) * tt - (3 * s0 - s1) * tt * tt) / (2 * tt**3)
+    out[:, 4::6] = (-30 * hh + (14 * d1 + 16 * d0) * tt + (3 * s0 - 2 * s1) * tt * tt) / (2 * tt**4)
+    out[:, 5::6] = (12 * hh - 6 * (d1 + d0) * tt + (s1 - s0) * tt * tt) / (2 * tt**5)
+    return out
+
+
+def build_table(
+    net: torch.nn.Module, lower: float, upper: float, extrapolate: float, stride0: float, stride1: float,
+    check_frequency: int = DEFAULT_CHECK_FREQUENCY,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One embedding net → (``data`` (nspline, 6·ng) float64, ``info`` (6,) float64), see the module docstring."""
+    xx, nspline = table_grid(lower, upper, extrapolate, stride0, stride1)
+    y, dy, d2y = net_values(float64_copy(net), xx[: nspline + 1])
+    n_first = int((upper - lower) / stride0)
+    data = hermite_coefficients(y, dy, d2y, nspline, n_first, stride0, stride1)
+    info = torch.tensor([lower, upper, extrapolate * upper, stride0, stride1, float(check_frequency)], dtype=torch.float64)
+    return torch.from_numpy(data), info
+
+
+def coefficient_major(data: torch.Tensor) -> torch.Tensor:
+    """DeePMD layout (nspline, 6·ng) → flat evaluation rows (nspline·6, ng): row 6·l + k holds a_k of interval l."""
+    nspline = data.shape[0]
+    ng = data.shape[1] // 6
+    return data.reshape(nspline, ng, 6).transpose(1, 2).reshape(nspline * 6, ng).contiguous()
+
+
+class FlatTables:
+    """All tables of a descriptor concatenated for evaluation (built by :func:`flat_tables`).
+
+    ``rows`` (Σ nspline·6, ng) model dtype; ``params`` (ntables, 7) float64 per table: lower, upper,
+    max, stride0, stride1, n_first (intervals of the first table), nspline; ``offset`` (ntables,) int64
+    first row of each table."""
+
+    def __init__(self, rows: torch.Tensor, params: torch.Tensor, offset: torch.Tensor) -> None:
+        self.rows, self.params, self.offset = rows, params, offset
+
+    @property
+    def ng(self) -> int:
+        return int(self.rows.shape[1])
+
+
+def flat_tables(datas: Sequence[torch.Tensor], infos: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device) -> FlatTables:
+    """:class:`FlatTables` from per-net ``compress_data`` / ``compress_info`` tensors (in table-id order)."""
+    rows, params, offsets, off = [], [], [], 0
+    for data, info in zip(datas, infos):
+        lo, up, mx, s0, s1 = (float(v) for v in info[:5])
+        nspline = int(data.shape[0])
+        params.append([lo, up, mx, s0, s1, float(int((up - lo) / s0)), float(nspline)])
+        rows.append(coefficient_major(data.detach().to(torch.float64)))
+        offsets.append(off)
+        off += nspline * 6
+    return FlatTables(
+        torch.cat(rows).to(device=device, dtype=dtype),
+        torch.tensor(params, dtype=torch.float64, device=device),
+        torch.tensor(offsets, dtype=torch.long, device=device),
+    )
+
+
+def locate(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Table lookup of s̃ values ``x`` (E,) in tables ``tid`` (E,): (first row (E,) int64, t (E,), δ (E,)).
+
+    t is the local coordinate within the interval, δ the distance beyond the table (0 inside;
+    x − lower below it, x − max above it), all in x's dtype (DeePMD's ``locate_xx``)."""
+    p = tables.params.to(x.dtype)[tid]  # (E, 7)
+    lo, up, mx, s0, s1, nfirst, nspl = p.unbind(1)
+    xd = x.detach()
+    below, first, second = xd < lo, xd < up, xd < mx
+    i1 = torch.floor((xd - lo) / s0)
+    i2 = nfirst + torch.floor((xd - up) / s1)
+    idx = torch.where(first, i1, torch.where(second, i2, nspl - 1))
+    idx = torch.where(below, torch.zeros_like(idx), idx)
+    idx = torch.minimum(torch.maximum(idx, torch.zeros_like(idx)), nspl - 1)
+    start = torch.where(idx < nfirst, lo + idx * s0, up + (idx - nfirst) * s1)  # left node of the interval
+    xc = torch.minimum(torch.maximum(x, lo), mx)  # t stays inside [0, width]; beyond: δ
+    t = xc - start
+    delta = x - xc
+    row = tables.offset[tid] + 6 * idx.to(torch.long)
+    return row, t, delta
+
+
+_POW = {}
+
+
+def basis_weights(t: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E, 6) weights of the 6 coefficient rows for G (``t^k + δ·k·t^{k−1}``) and for dG/ds̃ (``k·t^{k−1}``)."""
+    ones = torch.ones_like(t)
+    p = [ones, t]
+    for _ in range(4):
+        p.append(p[-1] * t)
+    pw = torch.stack(p, dim=1)  # t^0..t^5
+    zeros = torch.zeros_like(t)
+    dp = torch.stack([zeros, ones, 2 * p[1], 3 * p[2], 4 * p[3], 5 * p[4]], dim=1)  # k t^{k-1}
+    w = pw + delta[:, None] * dp
+    return w, dp
+
+
+def eval_table(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables, derivative: bool = False) -> torch.Tensor:
+    """G(x) (or dG/dx) per value, (E, ng): the plain, differentiable reference evaluation (gather + sum)."""
+    row, t, delta = locate(x, tid, tables)
+    w, dw = basis_weights(t, delta)
+    c = tables.rows[row[:, None] + torch.arange(6, device=row.device)]  # (E, 6, ng)
+    return torch.einsum("ek,ekg->eg", dw if derivative else w, c)
+
+
+def _bag(rows: torch.Tensor, first_row: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_k weights[:, k] · rows[first_row + k] → (E, ng), one embedding_bag (no (E, 6, ng) gather)."""
+    e = first_row.shape[0]
+    ind = (first_row[:, None] + torch.arange(6, device=first_row.device)).reshape(-1)
+    offsets = torch.arange(0, 6 * e, 6, device=first_row.device)
+    return F.embedding_bag(ind, rows, offsets, mode="sum", per_sample_weights=weights.reshape(-1).to(rows.dtype))
+
+
+def padded_layout(center: torch.Tensor, n_centers: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Edges → per-center slots: (order (E,) edges sorted by center, slot (E,) = center·nmax + rank, nmax)."""
+    order = torch.argsort(center, stable=True)
+    cs = center[order]
+    counts = torch.bincount(center, minlength=n_centers)
+    nmax = int(counts.max()) if counts.numel() else 0
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(cs.shape[0], device=center.device) - starts[cs]
+    return order, cs * max(nmax, 1) + rank, nmax
+
+
+class _TabulatedContract(torch.autograd.Function):
+    """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, row, t, delta, center, n_centers, table_rows, block):  # type: ignore[override]
+        k = rows_r.shape[1]
+        ng = table_rows.shape[1]
+        w, dw = basis_weights(t, delta)
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        blocks = _blocks(center, n_centers, block)
+        for a0, a1, e0, e1 in blocks:
+            sl = slice(e0, e1)
+            g = _bag(table_rows, row[sl], w[sl])  # (e, ng)
+            _accumulate(out, a0, a1, center[sl], rows_r[sl], g)
+        ctx.save_for_backward(rows_r, row, w, dw, center, table_rows)
+        ctx.blocks = blocks
+        ctx.n_centers = n_centers
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        rows_r, row, w, dw, center, table_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        dx = torch.zeros(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dr = torch.zeros_like(rows_r)
+        for a0, a1, e0, e1 in ctx.blocks:
+            sl = slice(e0, e1)
+            g = _bag(table_rows, row[sl], w[sl])
+            gp = _bag(table_rows, row[sl], dw[sl])
+            c = center[sl] - a0
+            order, slot, nmax = padded_layout(c, a1 - a0)
+            da = d_out[a0:a1]  # (n, k, ng)
+            nb, kk, ng = da.shape
+            gpad = g.new_zeros(nb * nmax, ng)
+            gpad[slot] = g[order]
+            rpad = rows_r.new_zeros(nb * nmax, kk)
+            rpad[slot] = rows_r[sl][order]
+            # dR̃_jm = Σ_c dA_imc G_jc ; dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
+            drp = torch.bmm(gpad.reshape(nb, nmax, ng), da.transpose(1, 2)).reshape(nb * nmax, kk)
+            s = torch.bmm(rpad.reshape(nb, nmax, kk), da).reshape(nb * nmax, ng)
+            gppad = gp.new_zeros(nb * nmax, ng)
+            gppad[slot] = gp[order]
+            dxp = (s * gppad).sum(-1)
+            eidx = order + e0
+            dr[eidx] = drp[slot].to(dr.dtype)
+            dx[eidx] = dxp[slot].to(dx.dtype)
+        return dx, dr, None, None, None, None, None, None, None
+
+
+def _blocks(center: torch.Tensor, n_centers: int, block_edges: int) -> list[tuple[int, int, int, int]]:
+    """Blocks of consecutive centers holding about ``block_edges`` edges: (atom0, atom1, edge0, edge1).
+    ``center`` must be sorted (non-decreasing)."""
+    e = int(center.shape[0])
+    if e == 0 or n_centers == 0:
+        return []
+    if e <= block_edges:
+        return [(0, n_centers, 0, e)]
+    counts = torch.bincount(center, minlength=n_centers)
+    ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]).tolist()
+    out, a0 = [], 0
+    while a0 < n_centers:
+        target = ptr[a0] + block_edges
+        a1 = int(np.searchsorted(ptr, target, side="right")) - 1
+        a1 = min(max(a1, a0 + 1), n_centers)
+        out.append((a0, a1, ptr[a0], ptr[a1]))
+        a0 = a1
+    return out
+
+
+def _accumulate(out: torch.Tensor, a0: int, a1: int, center: torch.Tensor, r: torch.Tensor, g: torch.Tensor) -> None:
+    """out[a0:a1] += Σ_j R̃_j ⊗ G_j per center, via the padded per-center layout and one bmm."""
+    c = center - a0
+    nb = a1 - a0
+    order, slot, nmax = padded_layout(c, nb)
+    kk, ng = r.shape[1], g.shape[1]
+    gpad = g.new_zeros(nb * nmax, ng)
+    gpad[slot] = g[order]
+    rpad = g.new_zeros(nb * nmax, kk)
+    rpad[slot] = r[order].to(g.dtype)
+    out[a0:a1] += torch.bmm(rpad.reshape(nb, nmax, kk).transpose(1, 2), gpad.reshape(nb, nmax, ng))
+
+
+def tabulated_contract(
+    x: torch.Tensor, rows_r: torch.Tensor, center: torch.Tensor, tid: torch.Tensor, n_centers: int, tables: FlatTables,
+    block_edges: Optional[int] = None,
+) -> torch.Tensor:
+    """``A_i = Σ_{j∈N(i)} R̃_j ⊗ G_{tid_j}(x_j)``: (n_centers, k, ng) from the edges' s̃ values x (E,),
+    rows R̃ (E, k) (k = 4 for se_e2_a, 1 with ones for se_e2_r), centers (E,) and table ids (E,).
+
+    Differentiable in x and R̃ by its own backward (the derivative of the tabulated function);
+    processes blocks of centers of about ``block_edges`` edges (default by device). The edges are
+    sorted by center here if they are not already."""
+    if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
+        order = torch.argsort(center, stable=True)
+        x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
+    if block_edges is None:
+        block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
+    row, t, delta = locate(x, tid, tables)
+    # t carries the dependence on x (dt/dx = 1 inside, dδ/dx = 1 outside: same derivative weights)
+    return _TabulatedContract.apply(x, rows_r, row, t.detach(), delta.detach(), center, int(n_centers), tables.rows, int(block_edges))
+
+
+def out_of_range(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> int:
+    """How many values lie outside their table (below ``lower`` or at/above ``extrapolate·upper``)."""
+    p = tables.params.to(x.dtype)[tid]
+    xd = x.detach()
+    return int(((xd < p[:, 0]) | (xd >= p[:, 2])).sum())
+
+
+__all__ = [
+    "DEFAULT_STEP", "DEFAULT_EXTRAPOLATE", "DEFAULT_CHECK_FREQUENCY", "FlatTables", "build_table", "env_range",
+    "table_grid", "hermite_coefficients", "flat_tables", "locate", "eval_table", "tabulated_contract", "out_of_range",
+    "check_parameters", "coefficient_major",
+]
