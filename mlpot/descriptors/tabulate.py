@@ -58,13 +58,13 @@ def smooth_switch_scalar(r: float, rcut_smth: float, rcut: float) -> float:
     return 0.0
 
 
-def check_parameters(step: float, extrapolate: float, min_nbor_dist: float, rcut: float) -> None:
-    """ConfigError unless step > 0, extrapolate >= 1 and 0 < min_nbor_dist (Å) < rcut (Å)."""
+def check_parameters(step: float, extrapolate: float, min_nbor_dist: Optional[float], rcut: float) -> None:
+    """ConfigError unless step > 0, extrapolate >= 1 and 0 < min_nbor_dist (Å) < rcut (Å) (not checked if None)."""
     if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
         raise ConfigError(f"compress --step: expected a positive table stride (default {DEFAULT_STEP}), found {step}")
     if not (isinstance(extrapolate, (int, float)) and math.isfinite(extrapolate) and extrapolate >= 1):
         raise ConfigError(f"compress --extrapolate: expected a factor >= 1 (default {DEFAULT_EXTRAPOLATE:g}), found {extrapolate}")
-    if not (math.isfinite(min_nbor_dist) and 0 < min_nbor_dist < rcut):
+    if min_nbor_dist is not None and not (math.isfinite(min_nbor_dist) and 0 < min_nbor_dist < rcut):
         raise ConfigError(
             f"compress --min-distance: expected a minimum neighbor distance in (0, rcut = {rcut:g}) Å, found {min_nbor_dist}"
         )

@@ -99,7 +99,7 @@ def load_datasets(paths: list[str], type_map: list[str], what: str) -> list:
 # ---------------------------------------------------------------------------------- sel resolution
 def resolve_sel(
     config: Config, datasets: Sequence[Any], start_state: Optional[dict], source: str, device: torch.device,
-    info: Callable[[str], None],
+    info: Callable[[str], None], stat_out: Optional[dict] = None,
 ) -> Union[int, list[int], None]:
     """``model.descriptor.sel`` as numbers (None: a descriptor without sel). ``"auto"`` / ``"auto:R"``: the largest neighbor count of
     each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
@@ -122,6 +122,8 @@ def resolve_sel(
 
     rcut = float(config.model.descriptor.rcut)
     stat = neighbor_stat(datasets, rcut, device=str(device))
+    if stat_out is not None:  # reused for min_nbor_dist (no second pass over the data)
+        stat_out["stat"] = stat
     sel = auto_sel(stat.max_nbor, ratio)
     if sum(sel) == 0:
         raise ConfigError(
@@ -152,6 +154,17 @@ def load_weights(model: Any, state: dict, source: Union[str, os.PathLike]) -> No
             f"'{source}': its model was trained with model.descriptor.sel = {trained}, this config has "
             f"{list(desc.sel_list)}; expected the same sel (or 'auto', which takes the trained one)"
         )
+
+
+def training_min_nbor_dist(datasets: Sequence[Any], rcut: float, device: torch.device, stat: Any = None) -> Optional[float]:
+    """The shortest pair distance (Å) within ``rcut`` over all training frames (``stat``: a
+    :class:`~mlpot.data.neighbor_stat.NeighborStat` already computed for them), None if no pair."""
+    if stat is None:
+        from mlpot.data.neighbor_stat import neighbor_stat
+
+        stat = neighbor_stat(datasets, rcut, device=str(device))
+    d = float(stat.min_dist)
+    return d if math.isfinite(d) else None
 
 
 def initial_statistics(model: Any, datasets: Sequence[Any], max_frames: int, seed: int) -> None:
@@ -353,7 +366,8 @@ class Trainer:
         # -- model (same init on every rank: seeded before construction)
         from mlpot.model import EnergyModel
 
-        sel = resolve_sel(cfg, train_systems, start_state, "restart checkpoint" if restart else "init_model", dev, info)
+        nstat: dict = {}
+        sel = resolve_sel(cfg, train_systems, start_state, "restart checkpoint" if restart else "init_model", dev, info, nstat)
         # checkpoints and the frozen model record numbers, not "auto" (config trees are frozen: copies)
         if sel is not None:
             cfg = cfg.model_copy(update={"model": cfg.model.with_descriptor(sel=sel)})
@@ -361,6 +375,11 @@ class Trainer:
         model_cfg = model_section.to_dict()
         torch.manual_seed(seed)
         model = EnergyModel.from_config(model_section, device=dev)
+        # the shortest pair distance of the training data, recorded for `mlpot compress` (its table range)
+        if restart_ckpt is not None and restart_ckpt.min_nbor_dist is not None:
+            model.min_nbor_dist = restart_ckpt.min_nbor_dist
+        else:
+            model.min_nbor_dist = training_min_nbor_dist(train_systems, float(model.rcut), dev, nstat.get("stat"))
 
         # -- data batches
         td = tr.training_data
@@ -469,6 +488,7 @@ class Trainer:
             step=int(step),
             optimizer=self.optimizer.state_dict(),
             rng_torch=torch.get_rng_state(),
+            min_nbor_dist=self.model.min_nbor_dist,
         )
 
     def checkpoint_dict(self, step: int) -> dict[str, Any]:
@@ -572,7 +592,8 @@ class Trainer:
         from mlpot.export import freeze
 
         target = Path(path) if path is not None else self.output_dir / "model.pt"
-        ckpt = Checkpoint(model=self.model.state_dict(), config=self.training_config(), step=int(self.start_step))
+        ckpt = Checkpoint(model=self.model.state_dict(), config=self.training_config(), step=int(self.start_step),
+                          min_nbor_dist=self.model.min_nbor_dist)
         return freeze(ckpt, target)
 
 
