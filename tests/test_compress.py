@@ -331,3 +331,22 @@ def test_trainer_records_min_nbor_dist(tmp_path):
     out = tmp_path / "c.pt"
     assert main(["compress", str(p), "-o", str(out)]) == 0  # no --min-distance needed
     assert load_model(out, device="cpu").descriptor.compression["min_nbor_dist"] == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_compiled_kernels_equal_eager(water):
+    """The torch.compile block kernels (the fast CPU/GPU path) give the eager results (needs a compiler)."""
+    if not tab.compiler_available(torch.device("cpu")):
+        pytest.skip("no C++ compiler for torch.compile")
+    _, cmp_ = compressed_pair("se_e2_a")
+    try:
+        tab.set_backend("eager")
+        a = evaluate(cmp_, *frame(water), PBC)
+        tab.set_backend("compile")
+        b = evaluate(cmp_, *frame(water), PBC)
+        assert tab.active_backend(torch.device("cpu")) == "compile"  # it did not fall back
+    finally:
+        tab.set_backend("auto")
+    assert torch.allclose(a["energy"], b["energy"], rtol=1e-13, atol=0)
+    assert float((a["forces"] - b["forces"]).abs().max()) < 1e-12
+    assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12

@@ -216,9 +216,6 @@ def locate(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> tuple[torc
     return row, t, delta
 
 
-_POW = {}
-
-
 def basis_weights(t: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(E, 6) weights of the 6 coefficient rows for G (``t^k + δ·k·t^{k−1}``) and for dG/ds̃ (``k·t^{k−1}``)."""
     ones = torch.ones_like(t)
@@ -240,105 +237,226 @@ def eval_table(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables, derivativ
     return torch.einsum("ek,ekg->eg", dw if derivative else w, c)
 
 
-def _bag(rows: torch.Tensor, first_row: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ_k weights[:, k] · rows[first_row + k] → (E, ng), one embedding_bag (no (E, 6, ng) gather)."""
-    e = first_row.shape[0]
-    ind = (first_row[:, None] + torch.arange(6, device=first_row.device)).reshape(-1)
-    offsets = torch.arange(0, 6 * e, 6, device=first_row.device)
-    return F.embedding_bag(ind, rows, offsets, mode="sum", per_sample_weights=weights.reshape(-1).to(rows.dtype))
+class _Block:
+    """One block of consecutive centers [a0, a1) and their edges [e0, e1) (edges sorted by center) in
+    the padded per-center layout (n = a1 − a0 centers × nmax slots): ``ind`` (6·e,) coefficient rows,
+    ``offsets`` (n·nmax,) embedding_bag offsets (empty slots: empty bags), ``slot`` (e,) the padded
+    position of each edge."""
+
+    __slots__ = ("a0", "a1", "e0", "e1", "nmax", "ind", "offsets", "slot")
+
+    def __init__(self, a0: int, a1: int, e0: int, e1: int, nmax: int, ind: torch.Tensor, offsets: torch.Tensor, slot: torch.Tensor):
+        self.a0, self.a1, self.e0, self.e1, self.nmax = a0, a1, e0, e1, nmax
+        self.ind, self.offsets, self.slot = ind, offsets, slot
 
 
-def padded_layout(center: torch.Tensor, n_centers: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Edges → per-center slots: (order (E,) edges sorted by center, slot (E,) = center·nmax + rank, nmax)."""
-    order = torch.argsort(center, stable=True)
-    cs = center[order]
+def plan_blocks(center: torch.Tensor, row: torch.Tensor, n_centers: int, block_edges: int) -> list[_Block]:
+    """Split centers into blocks of about ``block_edges`` edges and build each block's padded layout.
+    ``center`` (E,) sorted (non-decreasing); ``row`` (E,) first coefficient row of each edge."""
+    e = int(center.shape[0])
+    if e == 0 or n_centers == 0:
+        return []
+    dev = center.device
     counts = torch.bincount(center, minlength=n_centers)
-    nmax = int(counts.max()) if counts.numel() else 0
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(cs.shape[0], device=center.device) - starts[cs]
-    return order, cs * max(nmax, 1) + rank, nmax
+    ptr_t = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    ptr = ptr_t.tolist()
+    bounds, a0 = [], 0
+    while a0 < n_centers:
+        a1 = int(np.searchsorted(ptr, ptr[a0] + block_edges, side="right")) - 1
+        a1 = min(max(a1, a0 + 1), n_centers)
+        bounds.append((a0, a1))
+        a0 = a1
+    rank = torch.arange(e, device=dev) - ptr_t[center]  # position of each edge among its center's edges
+    ar6 = torch.arange(6, device=dev)
+    out = []
+    for a0, a1 in bounds:
+        e0, e1 = ptr[a0], ptr[a1]
+        nb = a1 - a0
+        nmax = max(int(counts[a0:a1].max()), 1)
+        slot = (center[e0:e1] - a0) * nmax + rank[e0:e1]
+        filled = torch.zeros(nb * nmax, dtype=torch.long, device=dev)
+        filled[slot] = 1
+        offsets = 6 * (torch.cumsum(filled, 0) - filled)
+        ind = (row[e0:e1, None] + ar6).reshape(-1)
+        out.append(_Block(a0, a1, e0, e1, nmax, ind, offsets, slot))
+    return out
+
+
+def _bag_padded(rows: torch.Tensor, b: _Block, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_k weights[j, k] · rows[row_j + k] for the edges of block b, in its padded layout (n·nmax, ng);
+    empty slots are zero (empty bags). One embedding_bag: no (E, 6, ng) gather."""
+    return F.embedding_bag(b.ind, rows, b.offsets, mode="sum", per_sample_weights=weights[b.e0 : b.e1].reshape(-1))
+
+
+def _pad(values: torch.Tensor, b: _Block) -> torch.Tensor:
+    """Per-edge values (e, k) of block b → padded (n, nmax, k), zeros in empty slots."""
+    out = values.new_zeros((b.a1 - b.a0) * b.nmax, values.shape[1])
+    out[b.slot] = values[b.e0 : b.e1]
+    return out.reshape(b.a1 - b.a0, b.nmax, values.shape[1])
+
+
+# ------------------------------------------------------------------------- compiled block kernels
+def _kernel_forward(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """A (n, k, ng) = Σ_j R̃[:, j, :, None] G[:, j, None, :], G = Σ_p w_p · rows[row0 + p]; padded inputs
+    row0 (n, nmax), w (n, nmax, 6), R̃ (n, nmax, k). Written for torch.compile: gather, Horner-free sum
+    and the reduction over neighbors become one loop, G never stored."""
+    g = w[..., 0:1] * tab_rows[row0]
+    for p in range(1, 6):
+        g = g + w[..., p : p + 1] * tab_rows[row0 + p]
+    return (r[..., None] * g[..., None, :]).sum(1)
+
+
+def _kernel_backward(
+    tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, r: torch.Tensor, d_a: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dR̃ (n, nmax, k), dx (n, nmax)) for dA (n, k, ng): dR̃_jm = Σ_c dA_mc G_jc, dx_j = Σ_m R̃_jm Σ_c dA_mc G′_jc."""
+    c0 = tab_rows[row0]
+    g = w[..., 0:1] * c0
+    gp = dw[..., 0:1] * c0
+    for p in range(1, 6):
+        c = tab_rows[row0 + p]
+        g = g + w[..., p : p + 1] * c
+        gp = gp + dw[..., p : p + 1] * c
+    d_r = (g[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
+    q = (gp[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
+    return d_r, (q * r).sum(-1)
+
+
+#: which evaluation of the tables runs: "eager" (embedding_bag + bmm, any machine), "compile"
+#: (torch.compile of the block kernels: needs a C++ compiler on CPU, Triton on CUDA) or "auto" (eager
+#: first, then compiled once the op has run AUTO_COMPILE_AFTER times in the process and a compiler is
+#: found; a failed compile falls back to eager for good). Environment: MLPOT_TABULATE_BACKEND.
+_BACKEND = {"name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None}
+AUTO_COMPILE_AFTER = 50
+
+
+def set_backend(name: str) -> None:
+    """Choose the table evaluation: "auto", "eager" or "compile" (see :data:`_BACKEND`)."""
+    if name not in ("auto", "eager", "compile"):
+        raise ConfigError(f"tabulate backend: expected 'auto', 'eager' or 'compile', found {name!r}")
+    _BACKEND["name"] = name
+    _BACKEND["failed"] = False
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether torch.compile can generate code here: a C++ compiler (CPU) or Triton (CUDA)."""
+    import shutil
+
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
+
+
+def _compiled_kernels():
+    if _BACKEND["kernels"] is None:
+        _BACKEND["kernels"] = (
+            torch.compile(_kernel_forward, dynamic=True),
+            torch.compile(_kernel_backward, dynamic=True),
+        )
+    return _BACKEND["kernels"]
+
+
+def active_backend(device: torch.device) -> str:
+    """The backend the next call on ``device`` uses ("eager" or "compile")."""
+    name = _BACKEND["name"]
+    if name == "eager" or _BACKEND["failed"]:
+        return "eager"
+    if name == "compile":
+        return "compile"
+    return "compile" if (_BACKEND["calls"] >= AUTO_COMPILE_AFTER and compiler_available(device)) else "eager"
+
+
+def _compile_failed(exc: BaseException) -> None:
+    import logging
+
+    _BACKEND["failed"] = True
+    logging.getLogger("mlpot").warning(
+        "compressed model: torch.compile of the table kernels failed (%s: %s); using the eager evaluation",
+        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+    )
+
+
+def _padded_inputs(b: "_Block", row: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, rows_r: torch.Tensor):
+    n = b.a1 - b.a0
+    row0 = row.new_zeros(n * b.nmax)
+    row0[b.slot] = row[b.e0 : b.e1]
+    return row0.reshape(n, b.nmax), _pad(w, b), _pad(dw, b), _pad(rows_r, b)
+
+
+class _CompiledContract(torch.autograd.Function):
+    """As :class:`_TabulatedContract` with the compiled block kernels."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, w, dw, row, blocks, n_centers, table_rows):  # type: ignore[override]
+        fwd, _ = _compiled_kernels()
+        k, ng = rows_r.shape[1], table_rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        for b in blocks:
+            row0, wp, _, rp = _padded_inputs(b, row, w, dw, rows_r)
+            out[b.a0 : b.a1] = fwd(table_rows, row0, wp, rp)
+        ctx.save_for_backward(rows_r, w, dw, row, table_rows)
+        ctx.blocks = blocks
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _, bwd = _compiled_kernels()
+        rows_r, w, dw, row, table_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dr = torch.empty_like(rows_r)
+        for b in ctx.blocks:
+            row0, wp, dwp, rp = _padded_inputs(b, row, w, dw, rows_r)
+            d_rp, dxp = bwd(table_rows, row0, wp, dwp, rp, d_out[b.a0 : b.a1])
+            dr[b.e0 : b.e1] = d_rp.reshape(-1, rows_r.shape[1])[b.slot]
+            dx[b.e0 : b.e1] = dxp.reshape(-1)[b.slot]
+        return dx, dr, None, None, None, None, None, None
 
 
 class _TabulatedContract(torch.autograd.Function):
     """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃."""
 
     @staticmethod
-    def forward(ctx, x, rows_r, row, t, delta, center, n_centers, table_rows, block):  # type: ignore[override]
+    def forward(ctx, x, rows_r, w, dw, blocks, n_centers, table_rows):  # type: ignore[override]
         k = rows_r.shape[1]
         ng = table_rows.shape[1]
-        w, dw = basis_weights(t, delta)
-        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
-        blocks = _blocks(center, n_centers, block)
-        for a0, a1, e0, e1 in blocks:
-            sl = slice(e0, e1)
-            g = _bag(table_rows, row[sl], w[sl])  # (e, ng)
-            _accumulate(out, a0, a1, center[sl], rows_r[sl], g)
-        ctx.save_for_backward(rows_r, row, w, dw, center, table_rows)
+        out = torch.empty(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        done = 0
+        for b in blocks:
+            g = _bag_padded(table_rows, b, w).reshape(b.a1 - b.a0, b.nmax, ng)
+            rp = _pad(rows_r, b)
+            torch.bmm(rp.transpose(1, 2), g, out=out[b.a0 : b.a1])
+            done = b.a1
+        if done < n_centers:
+            out[done:] = 0
+        ctx.save_for_backward(rows_r, w, dw, table_rows)
         ctx.blocks = blocks
-        ctx.n_centers = n_centers
         return out
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
-        rows_r, row, w, dw, center, table_rows = ctx.saved_tensors
+        rows_r, w, dw, table_rows = ctx.saved_tensors
         d_out = d_out.contiguous()
-        dx = torch.zeros(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
-        dr = torch.zeros_like(rows_r)
-        for a0, a1, e0, e1 in ctx.blocks:
-            sl = slice(e0, e1)
-            g = _bag(table_rows, row[sl], w[sl])
-            gp = _bag(table_rows, row[sl], dw[sl])
-            c = center[sl] - a0
-            order, slot, nmax = padded_layout(c, a1 - a0)
-            da = d_out[a0:a1]  # (n, k, ng)
-            nb, kk, ng = da.shape
-            gpad = g.new_zeros(nb * nmax, ng)
-            gpad[slot] = g[order]
-            rpad = rows_r.new_zeros(nb * nmax, kk)
-            rpad[slot] = rows_r[sl][order]
-            # dR̃_jm = Σ_c dA_imc G_jc ; dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
-            drp = torch.bmm(gpad.reshape(nb, nmax, ng), da.transpose(1, 2)).reshape(nb * nmax, kk)
-            s = torch.bmm(rpad.reshape(nb, nmax, kk), da).reshape(nb * nmax, ng)
-            gppad = gp.new_zeros(nb * nmax, ng)
-            gppad[slot] = gp[order]
-            dxp = (s * gppad).sum(-1)
-            eidx = order + e0
-            dr[eidx] = drp[slot].to(dr.dtype)
-            dx[eidx] = dxp[slot].to(dx.dtype)
-        return dx, dr, None, None, None, None, None, None, None
-
-
-def _blocks(center: torch.Tensor, n_centers: int, block_edges: int) -> list[tuple[int, int, int, int]]:
-    """Blocks of consecutive centers holding about ``block_edges`` edges: (atom0, atom1, edge0, edge1).
-    ``center`` must be sorted (non-decreasing)."""
-    e = int(center.shape[0])
-    if e == 0 or n_centers == 0:
-        return []
-    if e <= block_edges:
-        return [(0, n_centers, 0, e)]
-    counts = torch.bincount(center, minlength=n_centers)
-    ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]).tolist()
-    out, a0 = [], 0
-    while a0 < n_centers:
-        target = ptr[a0] + block_edges
-        a1 = int(np.searchsorted(ptr, target, side="right")) - 1
-        a1 = min(max(a1, a0 + 1), n_centers)
-        out.append((a0, a1, ptr[a0], ptr[a1]))
-        a0 = a1
-    return out
-
-
-def _accumulate(out: torch.Tensor, a0: int, a1: int, center: torch.Tensor, r: torch.Tensor, g: torch.Tensor) -> None:
-    """out[a0:a1] += Σ_j R̃_j ⊗ G_j per center, via the padded per-center layout and one bmm."""
-    c = center - a0
-    nb = a1 - a0
-    order, slot, nmax = padded_layout(c, nb)
-    kk, ng = r.shape[1], g.shape[1]
-    gpad = g.new_zeros(nb * nmax, ng)
-    gpad[slot] = g[order]
-    rpad = g.new_zeros(nb * nmax, kk)
-    rpad[slot] = r[order].to(g.dtype)
-    out[a0:a1] += torch.bmm(rpad.reshape(nb, nmax, kk).transpose(1, 2), gpad.reshape(nb, nmax, ng))
+        dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dr = torch.empty_like(rows_r)
+        ng = table_rows.shape[1]
+        for b in ctx.blocks:
+            nb = b.a1 - b.a0
+            da = d_out[b.a0 : b.a1]  # (n, k, ng)
+            g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
+            # dR̃_jm = Σ_c dA_imc G_jc
+            drp = torch.bmm(g, da.transpose(1, 2)).reshape(nb * b.nmax, -1)
+            dr[b.e0 : b.e1] = drp[b.slot]
+            # dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
+            gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
+            s = torch.bmm(_pad(rows_r, b), da)
+            dxp = torch.linalg.vecdot(s, gp).reshape(-1) if hasattr(torch.linalg, "vecdot") else (s * gp).sum(-1).reshape(-1)
+            dx[b.e0 : b.e1] = dxp[b.slot]
+        return dx, dr, None, None, None, None, None
 
 
 def tabulated_contract(
@@ -348,17 +466,31 @@ def tabulated_contract(
     """``A_i = Σ_{j∈N(i)} R̃_j ⊗ G_{tid_j}(x_j)``: (n_centers, k, ng) from the edges' s̃ values x (E,),
     rows R̃ (E, k) (k = 4 for se_e2_a, 1 with ones for se_e2_r), centers (E,) and table ids (E,).
 
-    Differentiable in x and R̃ by its own backward (the derivative of the tabulated function);
-    processes blocks of centers of about ``block_edges`` edges (default by device). The edges are
-    sorted by center here if they are not already."""
+    Differentiable in x and R̃ by its own backward (the derivative of the tabulated function; G and
+    G′ are recomputed, only O(E) per-edge data is saved); processes blocks of centers of about
+    ``block_edges`` edges (default by device), so the transient (edges × ng) tensors are bounded.
+    The edges are sorted by center here if they are not already."""
+    order = None
     if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
         order = torch.argsort(center, stable=True)
         x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
     if block_edges is None:
         block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
     row, t, delta = locate(x, tid, tables)
-    # t carries the dependence on x (dt/dx = 1 inside, dδ/dx = 1 outside: same derivative weights)
-    return _TabulatedContract.apply(x, rows_r, row, t.detach(), delta.detach(), center, int(n_centers), tables.rows, int(block_edges))
+    # the weights depend on x through t (inside) or δ (beyond the table) with the same derivative
+    # weights dw; the Function returns dE/dx itself
+    w, dw = basis_weights(t.detach(), delta.detach())
+    w, dw = w.to(tables.rows.dtype), dw.to(tables.rows.dtype)
+    blocks = plan_blocks(center, row, int(n_centers), int(block_edges))
+    rows_r = rows_r.to(tables.rows.dtype)
+    backend = active_backend(x.device)
+    _BACKEND["calls"] += 1
+    if backend == "compile":
+        try:
+            return _CompiledContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows)
+        except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path is exact too
+            _compile_failed(exc)
+    return _TabulatedContract.apply(x, rows_r, w, dw, blocks, int(n_centers), tables.rows)
 
 
 def out_of_range(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> int:
