@@ -212,9 +212,13 @@ class SeDescriptorBase(torch.nn.Module):
         if self.compressed:
             raise ModelError("descriptor: already compressed")
         tab.check_parameters(step, extrapolate, float(min_nbor_dist), self.rcut)
-        davg0 = self.davg[:, 0].detach().cpu().double().numpy()
-        dstd0 = self.dstd[:, 0].detach().cpu().double().numpy()
-        lower, upper = tab.env_range(davg0, dstd0, float(min_nbor_dist), self.rcut_smth, self.rcut)
+        # DeePMD-kit's PyTorch backend bounds the range over all k columns of davg/dstd (its
+        # (ntypes, nnei, k) statistics indexed [:, 0] are the first slot's k columns): for se_e2_a the
+        # angular std sets the upper bound; kept so that its tables and ours are the same grid
+        davg = self.davg.detach().cpu().double().numpy()
+        dstd = self.dstd.detach().cpu().double().numpy()
+        lower, upper = tab.env_range(davg, dstd, float(min_nbor_dist), self.rcut_smth, self.rcut)
+        lower, upper = lower.min(axis=1), upper.max(axis=1)
         stride1 = 10.0 * step
         tables: dict[str, list[float]] = {}
         for key in self.table_keys():

@@ -73,7 +73,7 @@ def check_parameters(step: float, extrapolate: float, min_nbor_dist: Optional[fl
 def env_range(davg0: np.ndarray, dstd0: np.ndarray, min_nbor_dist: float, rcut_smth: float, rcut: float) -> tuple[np.ndarray, np.ndarray]:
     """Integer table bounds per center type: ``floor(−davg/dstd)``, ``ceil((sw(r_min)/r_min − davg)/dstd)``.
 
-    davg0, dstd0: (ntypes,) radial mean / std (1/Å); min_nbor_dist, rcut_smth, rcut in Å."""
+    davg0, dstd0: (ntypes,) or (ntypes, k) mean / std (1/Å); min_nbor_dist, rcut_smth, rcut in Å."""
     sw = smooth_switch_scalar(min_nbor_dist, rcut_smth, rcut)
     lower = -davg0 / dstd0
     upper = (sw / min_nbor_dist - davg0) / dstd0
