@@ -156,7 +156,7 @@ def test_compressed_equals_uncompressed_float32(water):
     assert float((a["forces"] - b["forces"]).abs().max()) < 1e-4 * max(1.0, float(a["forces"].abs().max()))
 
 
-def test_trained_water_model_compressed_equals_uncompressed(tmp_path, water):
+def test_trained_water_model_compressed_equals_uncompressed(tmp_path, water, capsys):
     """The shipped trained model (data/models, ng 64, rcut 6 Å) through `mlpot compress`."""
     src = DATA / "models" / "water_se_e2_a.pt"
     out = tmp_path / "c.pt"
@@ -170,6 +170,12 @@ def test_trained_water_model_compressed_equals_uncompressed(tmp_path, water):
         assert abs(float(a["energy"] - b["energy"])) < 1e-10 * abs(float(a["energy"]))
         assert float((a["forces"] - b["forces"]).abs().max()) < 1e-10
         assert float((a["virial"] - b["virial"]).abs().max()) < 1e-10
+    # `mlpot test` uses the tables with no option, and reports the same errors as the uncompressed model
+    lines = []
+    for m in (src, out):
+        assert main(["test", "-m", str(m), "-s", str(DATA / "water" / "data_3"), "-n", "2", "-q", "--device", "cpu"]) == 0
+        lines.append([ln for ln in capsys.readouterr().out.splitlines() if "RMSE" in ln])
+    assert lines[0] and lines[0] == lines[1]
 
 
 def test_compressed_forces_equal_finite_differences():
