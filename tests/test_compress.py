@@ -356,3 +356,58 @@ def test_compiled_kernels_equal_eager(water):
     assert torch.allclose(a["energy"], b["energy"], rtol=1e-13, atol=0)
     assert float((a["forces"] - b["forces"]).abs().max()) < 1e-12
     assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12
+
+
+def test_backend_choice_and_clean_fallback(water, monkeypatch, caplog):
+    """auto: eager for the first calls and in float32 on CPU; a failing compile falls back to the
+    eager evaluation (same numbers) with one logged warning, for good."""
+    cpu = torch.device("cpu")
+    try:
+        tab.set_backend("auto")
+        monkeypatch.setitem(tab._BACKEND, "calls", 0)
+        assert tab.active_backend(cpu) == "eager"
+        monkeypatch.setitem(tab._BACKEND, "calls", tab.AUTO_COMPILE_AFTER)
+        assert tab.active_backend(cpu, torch.float32) == "eager"
+        _, cmp_ = compressed_pair("se_e2_a")
+        tab.set_backend("eager")
+        a = evaluate(cmp_, *frame(water), PBC)
+
+        def broken():
+            raise RuntimeError("no compiler today")
+
+        monkeypatch.setattr(tab, "_compiled_kernels", broken)
+        tab.set_backend("compile")
+        with caplog.at_level("WARNING", logger="mlpot"):
+            b = evaluate(cmp_, *frame(water), PBC)
+        assert tab.active_backend(cpu) == "eager"
+        assert any("torch.compile of the table kernels failed" in r.message for r in caplog.records)
+        assert torch.equal(a["energy"], b["energy"]) and torch.equal(a["forces"], b["forces"])
+    finally:
+        tab.set_backend("auto")
+    with pytest.raises(ConfigError, match="backend"):
+        tab.set_backend("fast")
+
+
+def test_kernel_path_math_and_backward_fallback(water, monkeypatch, caplog):
+    """The compile back-end's kernels, run uncompiled (plain torch ops), equal the eager evaluation;
+    a backward kernel that fails falls back to the eager backward for that call and after."""
+    _, cmp_ = compressed_pair("se_e2_a")
+    try:
+        tab.set_backend("eager")
+        a = evaluate(cmp_, *frame(water), PBC)
+        monkeypatch.setitem(tab._BACKEND, "kernels", (tab._kernel_forward, tab._kernel_backward))
+        tab.set_backend("compile")
+        b = evaluate(cmp_, *frame(water), PBC)
+        assert float((a["forces"] - b["forces"]).abs().max()) < 1e-13
+        assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12
+
+        def broken_backward(*args):
+            raise RuntimeError("inductor failed")
+
+        monkeypatch.setitem(tab._BACKEND, "kernels", (tab._kernel_forward, broken_backward))
+        with caplog.at_level("WARNING", logger="mlpot"):
+            c = evaluate(cmp_, *frame(water), PBC)
+        assert tab.active_backend(torch.device("cpu")) == "eager"
+        assert float((a["forces"] - c["forces"]).abs().max()) < 1e-13
+    finally:
+        tab.set_backend("auto")

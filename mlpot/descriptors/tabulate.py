@@ -325,7 +325,8 @@ def _kernel_backward(
 #: which evaluation of the tables runs: "eager" (embedding_bag + bmm, any machine), "compile"
 #: (torch.compile of the block kernels: needs a C++ compiler on CPU, Triton on CUDA) or "auto" (eager
 #: first, then compiled once the op has run AUTO_COMPILE_AFTER times in the process and a compiler is
-#: found; a failed compile falls back to eager for good). Environment: MLPOT_TABULATE_BACKEND.
+#: found, float64 only on CPU; a failed compile falls back to eager for good, with one logged warning).
+#: Environment: MLPOT_TABULATE_BACKEND.
 _BACKEND = {"name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None}
 AUTO_COMPILE_AFTER = 50
 
@@ -360,13 +361,17 @@ def _compiled_kernels():
     return _BACKEND["kernels"]
 
 
-def active_backend(device: torch.device) -> str:
-    """The backend the next call on ``device`` uses ("eager" or "compile")."""
+def active_backend(device: torch.device, dtype: torch.dtype = torch.float64) -> str:
+    """The backend the next call on ``device`` in ``dtype`` uses ("eager" or "compile"). "auto"
+    compiles float64 only: in float32 on CPU the eager embedding_bag (FBGEMM) was as fast or faster
+    (benchmarks/RESULTS.md, "Compression")."""
     name = _BACKEND["name"]
     if name == "eager" or _BACKEND["failed"]:
         return "eager"
     if name == "compile":
         return "compile"
+    if device.type == "cpu" and dtype != torch.float64:
+        return "eager"
     return "compile" if (_BACKEND["calls"] >= AUTO_COMPILE_AFTER and compiler_available(device)) else "eager"
 
 
@@ -404,17 +409,41 @@ class _CompiledContract(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
-        _, bwd = _compiled_kernels()
         rows_r, w, dw, row, table_rows = ctx.saved_tensors
         d_out = d_out.contiguous()
         dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
         dr = torch.empty_like(rows_r)
         for b in ctx.blocks:
-            row0, wp, dwp, rp = _padded_inputs(b, row, w, dw, rows_r)
-            d_rp, dxp = bwd(table_rows, row0, wp, dwp, rp, d_out[b.a0 : b.a1])
-            dr[b.e0 : b.e1] = d_rp.reshape(-1, rows_r.shape[1])[b.slot]
-            dx[b.e0 : b.e1] = dxp.reshape(-1)[b.slot]
+            if not _BACKEND["failed"]:
+                try:
+                    _, bwd = _compiled_kernels()
+                    row0, wp, dwp, rp = _padded_inputs(b, row, w, dw, rows_r)
+                    d_rp, dxp = bwd(table_rows, row0, wp, dwp, rp, d_out[b.a0 : b.a1])
+                    dr[b.e0 : b.e1] = d_rp.reshape(-1, rows_r.shape[1])[b.slot]
+                    dx[b.e0 : b.e1] = dxp.reshape(-1)[b.slot]
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the backward kernel failed to compile: eager
+                    _compile_failed(exc)
+            _eager_backward_block(b, rows_r, w, dw, table_rows, d_out, dx, dr)
         return dx, dr, None, None, None, None, None, None
+
+
+def _eager_backward_block(
+    b: _Block, rows_r: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, table_rows: torch.Tensor, d_out: torch.Tensor,
+    dx: torch.Tensor, dr: torch.Tensor,
+) -> None:
+    """dx, dR̃ of block b's edges (written in place) for dA = d_out, with embedding_bag + bmm."""
+    nb, ng = b.a1 - b.a0, table_rows.shape[1]
+    da = d_out[b.a0 : b.a1]  # (n, k, ng)
+    g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
+    # dR̃_jm = Σ_c dA_imc G_jc
+    drp = torch.bmm(g, da.transpose(1, 2)).reshape(nb * b.nmax, -1)
+    dr[b.e0 : b.e1] = drp[b.slot]
+    # dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
+    gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
+    s = torch.bmm(_pad(rows_r, b), da)
+    dxp = (s * gp).sum(-1).reshape(-1)
+    dx[b.e0 : b.e1] = dxp[b.slot]
 
 
 class _TabulatedContract(torch.autograd.Function):
@@ -445,17 +474,7 @@ class _TabulatedContract(torch.autograd.Function):
         dr = torch.empty_like(rows_r)
         ng = table_rows.shape[1]
         for b in ctx.blocks:
-            nb = b.a1 - b.a0
-            da = d_out[b.a0 : b.a1]  # (n, k, ng)
-            g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
-            # dR̃_jm = Σ_c dA_imc G_jc
-            drp = torch.bmm(g, da.transpose(1, 2)).reshape(nb * b.nmax, -1)
-            dr[b.e0 : b.e1] = drp[b.slot]
-            # dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
-            gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
-            s = torch.bmm(_pad(rows_r, b), da)
-            dxp = torch.linalg.vecdot(s, gp).reshape(-1) if hasattr(torch.linalg, "vecdot") else (s * gp).sum(-1).reshape(-1)
-            dx[b.e0 : b.e1] = dxp[b.slot]
+            _eager_backward_block(b, rows_r, w, dw, table_rows, d_out, dx, dr)
         return dx, dr, None, None, None, None, None
 
 
@@ -483,7 +502,7 @@ def tabulated_contract(
     w, dw = w.to(tables.rows.dtype), dw.to(tables.rows.dtype)
     blocks = plan_blocks(center, row, int(n_centers), int(block_edges))
     rows_r = rows_r.to(tables.rows.dtype)
-    backend = active_backend(x.device)
+    backend = active_backend(x.device, tables.rows.dtype)
     _BACKEND["calls"] += 1
     if backend == "compile":
         try:
