@@ -24,7 +24,10 @@ beyond the table)``, so ``G = Σ_k w_k C[row_k]`` is an ``embedding_bag`` with p
 ``dG/ds̃ = Σ_k k t^{k−1} C[row_k]`` another. :func:`tabulated_contract` evaluates
 ``A_i = Σ_j R̃_j ⊗ G(s̃_j)`` per center atom in blocks of atoms with its own backward (recomputing G and
 G′ instead of saving them), so no (pairs × ng) tensor is kept for the backward pass and the
-transient ones are bounded by the block size.
+transient ones are bounded by the block size. The same op has a second back-end, torch.compile of two
+block kernels (:func:`_kernel_forward`, :func:`_kernel_backward`: gather, polynomial and contraction
+in one loop, G never stored), chosen by :func:`set_backend` / ``MLPOT_TABULATE_BACKEND`` with a clean
+fall-back to the eager one.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from mlpot.errors import ConfigError, ModelError
 DEFAULT_STEP = 0.01
 DEFAULT_EXTRAPOLATE = 5.0
 DEFAULT_CHECK_FREQUENCY = -1
-#: atoms per block of :func:`tabulated_contract` (bounds its transient (edges × ng) tensors)
+#: edges per block of :func:`tabulated_contract` (bounds its transient (edges × ng) tensors)
 BLOCK_EDGES_CPU = 8192
 BLOCK_EDGES_CUDA = 1 << 22
 
