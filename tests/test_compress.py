@@ -273,7 +273,8 @@ def test_cli_compress_prints_size_and_deviation(tmp_path, capsys):
 ])
 def test_cli_refuses_bad_input(tmp_path, capsys, extra, match):
     ref, _ = compressed_pair("se_e2_a")
-    src = save_model(ref, tmp_path / "m.pt")  # built outside the trainer: no min_nbor_dist recorded
+    ref.min_nbor_dist = None  # as a model trained before mlpot recorded it
+    src = save_model(ref, tmp_path / "m.pt")
     out = tmp_path / "out.pt"
     rc = main(["compress", str(src), "-o", str(out), *extra])
     err = capsys.readouterr().err
@@ -321,8 +322,10 @@ def test_trainer_records_min_nbor_dist(tmp_path):
     from mlpot.data.neighbor_stat import neighbor_stat
     from mlpot.train.trainer import Trainer
 
+    model_cfg = testing.tiny_model_config("se_e2_a", neuron=(4, 8), fitting=(8,))
+    model_cfg["descriptor"]["sel"] = "auto"  # its neighbor statistics see every frame: the exact minimum
     cfg = {
-        "model": testing.tiny_model_config("se_e2_a", neuron=(4, 8), fitting=(8,)),
+        "model": model_cfg,
         "learning_rate": {"start_lr": 1e-3, "stop_lr": 1e-4},
         "loss": {},
         "training": {"training_data": {"systems": [str(DATA / "water" / "data_0")], "batch_size": 1},
@@ -337,6 +340,11 @@ def test_trainer_records_min_nbor_dist(tmp_path):
     out = tmp_path / "c.pt"
     assert main(["compress", str(p), "-o", str(out)]) == 0  # no --min-distance needed
     assert load_model(out, device="cpu").descriptor.compression["min_nbor_dist"] == pytest.approx(expected)
+    # an explicit sel: the minimum over the statistics frames (no extra pass over the data)
+    cfg["model"] = testing.tiny_model_config("se_e2_a", neuron=(4, 8), fitting=(8,))
+    cfg["training"]["output_dir"] = str(tmp_path / "t2")
+    tr2 = Trainer.from_config(cfg, device="cpu", quiet=True)
+    assert expected <= tr2.model.min_nbor_dist < expected + 0.2
 
 
 @pytest.mark.slow

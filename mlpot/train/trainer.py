@@ -375,11 +375,6 @@ class Trainer:
         model_cfg = model_section.to_dict()
         torch.manual_seed(seed)
         model = EnergyModel.from_config(model_section, device=dev)
-        # the shortest pair distance of the training data, recorded for `mlpot compress` (its table range)
-        if restart_ckpt is not None and restart_ckpt.min_nbor_dist is not None:
-            model.min_nbor_dist = restart_ckpt.min_nbor_dist
-        else:
-            model.min_nbor_dist = training_min_nbor_dist(train_systems, float(model.rcut), dev, nstat.get("stat"))
 
         # -- data batches
         td = tr.training_data
@@ -430,6 +425,20 @@ class Trainer:
             # descriptor statistics from data_stat_nbatch batches' worth of frames per system (DeePMD-kit)
             nfr = cfg.model.data_stat_nbatch * max(train_src.batch_sizes)
             initial_statistics(model, train_systems, max_frames=nfr, seed=seed)
+        # the shortest pair distance of the training data, recorded for `mlpot compress` (its table
+        # range): kept on a restart; over all frames when sel "auto" has just looked at them all (no
+        # second pass); else over the statistics frames (compute_stats; for init_model, the same
+        # subsample), which reads no more data than the statistics do
+        if restart_ckpt is not None:
+            model.min_nbor_dist = restart_ckpt.min_nbor_dist
+        elif nstat.get("stat") is not None:
+            model.min_nbor_dist = training_min_nbor_dist(train_systems, float(model.rcut), dev, nstat["stat"])
+        elif init_model:
+            from mlpot.data import stats as stats_mod
+
+            nfr = cfg.model.data_stat_nbatch * max(train_src.batch_sizes)
+            subs = [ds.read(stats_mod.subsample_indices(ds.n_frames, nfr, seed)) for ds in train_systems]
+            model.min_nbor_dist = stats_mod.min_pair_distance(subs, float(model.rcut), dev)
 
         return cls(
             cfg, model, train_src, valid_src, loss_fn, lr_schedule, optimizer,
