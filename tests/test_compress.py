@@ -29,6 +29,15 @@ PBC = [True, True, True]
 R_MIN = 0.88  # Å, a little below the bundled water's shortest pair (0.8854 Å)
 
 
+@pytest.fixture(autouse=True)
+def _eager_tables():
+    """The eager table evaluation unless a test chooses (auto would compile after 50 calls: a
+    compile time the suite need not pay; the compiled kernels have their own tests)."""
+    tab.set_backend("eager")
+    yield
+    tab.set_backend("auto")
+
+
 @pytest.fixture(scope="module")
 def water():
     s = io.read(DATA / "water" / "data_0")[0]
