@@ -428,3 +428,11 @@ def test_kernel_path_math_and_backward_fallback(water, monkeypatch, caplog):
         assert float((a["forces"] - c["forces"]).abs().max()) < 1e-13
     finally:
         tab.set_backend("auto")
+
+
+def test_second_derivatives_through_tables_raise(water):
+    """Forces of a compressed model are not differentiable again (force training, Hessians): an
+    error, never silently incomplete second derivatives."""
+    _, cmp_ = compressed_pair("se_e2_a")
+    with pytest.raises(ModelError, match="second derivatives"):
+        evaluate(cmp_, *frame(water), PBC, create_graph=True)

@@ -412,6 +412,7 @@ class _CompiledContract(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
         rows_r, w, dw, row, table_rows = ctx.saved_tensors
         d_out = d_out.contiguous()
         dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
@@ -449,6 +450,16 @@ def _eager_backward_block(
     dx[b.e0 : b.e1] = dxp[b.slot]
 
 
+def _refuse_double_backward() -> None:
+    """The backward of the table op is not itself differentiable: with ``create_graph`` (force
+    training, Hessians) raise instead of returning incomplete second derivatives."""
+    if torch.is_grad_enabled():
+        raise ModelError(
+            "compressed model: second derivatives through the tables are not supported (force training, "
+            "Hessians by autograd); use the uncompressed model for them"
+        )
+
+
 class _TabulatedContract(torch.autograd.Function):
     """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃."""
 
@@ -471,6 +482,7 @@ class _TabulatedContract(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
         rows_r, w, dw, table_rows = ctx.saved_tensors
         d_out = d_out.contiguous()
         dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
