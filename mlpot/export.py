@@ -91,6 +91,14 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
         model_config=model_config,
         mlpot_version=__version__,
     )
+    r_min = getattr(model, "min_nbor_dist", None)
+    if r_min is not None:  # the table range of `mlpot compress` (Å)
+        meta["min_nbor_dist"] = float(r_min)
+    record = getattr(model.descriptor, "compression", None)  # type: ignore[union-attr]
+    if record is not None:
+        meta["compression"] = record
+    else:
+        meta.pop("compression", None)
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return meta
 
@@ -283,6 +291,15 @@ def load_model(path: str | os.PathLike, device: Optional[str | torch.device] = N
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{where}: its model config cannot be built ({type(exc).__name__}: {exc})") from None
     # the module's own float dtype follows the recorded precision (from_config builds it so)
+    if meta.get("compression") is not None:  # tabulated embedding nets (mlpot compress)
+        if not callable(getattr(model.descriptor, "enable_compression", None)):
+            raise ModelError(f"{where}: records a compressed descriptor of a type that has no tables")
+        try:
+            model.descriptor.enable_compression(meta["compression"])
+        except ModelError as exc:
+            raise ModelError(f"{where}: {exc}") from None
+    if meta.get("min_nbor_dist") is not None:
+        model.min_nbor_dist = float(meta["min_nbor_dist"])
     expected = set(model.state_dict().keys())
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or unexpected:

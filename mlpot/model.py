@@ -69,6 +69,9 @@ class EnergyModel(torch.nn.Module):
         self.descriptor = descriptor
         self.fitting = fitting
         self.metadata: dict = {}
+        #: shortest pair distance (Å) of the training data (recorded by the trainer; the table range
+        #: of :meth:`compress`); None when unknown (a model trained before mlpot recorded it)
+        self.min_nbor_dist: Optional[float] = None
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -188,6 +191,36 @@ class EnergyModel(torch.nn.Module):
         energy = torch.zeros(n_frames, dtype=atom_energy.dtype, device=atom_energy.device)
         energy = energy.index_add(0, frame_index, atom_energy)
         return {"energy": energy, "atom_energy": atom_energy}
+
+    # -- compression -------------------------------------------------------------------------------
+    @property
+    def compressed(self) -> bool:
+        """Whether the descriptor evaluates tabulated embedding nets (:meth:`compress`)."""
+        return bool(getattr(self.descriptor, "compressed", False))
+
+    def compress(
+        self, min_nbor_dist: Optional[float] = None, step: float = 0.01, extrapolate: float = 5.0,
+        check_frequency: int = -1,
+    ) -> dict[str, Any]:
+        """Replace the embedding nets by tables (:mod:`mlpot.descriptors.tabulate`) in place; returns
+        the compression record. ``min_nbor_dist`` (Å): default the recorded :attr:`min_nbor_dist`.
+        ModelError: already compressed, a descriptor that cannot be compressed, no neighbor distance."""
+        if self.compressed:
+            raise ModelError("model: already compressed (compress the uncompressed model file instead)")
+        if not callable(getattr(self.descriptor, "compress", None)):
+            raise ModelError(
+                f"model.descriptor: type '{getattr(self.descriptor, 'type_name', type(self.descriptor).__name__)}' "
+                "cannot be compressed (compressible: se_e2_a, se_e2_r)"
+            )
+        r_min = self.min_nbor_dist if min_nbor_dist is None else float(min_nbor_dist)
+        if r_min is None:
+            raise ModelError(
+                "model: no minimum neighbor distance recorded (trained before mlpot recorded it): give it "
+                "(mlpot compress --min-distance R, in Å, or -s SYSTEMS to compute it from the training data)"
+            )
+        record = self.descriptor.compress(r_min, step, extrapolate, check_frequency)
+        self.min_nbor_dist = r_min
+        return record
 
     # -- statistics --------------------------------------------------------------------------------
     def compute_stats(self, systems: Sequence[Any], max_frames: int = 20, seed: int = 0, energy_bias: bool = True) -> None:

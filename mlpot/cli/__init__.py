@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlpot.cli.train", "train a Deep Potential from a DeePMD-kit-style input.json (DDP via torchrun)"),
     "plot": ("mlpot.cli.plot", "plot a learning curve (lcurve.out) to an image"),
     "freeze": ("mlpot.cli.freeze", "freeze a training checkpoint into one self-contained model file"),
+    "compress": ("mlpot.cli.compress", "tabulate the embedding nets of a model (model compression) for faster inference and MD"),
     "test": ("mlpot.cli.test", "energy/force/virial errors of a model on labeled data (dp test wording)"),
     "model-devi": ("mlpot.cli.model_devi", "model deviation of an ensemble over trajectory frames (model_devi.out)"),
     "import-deepmd": ("mlpot.cli.deepmd:import_deepmd", "import a DeePMD-kit se_e2_a/se_e2_r model (.dp/.yaml/.pt checkpoint) as an mlpot model"),

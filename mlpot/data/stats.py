@@ -110,6 +110,7 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
     env_stats = hasattr(desc, "stat_rows")  # a descriptor without normalisation statistics: bias only
     ntypes, type_map = model.ntypes, list(model.type_map)
     sums = np.zeros((ntypes, 2, 3))
+    d_min = float("inf")
     counts_rows, energies = [], []
     for system in systems:
         sys_ = system.with_type_map(type_map) if list(system.type_map) != type_map else system
@@ -130,9 +131,13 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
         rij = pair_vectors(pos, cells, fidx, nl)
         keep = torch.nonzero(torch.linalg.vector_norm(rij, dim=-1) < model.rcut).reshape(-1)
         env = Environment(rij[keep], nl.centers[keep], types[nl.neighbors[keep]], types, ntypes, fidx, 0, type_map)
+        if keep.numel():
+            d_min = min(d_min, float(torch.linalg.vector_norm(rij[keep], dim=-1).min()))
         rows = desc.stat_rows(env)
         n_per_type = torch.bincount(types, minlength=ntypes)
         sums += env_stat_sums(rows, env.edge_center_types, n_per_type, desc.nnei, ntypes)
+    if env_stats and d_min < float("inf") and hasattr(model, "min_nbor_dist"):
+        model.min_nbor_dist = d_min  # shortest pair of these frames (Å): the compression table range
     if env_stats:
         avg, std = env_mean_std(sums, desc.radial_only, desc.set_davg_zero)
         desc.set_stats(torch.as_tensor(avg), torch.as_tensor(std))
@@ -141,6 +146,15 @@ def compute_stats(model: Any, systems: Sequence[Any], max_frames: int = 20, seed
             raise ModelError("compute_stats: no system has energies; cannot fit the per-type energy bias")
         bias = energy_bias_lstsq(np.concatenate(counts_rows), np.concatenate(energies))
         model.fitting.energy_bias.copy_(torch.as_tensor(bias, dtype=model.fitting.dtype))
+
+
+def min_pair_distance(systems: Sequence[Any], rcut: float, device: Any = "cpu") -> Optional[float]:
+    """The shortest pair distance (Å) within ``rcut`` over all frames of ``systems`` (LabeledFrames),
+    None when no pair is within rcut."""
+    from mlpot.data.neighbor_stat import neighbor_stat
+
+    d = float(neighbor_stat(list(systems), rcut, device=str(device)).min_dist) if systems else float("inf")
+    return d if d < float("inf") else None
 
 
 def subsample_indices(n_frames: int, max_frames: int, seed: int = 0) -> np.ndarray:

@@ -18,7 +18,8 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 
 from mlpot.config.model import Activation, DescriptorConfig, Neuron, Precision, parse_auto_sel
-from mlpot.descriptors.env import edge_env_rows
+from mlpot.descriptors import tabulate as tab
+from mlpot.descriptors.env import edge_env_rows, padding_rows
 from mlpot.descriptors.environment import Environment
 from mlpot.errors import ConfigError, ModelError
 from mlpot.nn import EmbeddingNet, precision_name, resolve_precision
@@ -139,6 +140,12 @@ class SeDescriptorBase(torch.nn.Module):
         self.register_buffer("davg", torch.zeros(self.ntypes, k, dtype=self.dtype))
         self.register_buffer("dstd", torch.ones(self.ntypes, k, dtype=self.dtype))
         self.register_buffer("sel", torch.tensor(self.sel_list, dtype=torch.long))
+        #: None, or the compression parameters (:meth:`compress`); the tables are buffers
+        #: ``compress_data_<net>`` (nspline, 6·ng) and ``compress_info_<net>`` (6,) float64
+        self.compression: Optional[dict[str, Any]] = None
+        self._flat_cache: dict[tuple, tab.FlatTables] = {}
+        self._calls = 0
+        self.register_load_state_dict_post_hook(lambda module, keys: module._flat_cache.clear())
 
     # -- config --------------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -182,6 +189,141 @@ class SeDescriptorBase(torch.nn.Module):
     def embedding(self, center_type: int, neighbor_type: int) -> EmbeddingNet:
         key = str(neighbor_type) if self.type_one_side else f"{center_type}_{neighbor_type}"
         return self.embeddings[key]
+
+    # -- compression (tabulated embedding nets, :mod:`mlpot.descriptors.tabulate`) -------------
+    def table_keys(self) -> list[str]:
+        """Embedding-net keys in table-id order: t (type_one_side) or "c_t" at id c·ntypes + t."""
+        if self.type_one_side:
+            return [str(t) for t in range(self.ntypes)]
+        return [f"{c}_{t}" for c in range(self.ntypes) for t in range(self.ntypes)]
+
+    @property
+    def compressed(self) -> bool:
+        return self.compression is not None
+
+    def compress(
+        self, min_nbor_dist: float, step: float = tab.DEFAULT_STEP, extrapolate: float = tab.DEFAULT_EXTRAPOLATE,
+        check_frequency: int = tab.DEFAULT_CHECK_FREQUENCY,
+    ) -> dict[str, Any]:
+        """Tabulate every embedding net (float64 coefficients, strides ``step`` and 10·step, linear
+        extrapolation beyond ``extrapolate``·upper) over the range met by neighbors no closer than
+        ``min_nbor_dist`` Å; the tables become buffers and :meth:`forward` uses them. Returns the
+        compression record (also ``self.compression``). ModelError if already compressed."""
+        if self.compressed:
+            raise ModelError("descriptor: already compressed")
+        tab.check_parameters(step, extrapolate, float(min_nbor_dist), self.rcut)
+        # DeePMD-kit's PyTorch backend bounds the range over all k columns of davg/dstd (its
+        # (ntypes, nnei, k) statistics indexed [:, 0] are the first slot's k columns): for se_e2_a the
+        # angular std sets the upper bound; kept so that its tables and ours are the same grid
+        davg = self.davg.detach().cpu().double().numpy()
+        dstd = self.dstd.detach().cpu().double().numpy()
+        lower, upper = tab.env_range(davg, dstd, float(min_nbor_dist), self.rcut_smth, self.rcut)
+        lower, upper = lower.min(axis=1), upper.max(axis=1)
+        stride1 = 10.0 * step
+        tables: dict[str, list[float]] = {}
+        for key in self.table_keys():
+            if self.type_one_side:
+                # DeePMD-kit's rule: the center types c with sel[c] > 0
+                use = [c for c in range(self.ntypes) if self.sel_list[c] > 0] or list(range(self.ntypes))
+                lo, up = float(lower[use].min()), float(upper[use].max())
+            else:
+                c = int(key.split("_")[0])
+                lo, up = float(lower[c]), float(upper[c])
+            data, info = tab.build_table(self.embeddings[key], lo, up, extrapolate, step, stride1, check_frequency)
+            self.register_buffer(f"compress_data_{key}", data.to(device=self.davg.device, dtype=self.dtype))
+            self.register_buffer(f"compress_info_{key}", info.to(self.davg.device))
+            tables[key] = [lo, up, extrapolate * up, int(data.shape[0])]
+        self.compression = {
+            "step": float(step), "stride1": stride1, "extrapolate": float(extrapolate),
+            "check_frequency": int(check_frequency), "min_nbor_dist": float(min_nbor_dist), "tables": tables,
+        }
+        self._flat_cache.clear()
+        return dict(self.compression)
+
+    def enable_compression(self, record: dict[str, Any]) -> None:
+        """Register empty table buffers of the shapes ``record`` (a :meth:`compress` result read from a
+        model file) names, so that ``load_state_dict`` fills them. ModelError for a bad record."""
+        try:
+            tables = record["tables"]
+            ng = self.neuron[-1]
+            for key in self.table_keys():
+                nspline = int(tables[key][3])
+                self.register_buffer(f"compress_data_{key}", torch.zeros(nspline, 6 * ng, dtype=self.dtype, device=self.davg.device))
+                self.register_buffer(f"compress_info_{key}", torch.zeros(6, dtype=torch.float64, device=self.davg.device))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelError(f"metadata.compression: expected one table record per embedding net {self.table_keys()} ({exc!r})") from None
+        self.compression = dict(record)
+        self._flat_cache.clear()
+
+    def flat_tables(self) -> tab.FlatTables:
+        """The tables concatenated for evaluation in the model dtype on its device (cached)."""
+        dev = self.davg.device
+        key = (dev, self.dtype)
+        ft = self._flat_cache.get(key)
+        if ft is None:
+            keys = self.table_keys()
+            ft = tab.flat_tables(
+                [getattr(self, f"compress_data_{k}") for k in keys], [getattr(self, f"compress_info_{k}") for k in keys],
+                self.dtype, dev,
+            )
+            self._flat_cache.clear()
+            self._flat_cache[key] = ft
+        return ft
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        self._flat_cache = {}
+        return super()._apply(fn, recurse)
+
+    def edge_table_ids(self, center_types: torch.Tensor, neighbor_types: torch.Tensor) -> torch.Tensor:
+        """(E,) table id of each edge: its neighbor type (type_one_side) or c·ntypes + t."""
+        return neighbor_types if self.type_one_side else center_types * self.ntypes + neighbor_types
+
+    def compressed_sum(self, env: Environment, rows: torch.Tensor, with_rows: bool) -> torch.Tensor:
+        """Σ over real neighbors of R̃ ⊗ G (with_rows: (N, 4, ng)) or of G ((N, 1, ng)) from the tables.
+
+        Refuses (ModelError) a module in training mode: a compressed model is for inference and MD."""
+        if self.training and torch.is_grad_enabled():
+            raise ModelError(
+                "descriptor: a compressed model cannot be trained (its tables have no parameter gradients "
+                "and no second derivatives); train the uncompressed model and compress it again"
+            )
+        ft = self.flat_tables()
+        x = rows[:, 0]
+        tid = self.edge_table_ids(env.center_types[env.center], env.neighbor_type)
+        freq = int(self.compression.get("check_frequency", -1)) if self.compression else -1
+        if freq > 0:
+            self._calls += 1
+            if self._calls % freq == 0:
+                n_out = tab.out_of_range(x, tid, ft)
+                if n_out:
+                    import warnings
+
+                    warnings.warn(
+                        f"compressed model: {n_out} of {x.shape[0]} neighbor pairs lie beyond the tables "
+                        f"(closer than the table range built from min_nbor_dist = "
+                        f"{self.compression['min_nbor_dist']:g} Å × extrapolate); their embedding is extrapolated linearly",
+                        stacklevel=3,
+                    )
+        r = rows if with_rows else torch.ones_like(rows[:, :1])
+        return tab.tabulated_contract(x, r, env.center, tid, env.n_centers, ft)
+
+    def padding_embeddings(self) -> torch.Tensor:
+        """G of an empty slot, (ntypes_c, ntypes_t, ng): the net (uncompressed) or the table at
+        s̃_pad = −davg/dstd of the center type (compressed)."""
+        pad = padding_rows(self.davg, self.dstd)[:, :1]  # (ntypes_c, 1)
+        nt = self.ntypes
+        if self.compressed:
+            ft = self.flat_tables()
+            c = torch.arange(nt, device=pad.device).repeat_interleave(nt)
+            t = torch.arange(nt, device=pad.device).repeat(nt)
+            tid = self.edge_table_ids(c, t)
+            g = tab.eval_table(pad[c, 0], tid, ft)
+            return g.reshape(nt, nt, -1)
+        if self.type_one_side:
+            return torch.stack([self.embedding(-1, t)(pad) for t in range(nt)], dim=1)
+        return torch.stack(
+            [torch.cat([self.embedding(c, t)(pad[c : c + 1]) for c in range(nt)], dim=0) for t in range(nt)], dim=1
+        )
 
     # -- statistics ------------------------------------------------------------------------------
     def env_rows(self, rij: torch.Tensor) -> torch.Tensor:

@@ -73,12 +73,29 @@ class DescriptorSeA(SeDescriptorBase):
         neighbor count exceeds ``sel``). Returns (n_centers, neuron[-1]·axis_neuron), model precision.
         """
         counts = env.check_sel(self.sel, self.rcut)
-        rij, centers, neighbor_types, atom_types = env.rij, env.center, env.neighbor_type, env.center_types
+        rij, centers, atom_types = env.rij, env.center, env.center_types
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
         rows = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 4)
-        center_types = atom_types[centers]
-        # real neighbors: scatter-add R̃ ⊗ G per edge into its center, one row component at a time
+        if self.compressed:  # tabulated embedding, fused with the contraction (mlpot.descriptors.tabulate)
+            acc = self.compressed_sum(env, rows, with_rows=True)  # (N, 4, M1)
+        else:
+            acc = self._net_sum(env, rows, n_atoms, m1)
+        # empty slots, analytically: (sel_t − n_t(i)) · r̃_pad[c_i] ⊗ G_{(c_i,)t}(s̃_pad[c_i])
+        pad_rows = padding_rows(self.davg, self.dstd)  # (ntypes_c, 4)
+        g_pad = self.padding_embeddings()  # (ntypes_c, ntypes_t, M1)
+        pad_table_t = pad_rows[:, None, :, None] * g_pad[:, :, None, :]  # (ntypes_c, ntypes_t, 4, M1)
+        n_empty = (self.sel.to(counts.device)[None, :] - counts).to(self.dtype)  # (N, ntypes_t)
+        acc = acc + torch.einsum("nt,ntkm->nkm", n_empty, pad_table_t[atom_types])
+        acc = acc / self.nnei
+        d = torch.matmul(acc.transpose(1, 2), acc[:, :, : self.axis_neuron])  # (N, M1, M2)
+        return d.reshape(n_atoms, m1 * self.axis_neuron)
+
+    def _net_sum(self, env: Environment, rows: torch.Tensor, n_atoms: int, m1: int) -> torch.Tensor:
+        """Σ_j R̃_ij ⊗ G_ij over the real neighbors with the embedding nets: (N, 4, M1)."""
+        centers, neighbor_types = env.center, env.neighbor_type
+        center_types = env.center_types[centers]
+        # scatter-add R̃ ⊗ G per edge into its center, one row component at a time
         # so that no (E, 4, M1) temporary is formed
         acc_k = [torch.zeros(n_atoms, m1, dtype=self.dtype, device=rows.device) for _ in range(4)]
         groups = env.type_groups()
@@ -95,19 +112,4 @@ class DescriptorSeA(SeDescriptorBase):
                 c_t = centers[idx]
                 for k in range(4):
                     acc_k[k] = acc_k[k].index_add(0, c_t, r_t[:, k : k + 1] * g_t)
-        acc = torch.stack(acc_k, dim=1)  # (N, 4, M1)
-        # empty slots, analytically: (sel_t − n_t(i)) · r̃_pad[c_i] ⊗ G_{(c_i,)t}(s̃_pad[c_i])
-        pad_rows = padding_rows(self.davg, self.dstd)  # (ntypes_c, 4)
-        pad_table = []
-        for t in range(self.ntypes):
-            if self.type_one_side:
-                g_pad = self.embedding(-1, t)(pad_rows[:, :1])  # (ntypes_c, M1)
-            else:
-                g_pad = torch.cat([self.embedding(c, t)(pad_rows[c : c + 1, :1]) for c in range(self.ntypes)], dim=0)
-            pad_table.append(pad_rows[:, :, None] * g_pad[:, None, :])  # (ntypes_c, 4, M1)
-        pad_table_t = torch.stack(pad_table, dim=1)  # (ntypes_c, ntypes_t, 4, M1)
-        n_empty = (self.sel.to(counts.device)[None, :] - counts).to(self.dtype)  # (N, ntypes_t)
-        acc = acc + torch.einsum("nt,ntkm->nkm", n_empty, pad_table_t[atom_types])
-        acc = acc / self.nnei
-        d = torch.matmul(acc.transpose(1, 2), acc[:, :, : self.axis_neuron])  # (N, M1, M2)
-        return d.reshape(n_atoms, m1 * self.axis_neuron)
+        return torch.stack(acc_k, dim=1)

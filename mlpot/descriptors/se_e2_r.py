@@ -19,7 +19,7 @@ import torch
 from pydantic import field_validator
 
 from mlpot.descriptors.base import DESCRIPTORS, SeConfigBase, SeDescriptorBase
-from mlpot.descriptors.env import normalize_rows, padding_rows
+from mlpot.descriptors.env import normalize_rows
 from mlpot.descriptors.environment import Environment
 
 #: DeePMD-kit's fixed output rescale of se_e2_r
@@ -63,13 +63,15 @@ class DescriptorSeR(SeDescriptorBase):
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
         s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
-        acc = torch.zeros(n_atoms, m1, dtype=self.dtype, device=s.device)
-        for t, idx in enumerate(env.type_groups()):
-            if idx.numel() == 0:
-                continue
-            acc = acc.index_add(0, centers[idx], self.embedding(-1, t)(s[idx]))
-        pad = padding_rows(self.davg, self.dstd)  # (ntypes_c, 1)
-        g_pad = torch.stack([self.embedding(-1, t)(pad) for t in range(self.ntypes)], dim=1)  # (c, t, M1)
+        if self.compressed:  # tabulated embedding (mlpot.descriptors.tabulate)
+            acc = self.compressed_sum(env, s, with_rows=False)[:, 0, :]
+        else:
+            acc = torch.zeros(n_atoms, m1, dtype=self.dtype, device=s.device)
+            for t, idx in enumerate(env.type_groups()):
+                if idx.numel() == 0:
+                    continue
+                acc = acc.index_add(0, centers[idx], self.embedding(-1, t)(s[idx]))
+        g_pad = self.padding_embeddings()  # (c, t, M1)
         n_empty = (self.sel.to(counts.device)[None, :] - counts).to(self.dtype)  # (N, t)
         acc = acc + torch.einsum("nt,ntm->nm", n_empty, g_pad[atom_types])
         return acc * (RESCALE / self.nnei)

@@ -51,6 +51,8 @@ class Checkpoint(NamedTuple):
     rng_torch: Optional[torch.Tensor] = None
     mlpot_version: Optional[str] = None
     path: Optional[Path] = None
+    #: shortest pair distance (Å) of the training data (the table range of ``mlpot compress``)
+    min_nbor_dist: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``torch.save`` payload (module docstring layout)."""
@@ -64,6 +66,7 @@ class Checkpoint(NamedTuple):
             "config": json.dumps(self.config, sort_keys=True),
             "rng_torch": self.rng_torch,
             "mlpot_version": self.mlpot_version or __version__,
+            "min_nbor_dist": None if self.min_nbor_dist is None else float(self.min_nbor_dist),
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -72,6 +75,8 @@ class Checkpoint(NamedTuple):
         meta: dict[str, Any] = {"training_config": self.config, "step": self.step}
         if self.path is not None:
             meta["source_checkpoint"] = str(self.path)
+        if self.min_nbor_dist is not None:
+            meta["min_nbor_dist"] = float(self.min_nbor_dist)
         return meta
 
 
@@ -188,6 +193,7 @@ def read(path: PathLike) -> Checkpoint:
         rng_torch=rng if isinstance(rng, torch.Tensor) else None,
         mlpot_version=ckpt.get("mlpot_version"),
         path=p,
+        min_nbor_dist=float(ckpt["min_nbor_dist"]) if isinstance(ckpt.get("min_nbor_dist"), (int, float)) else None,
     )
 
 
@@ -210,7 +216,11 @@ def read_weights(path: PathLike, what: str = "init_model") -> dict[str, torch.Te
     if isinstance(ckpt, dict) and ckpt.get("format") == "mlpot-model":
         from mlpot.export import load_model
 
-        return load_model(p, device="cpu").state_dict()
+        model = load_model(p, device="cpu")
+        if getattr(model, "compressed", False):
+            raise ModelError(f"{what} '{p}': is a compressed model (mlpot compress), which cannot be trained; "
+                             "start from the uncompressed model file")
+        return model.state_dict()
     state = _state_dict(ckpt, f"{what} '{p}'") if isinstance(ckpt, dict) else None
     if state is None:
         raise ModelError(f"{what} '{p}': expected a training checkpoint or a frozen mlpot model")

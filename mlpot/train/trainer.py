@@ -99,7 +99,7 @@ def load_datasets(paths: list[str], type_map: list[str], what: str) -> list:
 # ---------------------------------------------------------------------------------- sel resolution
 def resolve_sel(
     config: Config, datasets: Sequence[Any], start_state: Optional[dict], source: str, device: torch.device,
-    info: Callable[[str], None],
+    info: Callable[[str], None], stat_out: Optional[dict] = None,
 ) -> Union[int, list[int], None]:
     """``model.descriptor.sel`` as numbers (None: a descriptor without sel). ``"auto"`` / ``"auto:R"``: the largest neighbor count of
     each type within rcut over all training frames (:func:`mlpot.data.neighbor_stat.neighbor_stat`),
@@ -126,6 +126,8 @@ def resolve_sel(
 
     rcut = float(config.model.descriptor.rcut)
     stat = neighbor_stat(datasets, rcut, device=str(device))
+    if stat_out is not None:  # reused for min_nbor_dist (no second pass over the data)
+        stat_out["stat"] = stat
     if mixed:
         total = auto_sel([stat.max_total], ratio)[0]
         if total == 0:
@@ -169,6 +171,17 @@ def load_weights(model: Any, state: dict, source: Union[str, os.PathLike]) -> No
             f"'{source}': its model was trained with model.descriptor.sel = {trained}, this config has "
             f"{list(desc.sel_list)}; expected the same sel (or 'auto', which takes the trained one)"
         )
+
+
+def training_min_nbor_dist(datasets: Sequence[Any], rcut: float, device: torch.device, stat: Any = None) -> Optional[float]:
+    """The shortest pair distance (Å) within ``rcut`` over all training frames (``stat``: a
+    :class:`~mlpot.data.neighbor_stat.NeighborStat` already computed for them), None if no pair."""
+    if stat is None:
+        from mlpot.data.neighbor_stat import neighbor_stat
+
+        stat = neighbor_stat(datasets, rcut, device=str(device))
+    d = float(stat.min_dist)
+    return d if math.isfinite(d) else None
 
 
 def initial_statistics(model: Any, datasets: Sequence[Any], max_frames: int, seed: int) -> None:
@@ -370,7 +383,8 @@ class Trainer:
         # -- model (same init on every rank: seeded before construction)
         from mlpot.model import EnergyModel
 
-        sel = resolve_sel(cfg, train_systems, start_state, "restart checkpoint" if restart else "init_model", dev, info)
+        nstat: dict = {}
+        sel = resolve_sel(cfg, train_systems, start_state, "restart checkpoint" if restart else "init_model", dev, info, nstat)
         # checkpoints and the frozen model record numbers, not "auto" (config trees are frozen: copies)
         if sel is not None:
             cfg = cfg.model_copy(update={"model": cfg.model.with_descriptor(sel=sel)})
@@ -428,6 +442,20 @@ class Trainer:
             # descriptor statistics from data_stat_nbatch batches' worth of frames per system (DeePMD-kit)
             nfr = cfg.model.data_stat_nbatch * max(train_src.batch_sizes)
             initial_statistics(model, train_systems, max_frames=nfr, seed=seed)
+        # the shortest pair distance of the training data, recorded for `mlpot compress` (its table
+        # range): kept on a restart; over all frames when sel "auto" has just looked at them all (no
+        # second pass); else over the statistics frames (compute_stats; for init_model, the same
+        # subsample), which reads no more data than the statistics do
+        if restart_ckpt is not None:
+            model.min_nbor_dist = restart_ckpt.min_nbor_dist
+        elif nstat.get("stat") is not None:
+            model.min_nbor_dist = training_min_nbor_dist(train_systems, float(model.rcut), dev, nstat["stat"])
+        elif init_model:
+            from mlpot.data import stats as stats_mod
+
+            nfr = cfg.model.data_stat_nbatch * max(train_src.batch_sizes)
+            subs = [ds.read(stats_mod.subsample_indices(ds.n_frames, nfr, seed)) for ds in train_systems]
+            model.min_nbor_dist = stats_mod.min_pair_distance(subs, float(model.rcut), dev)
 
         return cls(
             cfg, model, train_src, valid_src, loss_fn, lr_schedule, optimizer,
@@ -486,6 +514,7 @@ class Trainer:
             step=int(step),
             optimizer=self.optimizer.state_dict(),
             rng_torch=torch.get_rng_state(),
+            min_nbor_dist=self.model.min_nbor_dist,
         )
 
     def checkpoint_dict(self, step: int) -> dict[str, Any]:
@@ -589,7 +618,8 @@ class Trainer:
         from mlpot.export import freeze
 
         target = Path(path) if path is not None else self.output_dir / "model.pt"
-        ckpt = Checkpoint(model=self.model.state_dict(), config=self.training_config(), step=int(self.start_step))
+        ckpt = Checkpoint(model=self.model.state_dict(), config=self.training_config(), step=int(self.start_step),
+                          min_nbor_dist=self.model.min_nbor_dist)
         return freeze(ckpt, target)
 
 

@@ -1,0 +1,541 @@
+"""Model compression: embedding nets replaced by quintic Hermite tables (pure functions).
+
+The embedding nets of se_e2_a / se_e2_r have a 1-D input, the normalised radial entry
+``s̃ = (sw(r)/r − davg)/dstd``; each of the ng output channels is a scalar function of s̃ and is
+tabulated piecewise (DeePMD-kit's algorithm and layout, ``deepmd/utils/tabulate.py``):
+
+* grid: ``lower = floor(−davg/dstd)`` (a neighbor at or beyond rcut), ``upper =
+  ceil((sw(r_min)/r_min − davg)/dstd)`` with r_min (Å) the minimum neighbor distance of the training
+  data; first table ``arange(lower, upper, stride0)``, second table ``arange(upper, extrapolate·upper,
+  stride1)`` plus the end point ``extrapolate·upper``, ``stride1 = 10·stride0``;
+* on interval l the channel is ``a0 + a1 t + … + a5 t⁵`` in the local coordinate ``t = s̃ − x_l``
+  with value, slope and curvature of the net matched at both ends (C², forces C¹); y, y′, y″ come from
+  forward-mode autograd of the net itself (:func:`torch.func.jacfwd`), always in float64;
+* beyond the table (``s̃ < lower`` or ``s̃ ≥ extrapolate·upper``) the polynomial is continued linearly
+  (C¹): ``g(s̃) = p(t_end) + p′(t_end)·(s̃ − bound)``.
+
+Stored layout (DeePMD's ``compress_data``): ``(nspline, 6·ng)``, the 6 coefficients of one channel
+contiguous; ``info`` (DeePMD's ``compress_info``): ``[lower, upper, extrapolate·upper, stride0,
+stride1, check_frequency]`` float64.
+
+Evaluation works on a *flat* coefficient-major copy of all tables, ``(Σ nspline·6, ng)``: one row per
+(interval, power). Per edge only 6 rows are used, with weights ``w_k = t^k (+ δ·k·t^{k−1}
+beyond the table)``, so ``G = Σ_k w_k C[row_k]`` is an ``embedding_bag`` with per-sample weights and
+``dG/ds̃ = Σ_k k t^{k−1} C[row_k]`` another. :func:`tabulated_contract` evaluates
+``A_i = Σ_j R̃_j ⊗ G(s̃_j)`` per center atom in blocks of atoms with its own backward (recomputing G and
+G′ instead of saving them), so no (pairs × ng) tensor is kept for the backward pass and the
+transient ones are bounded by the block size. The same op has a second back-end, torch.compile of two
+block kernels (:func:`_kernel_forward`, :func:`_kernel_backward`: gather, polynomial and contraction
+in one loop, G never stored), chosen by :func:`set_backend` / ``MLPOT_TABULATE_BACKEND`` with a clean
+fall-back to the eager one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mlpot.errors import ConfigError, ModelError
+
+#: DeePMD-kit's ``dp compress`` defaults: stride0, extrapolate, check frequency (−1: off)
+DEFAULT_STEP = 0.01
+DEFAULT_EXTRAPOLATE = 5.0
+DEFAULT_CHECK_FREQUENCY = -1
+#: edges per block of :func:`tabulated_contract` (bounds its transient (edges × ng) tensors)
+BLOCK_EDGES_CPU = 8192
+BLOCK_EDGES_CUDA = 1 << 22
+
+
+def smooth_switch_scalar(r: float, rcut_smth: float, rcut: float) -> float:
+    """DeePMD's quintic switch at one distance r (Å), as :func:`mlpot.descriptors.env.smooth_switch`."""
+    if r < rcut_smth:
+        return 1.0
+    if r < rcut:
+        u = (r - rcut_smth) / (rcut - rcut_smth)
+        return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+    return 0.0
+
+
+def check_parameters(step: float, extrapolate: float, min_nbor_dist: Optional[float], rcut: float) -> None:
+    """ConfigError unless step > 0, extrapolate >= 1 and 0 < min_nbor_dist (Å) < rcut (Å) (not checked if None)."""
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+        raise ConfigError(f"compress --step: expected a positive table stride (default {DEFAULT_STEP}), found {step}")
+    if not (isinstance(extrapolate, (int, float)) and math.isfinite(extrapolate) and extrapolate >= 1):
+        raise ConfigError(f"compress --extrapolate: expected a factor >= 1 (default {DEFAULT_EXTRAPOLATE:g}), found {extrapolate}")
+    if min_nbor_dist is not None and not (math.isfinite(min_nbor_dist) and 0 < min_nbor_dist < rcut):
+        raise ConfigError(
+            f"compress --min-distance: expected a minimum neighbor distance in (0, rcut = {rcut:g}) Å, found {min_nbor_dist}"
+        )
+
+
+def env_range(davg0: np.ndarray, dstd0: np.ndarray, min_nbor_dist: float, rcut_smth: float, rcut: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer table bounds per center type: ``floor(−davg/dstd)``, ``ceil((sw(r_min)/r_min − davg)/dstd)``.
+
+    davg0, dstd0: (ntypes,) or (ntypes, k) mean / std (1/Å); min_nbor_dist, rcut_smth, rcut in Å."""
+    sw = smooth_switch_scalar(min_nbor_dist, rcut_smth, rcut)
+    lower = -davg0 / dstd0
+    upper = (sw / min_nbor_dist - davg0) / dstd0
+    return np.floor(lower), np.ceil(upper)
+
+
+def table_grid(lower: float, upper: float, extrapolate: float, stride0: float, stride1: float) -> tuple[np.ndarray, int]:
+    """The nodes (nspline + 1,) float64 and nspline of one table, exactly as DeePMD-kit builds them."""
+    xx = np.arange(lower, upper, stride0, dtype=np.float64)
+    xx = np.append(xx, np.arange(upper, extrapolate * upper, stride1, dtype=np.float64))
+    xx = np.append(xx, np.array([extrapolate * upper], dtype=np.float64))
+    nspline = int((upper - lower) / stride0 + (extrapolate * upper - upper) / stride1)
+    if nspline < 1 or xx.shape[0] < nspline + 1:
+        raise ModelError(f"compress: empty table for the range [{lower:g}, {upper:g}] (stride {stride0:g})")
+    return xx, nspline
+
+
+def net_values(net: Callable[[torch.Tensor], torch.Tensor], xx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y, dy/dx, d²y/dx² of a 1-input net at the nodes xx (n,), each (n, ng) float64.
+
+    ``net`` maps (n, 1) → (n, ng) and must already be float64 (see :func:`float64_copy`)."""
+    from torch.func import jacfwd, vmap
+
+    def f(x: torch.Tensor) -> torch.Tensor:  # scalar → (ng,)
+        return net(x.reshape(1, 1)).reshape(-1)
+
+    x = torch.as_tensor(xx, dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x.reshape(-1, 1))
+        d1 = vmap(jacfwd(f))(x)
+        d2 = vmap(jacfwd(jacfwd(f)))(x)
+    return y.numpy(), d1.numpy(), d2.numpy()
+
+
+def float64_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A detached float64 CPU copy of ``module`` (coefficients are always computed in float64)."""
+    import copy
+
+    m = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def hermite_coefficients(
+    y: np.ndarray, dy: np.ndarray, d2y: np.ndarray, nspline: int, n_first: int, stride0: float, stride1: float
+) -> np.ndarray:
+    """Quintic Hermite coefficients (nspline, 6·ng) float64, DeePMD's layout (a0..a5 of a channel contiguous).
+
+    y, dy, d2y: (≥ nspline + 1, ng) at the nodes; the first ``n_first`` intervals have width stride0,
+    the others stride1."""
+    ng = y.shape[1]
+    tt = np.full((nspline, ng), stride1, dtype=np.float64)
+    tt[:n_first, :] = stride0
+    y0, y1 = y[:nspline], y[1 : nspline + 1]
+    d0, d1 = dy[:nspline], dy[1 : nspline + 1]
+    s0, s1 = d2y[:nspline], d2y[1 : nspline + 1]
+    hh = y1 - y0
+    out = np.zeros((nspline, 6 * ng), dtype=np.float64)
+    out[:, 0::6] = y0
+    out[:, 1::6] = d0
+    out[:, 2::6] = 0.5 * s0
+    out[:, 3::6] = (20 * hh - (8 * d1 + 12 * d0) * tt - (3 * s0 - s1) * tt * tt) / (2 * tt**3)
+    out[:, 4::6] = (-30 * hh + (14 * d1 + 16 * d0) * tt + (3 * s0 - 2 * s1) * tt * tt) / (2 * tt**4)
+    out[:, 5::6] = (12 * hh - 6 * (d1 + d0) * tt + (s1 - s0) * tt * tt) / (2 * tt**5)
+    return out
+
+
+def build_table(
+    net: torch.nn.Module, lower: float, upper: float, extrapolate: float, stride0: float, stride1: float,
+    check_frequency: int = DEFAULT_CHECK_FREQUENCY,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One embedding net → (``data`` (nspline, 6·ng) float64, ``info`` (6,) float64), see the module docstring."""
+    xx, nspline = table_grid(lower, upper, extrapolate, stride0, stride1)
+    y, dy, d2y = net_values(float64_copy(net), xx[: nspline + 1])
+    n_first = int((upper - lower) / stride0)
+    data = hermite_coefficients(y, dy, d2y, nspline, n_first, stride0, stride1)
+    info = torch.tensor([lower, upper, extrapolate * upper, stride0, stride1, float(check_frequency)], dtype=torch.float64)
+    return torch.from_numpy(data), info
+
+
+def coefficient_major(data: torch.Tensor) -> torch.Tensor:
+    """DeePMD layout (nspline, 6·ng) → flat evaluation rows (nspline·6, ng): row 6·l + k holds a_k of interval l."""
+    nspline = data.shape[0]
+    ng = data.shape[1] // 6
+    return data.reshape(nspline, ng, 6).transpose(1, 2).reshape(nspline * 6, ng).contiguous()
+
+
+class FlatTables:
+    """All tables of a descriptor concatenated for evaluation (built by :func:`flat_tables`).
+
+    ``rows`` (Σ nspline·6, ng) model dtype; ``params`` (ntables, 7) float64 per table: lower, upper,
+    max, stride0, stride1, n_first (intervals of the first table), nspline; ``offset`` (ntables,) int64
+    first row of each table."""
+
+    def __init__(self, rows: torch.Tensor, params: torch.Tensor, offset: torch.Tensor) -> None:
+        self.rows, self.params, self.offset = rows, params, offset
+
+    @property
+    def ng(self) -> int:
+        return int(self.rows.shape[1])
+
+
+def flat_tables(datas: Sequence[torch.Tensor], infos: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device) -> FlatTables:
+    """:class:`FlatTables` from per-net ``compress_data`` / ``compress_info`` tensors (in table-id order)."""
+    rows, params, offsets, off = [], [], [], 0
+    for data, info in zip(datas, infos):
+        lo, up, mx, s0, s1 = (float(v) for v in info[:5])
+        nspline = int(data.shape[0])
+        params.append([lo, up, mx, s0, s1, float(int((up - lo) / s0)), float(nspline)])
+        rows.append(coefficient_major(data.detach().to(torch.float64)))
+        offsets.append(off)
+        off += nspline * 6
+    return FlatTables(
+        torch.cat(rows).to(device=device, dtype=dtype),
+        torch.tensor(params, dtype=torch.float64, device=device),
+        torch.tensor(offsets, dtype=torch.long, device=device),
+    )
+
+
+def locate(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Table lookup of s̃ values ``x`` (E,) in tables ``tid`` (E,): (first row (E,) int64, t (E,), δ (E,)).
+
+    t is the local coordinate within the interval, δ the distance beyond the table (0 inside;
+    x − lower below it, x − max above it), all in x's dtype (DeePMD's ``locate_xx``)."""
+    p = tables.params.to(x.dtype)[tid]  # (E, 7)
+    lo, up, mx, s0, s1, nfirst, nspl = p.unbind(1)
+    xd = x.detach()
+    below, first, second = xd < lo, xd < up, xd < mx
+    i1 = torch.floor((xd - lo) / s0)
+    i2 = nfirst + torch.floor((xd - up) / s1)
+    idx = torch.where(first, i1, torch.where(second, i2, nspl - 1))
+    idx = torch.where(below, torch.zeros_like(idx), idx)
+    idx = torch.minimum(torch.maximum(idx, torch.zeros_like(idx)), nspl - 1)
+    start = torch.where(idx < nfirst, lo + idx * s0, up + (idx - nfirst) * s1)  # left node of the interval
+    xc = torch.minimum(torch.maximum(x, lo), mx)  # t stays inside [0, width]; beyond: δ
+    t = xc - start
+    delta = x - xc
+    row = tables.offset[tid] + 6 * idx.to(torch.long)
+    return row, t, delta
+
+
+def basis_weights(t: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E, 6) weights of the 6 coefficient rows for G (``t^k + δ·k·t^{k−1}``) and for dG/ds̃ (``k·t^{k−1}``)."""
+    ones = torch.ones_like(t)
+    p = [ones, t]
+    for _ in range(4):
+        p.append(p[-1] * t)
+    pw = torch.stack(p, dim=1)  # t^0..t^5
+    zeros = torch.zeros_like(t)
+    dp = torch.stack([zeros, ones, 2 * p[1], 3 * p[2], 4 * p[3], 5 * p[4]], dim=1)  # k t^{k-1}
+    w = pw + delta[:, None] * dp
+    return w, dp
+
+
+def eval_table(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables, derivative: bool = False) -> torch.Tensor:
+    """G(x) (or dG/dx) per value, (E, ng): the plain, differentiable reference evaluation (gather + sum)."""
+    row, t, delta = locate(x, tid, tables)
+    w, dw = basis_weights(t, delta)
+    c = tables.rows[row[:, None] + torch.arange(6, device=row.device)]  # (E, 6, ng)
+    return torch.einsum("ek,ekg->eg", dw if derivative else w, c)
+
+
+class _Block:
+    """One block of consecutive centers [a0, a1) and their edges [e0, e1) (edges sorted by center) in
+    the padded per-center layout (n = a1 − a0 centers × nmax slots): ``ind`` (6·e,) coefficient rows,
+    ``offsets`` (n·nmax,) embedding_bag offsets (empty slots: empty bags), ``slot`` (e,) the padded
+    position of each edge."""
+
+    __slots__ = ("a0", "a1", "e0", "e1", "nmax", "ind", "offsets", "slot")
+
+    def __init__(self, a0: int, a1: int, e0: int, e1: int, nmax: int, ind: torch.Tensor, offsets: torch.Tensor, slot: torch.Tensor):
+        self.a0, self.a1, self.e0, self.e1, self.nmax = a0, a1, e0, e1, nmax
+        self.ind, self.offsets, self.slot = ind, offsets, slot
+
+
+def plan_blocks(center: torch.Tensor, row: torch.Tensor, n_centers: int, block_edges: int) -> list[_Block]:
+    """Split centers into blocks of about ``block_edges`` edges and build each block's padded layout.
+    ``center`` (E,) sorted (non-decreasing); ``row`` (E,) first coefficient row of each edge."""
+    e = int(center.shape[0])
+    if e == 0 or n_centers == 0:
+        return []
+    dev = center.device
+    counts = torch.bincount(center, minlength=n_centers)
+    ptr_t = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    ptr = ptr_t.tolist()
+    bounds, a0 = [], 0
+    while a0 < n_centers:
+        a1 = int(np.searchsorted(ptr, ptr[a0] + block_edges, side="right")) - 1
+        a1 = min(max(a1, a0 + 1), n_centers)
+        bounds.append((a0, a1))
+        a0 = a1
+    rank = torch.arange(e, device=dev) - ptr_t[center]  # position of each edge among its center's edges
+    ar6 = torch.arange(6, device=dev)
+    out = []
+    for a0, a1 in bounds:
+        e0, e1 = ptr[a0], ptr[a1]
+        nb = a1 - a0
+        nmax = max(int(counts[a0:a1].max()), 1)
+        slot = (center[e0:e1] - a0) * nmax + rank[e0:e1]
+        filled = torch.zeros(nb * nmax, dtype=torch.long, device=dev)
+        filled[slot] = 1
+        offsets = 6 * (torch.cumsum(filled, 0) - filled)
+        ind = (row[e0:e1, None] + ar6).reshape(-1)
+        out.append(_Block(a0, a1, e0, e1, nmax, ind, offsets, slot))
+    return out
+
+
+def _bag_padded(rows: torch.Tensor, b: _Block, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_k weights[j, k] · rows[row_j + k] for the edges of block b, in its padded layout (n·nmax, ng);
+    empty slots are zero (empty bags). One embedding_bag: no (E, 6, ng) gather."""
+    return F.embedding_bag(b.ind, rows, b.offsets, mode="sum", per_sample_weights=weights[b.e0 : b.e1].reshape(-1))
+
+
+def _pad(values: torch.Tensor, b: _Block) -> torch.Tensor:
+    """Per-edge values (e, k) of block b → padded (n, nmax, k), zeros in empty slots."""
+    out = values.new_zeros((b.a1 - b.a0) * b.nmax, values.shape[1])
+    out[b.slot] = values[b.e0 : b.e1]
+    return out.reshape(b.a1 - b.a0, b.nmax, values.shape[1])
+
+
+# ------------------------------------------------------------------------- compiled block kernels
+def _kernel_forward(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """A (n, k, ng) = Σ_j R̃[:, j, :, None] G[:, j, None, :], G = Σ_p w_p · rows[row0 + p]; padded inputs
+    row0 (n, nmax), w (n, nmax, 6), R̃ (n, nmax, k). Written for torch.compile: gather, Horner-free sum
+    and the reduction over neighbors become one loop, G never stored."""
+    g = w[..., 0:1] * tab_rows[row0]
+    for p in range(1, 6):
+        g = g + w[..., p : p + 1] * tab_rows[row0 + p]
+    return (r[..., None] * g[..., None, :]).sum(1)
+
+
+def _kernel_backward(
+    tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, r: torch.Tensor, d_a: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dR̃ (n, nmax, k), dx (n, nmax)) for dA (n, k, ng): dR̃_jm = Σ_c dA_mc G_jc, dx_j = Σ_m R̃_jm Σ_c dA_mc G′_jc."""
+    c0 = tab_rows[row0]
+    g = w[..., 0:1] * c0
+    gp = dw[..., 0:1] * c0
+    for p in range(1, 6):
+        c = tab_rows[row0 + p]
+        g = g + w[..., p : p + 1] * c
+        gp = gp + dw[..., p : p + 1] * c
+    d_r = (g[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
+    q = (gp[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
+    return d_r, (q * r).sum(-1)
+
+
+#: which evaluation of the tables runs: "eager" (embedding_bag + bmm, any machine), "compile"
+#: (torch.compile of the block kernels: needs a C++ compiler on CPU, Triton on CUDA) or "auto" (eager
+#: first, then compiled once the op has run AUTO_COMPILE_AFTER times in the process and a compiler is
+#: found, float64 only on CPU; a failed compile falls back to eager for good, with one logged warning).
+#: Environment: MLPOT_TABULATE_BACKEND.
+_BACKEND = {"name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None}
+AUTO_COMPILE_AFTER = 50
+
+
+def set_backend(name: str) -> None:
+    """Choose the table evaluation: "auto", "eager" or "compile" (see :data:`_BACKEND`)."""
+    if name not in ("auto", "eager", "compile"):
+        raise ConfigError(f"tabulate backend: expected 'auto', 'eager' or 'compile', found {name!r}")
+    _BACKEND["name"] = name
+    _BACKEND["failed"] = False
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether torch.compile can generate code here: a C++ compiler (CPU) or Triton (CUDA)."""
+    import shutil
+
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
+
+
+def _compiled_kernels():
+    if _BACKEND["kernels"] is None:
+        _BACKEND["kernels"] = (
+            torch.compile(_kernel_forward, dynamic=True),
+            torch.compile(_kernel_backward, dynamic=True),
+        )
+    return _BACKEND["kernels"]
+
+
+def active_backend(device: torch.device, dtype: torch.dtype = torch.float64) -> str:
+    """The backend the next call on ``device`` in ``dtype`` uses ("eager" or "compile"). "auto"
+    compiles float64 only: in float32 on CPU the eager embedding_bag (FBGEMM) was as fast or faster
+    (benchmarks/RESULTS.md, "Compression")."""
+    name = _BACKEND["name"]
+    if name == "eager" or _BACKEND["failed"]:
+        return "eager"
+    if name == "compile":
+        return "compile"
+    if device.type == "cpu" and dtype != torch.float64:
+        return "eager"
+    return "compile" if (_BACKEND["calls"] >= AUTO_COMPILE_AFTER and compiler_available(device)) else "eager"
+
+
+def _compile_failed(exc: BaseException) -> None:
+    import logging
+
+    _BACKEND["failed"] = True
+    logging.getLogger("mlpot").warning(
+        "compressed model: torch.compile of the table kernels failed (%s: %s); using the eager evaluation",
+        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+    )
+
+
+def _padded_inputs(b: "_Block", row: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, rows_r: torch.Tensor):
+    n = b.a1 - b.a0
+    row0 = row.new_zeros(n * b.nmax)
+    row0[b.slot] = row[b.e0 : b.e1]
+    return row0.reshape(n, b.nmax), _pad(w, b), _pad(dw, b), _pad(rows_r, b)
+
+
+class _CompiledContract(torch.autograd.Function):
+    """As :class:`_TabulatedContract` with the compiled block kernels."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, w, dw, row, blocks, n_centers, table_rows):  # type: ignore[override]
+        fwd, _ = _compiled_kernels()
+        k, ng = rows_r.shape[1], table_rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        for b in blocks:
+            row0, wp, _, rp = _padded_inputs(b, row, w, dw, rows_r)
+            out[b.a0 : b.a1] = fwd(table_rows, row0, wp, rp)
+        ctx.save_for_backward(rows_r, w, dw, row, table_rows)
+        ctx.blocks = blocks
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
+        rows_r, w, dw, row, table_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dr = torch.empty_like(rows_r)
+        for b in ctx.blocks:
+            if not _BACKEND["failed"]:
+                try:
+                    _, bwd = _compiled_kernels()
+                    row0, wp, dwp, rp = _padded_inputs(b, row, w, dw, rows_r)
+                    d_rp, dxp = bwd(table_rows, row0, wp, dwp, rp, d_out[b.a0 : b.a1])
+                    dr[b.e0 : b.e1] = d_rp.reshape(-1, rows_r.shape[1])[b.slot]
+                    dx[b.e0 : b.e1] = dxp.reshape(-1)[b.slot]
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the backward kernel failed to compile: eager
+                    _compile_failed(exc)
+            _eager_backward_block(b, rows_r, w, dw, table_rows, d_out, dx, dr)
+        return dx, dr, None, None, None, None, None, None
+
+
+def _eager_backward_block(
+    b: _Block, rows_r: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, table_rows: torch.Tensor, d_out: torch.Tensor,
+    dx: torch.Tensor, dr: torch.Tensor,
+) -> None:
+    """dx, dR̃ of block b's edges (written in place) for dA = d_out, with embedding_bag + bmm."""
+    nb, ng = b.a1 - b.a0, table_rows.shape[1]
+    da = d_out[b.a0 : b.a1]  # (n, k, ng)
+    g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
+    # dR̃_jm = Σ_c dA_imc G_jc
+    drp = torch.bmm(g, da.transpose(1, 2)).reshape(nb * b.nmax, -1)
+    dr[b.e0 : b.e1] = drp[b.slot]
+    # dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
+    gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
+    s = torch.bmm(_pad(rows_r, b), da)
+    dxp = (s * gp).sum(-1).reshape(-1)
+    dx[b.e0 : b.e1] = dxp[b.slot]
+
+
+def _refuse_double_backward() -> None:
+    """The backward of the table op is not itself differentiable: with ``create_graph`` (force
+    training, Hessians) raise instead of returning incomplete second derivatives."""
+    if torch.is_grad_enabled():
+        raise ModelError(
+            "compressed model: second derivatives through the tables are not supported (force training, "
+            "Hessians by autograd); use the uncompressed model for them"
+        )
+
+
+class _TabulatedContract(torch.autograd.Function):
+    """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, w, dw, blocks, n_centers, table_rows):  # type: ignore[override]
+        k = rows_r.shape[1]
+        ng = table_rows.shape[1]
+        out = torch.empty(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        done = 0
+        for b in blocks:
+            g = _bag_padded(table_rows, b, w).reshape(b.a1 - b.a0, b.nmax, ng)
+            rp = _pad(rows_r, b)
+            torch.bmm(rp.transpose(1, 2), g, out=out[b.a0 : b.a1])
+            done = b.a1
+        if done < n_centers:
+            out[done:] = 0
+        ctx.save_for_backward(rows_r, w, dw, table_rows)
+        ctx.blocks = blocks
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
+        rows_r, w, dw, table_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dr = torch.empty_like(rows_r)
+        ng = table_rows.shape[1]
+        for b in ctx.blocks:
+            _eager_backward_block(b, rows_r, w, dw, table_rows, d_out, dx, dr)
+        return dx, dr, None, None, None, None, None
+
+
+def tabulated_contract(
+    x: torch.Tensor, rows_r: torch.Tensor, center: torch.Tensor, tid: torch.Tensor, n_centers: int, tables: FlatTables,
+    block_edges: Optional[int] = None,
+) -> torch.Tensor:
+    """``A_i = Σ_{j∈N(i)} R̃_j ⊗ G_{tid_j}(x_j)``: (n_centers, k, ng) from the edges' s̃ values x (E,),
+    rows R̃ (E, k) (k = 4 for se_e2_a, 1 with ones for se_e2_r), centers (E,) and table ids (E,).
+
+    Differentiable in x and R̃ by its own backward (the derivative of the tabulated function; G and
+    G′ are recomputed, only O(E) per-edge data is saved); processes blocks of centers of about
+    ``block_edges`` edges (default by device), so the transient (edges × ng) tensors are bounded.
+    The edges are sorted by center here if they are not already."""
+    order = None
+    if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
+        order = torch.argsort(center, stable=True)
+        x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
+    if block_edges is None:
+        block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
+    row, t, delta = locate(x, tid, tables)
+    # the weights depend on x through t (inside) or δ (beyond the table) with the same derivative
+    # weights dw; the Function returns dE/dx itself
+    w, dw = basis_weights(t.detach(), delta.detach())
+    w, dw = w.to(tables.rows.dtype), dw.to(tables.rows.dtype)
+    blocks = plan_blocks(center, row, int(n_centers), int(block_edges))
+    rows_r = rows_r.to(tables.rows.dtype)
+    backend = active_backend(x.device, tables.rows.dtype)
+    _BACKEND["calls"] += 1
+    if backend == "compile":
+        try:
+            return _CompiledContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows)
+        except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path is exact too
+            _compile_failed(exc)
+    return _TabulatedContract.apply(x, rows_r, w, dw, blocks, int(n_centers), tables.rows)
+
+
+def out_of_range(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> int:
+    """How many values lie outside their table (below ``lower`` or at/above ``extrapolate·upper``)."""
+    p = tables.params.to(x.dtype)[tid]
+    xd = x.detach()
+    return int(((xd < p[:, 0]) | (xd >= p[:, 2])).sum())
+
+
+__all__ = [
+    "DEFAULT_STEP", "DEFAULT_EXTRAPOLATE", "DEFAULT_CHECK_FREQUENCY", "FlatTables", "build_table", "env_range",
+    "table_grid", "hermite_coefficients", "flat_tables", "locate", "eval_table", "tabulated_contract", "out_of_range",
+    "check_parameters", "coefficient_major",
+]
