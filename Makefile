@@ -20,7 +20,7 @@ test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(if $(QUICK),MD_STEPS=2000 ,)bash examples/demo.sh
 
 clean:
 	rm -rf $(VENV) demo_out

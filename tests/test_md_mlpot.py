@@ -145,7 +145,10 @@ def test_example_config_is_valid():
     assert cfg.structure == str(root / "data" / "water" / "water.lmp") and Path(cfg.structure).is_file()
     check = load_config(root / "examples" / "md_water_10ps.yaml")
     assert check.steps * check.dt == 10_000.0 and check.temperature == 300.0 and check.ensemble == "nvt-csvr"
-    assert check.potential.file == cfg.potential.file
+    # the demo's MD: the shipped model compressed by the demo's step 8
+    assert check.potential.file == str(root / "demo_out" / "water_se_e2_a_compressed.pt")
+    demo = (root / "examples" / "demo.sh").read_text()
+    assert "mlpot compress data/models/water_se_e2_a.pt -o demo_out/water_se_e2_a_compressed.pt" in demo
     # the integrator the input builds
     from md_engine import CSVR, INTEGRATORS
 
