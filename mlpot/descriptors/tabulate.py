@@ -493,9 +493,60 @@ class _TabulatedContract(torch.autograd.Function):
         return dx, dr, None, None, None, None, None
 
 
+class _GatedContract(torch.autograd.Function):
+    """A = Σ_j R̃_j ⊗ [G(s̃_j) ⊙ (1 + sw_j·T[p_j])] per center (the strip-mode type gate of
+    se_atten / se_atten_v2 with attn_layer 0, see :func:`tabulated_contract`); backward to s̃, R̃ and
+    sw (T is a constant table). Eager: embedding_bag + bmm per block, G recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, sw, w, dw, pair, blocks, n_centers, table_rows, gate_rows):  # type: ignore[override]
+        k, ng = rows_r.shape[1], table_rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        for b in blocks:
+            g = _bag_padded(table_rows, b, w).reshape(b.a1 - b.a0, b.nmax, ng)
+            gate = _pad_gate(b, pair, sw, gate_rows)  # sw·T, (n, nmax, ng); 0 in empty slots
+            torch.bmm(_pad(rows_r, b).transpose(1, 2), g + g * gate, out=out[b.a0 : b.a1])
+        ctx.save_for_backward(rows_r, sw, w, dw, pair, table_rows, gate_rows)
+        ctx.blocks = blocks
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
+        rows_r, sw, w, dw, pair, table_rows, gate_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        ng = table_rows.shape[1]
+        dx = torch.zeros(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dsw = torch.zeros_like(dx)
+        dr = torch.zeros_like(rows_r)
+        for b in ctx.blocks:
+            nb = b.a1 - b.a0
+            da = d_out[b.a0 : b.a1]  # (n, k, ng)
+            g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
+            gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
+            tp = _pad_gate(b, pair, None, gate_rows)  # T, (n, nmax, ng)
+            swp = _pad(sw[:, None], b)  # (n, nmax, 1)
+            f = 1.0 + swp * tp
+            # dR̃_jm = Σ_c dA_imc G_jc (1 + sw_j T_jc)
+            dr[b.e0 : b.e1] = torch.bmm(g * f, da.transpose(1, 2)).reshape(nb * b.nmax, -1)[b.slot]
+            q = torch.bmm(_pad(rows_r, b), da)  # Σ_m R̃_jm dA_imc, (n, nmax, ng)
+            dx[b.e0 : b.e1] = (q * gp * f).sum(-1).reshape(-1)[b.slot]
+            dsw[b.e0 : b.e1] = (q * g * tp).sum(-1).reshape(-1)[b.slot]
+        return dx, dr, dsw, None, None, None, None, None, None, None
+
+
+def _pad_gate(b: "_Block", pair: torch.Tensor, sw: Optional[torch.Tensor], gate_rows: torch.Tensor) -> torch.Tensor:
+    """T[p_j] (times sw_j if given) of block b's edges in its padded layout (n, nmax, ng), 0 in empty slots."""
+    ng = gate_rows.shape[1]
+    t = gate_rows[pair[b.e0 : b.e1]]
+    if sw is not None:
+        t = t * sw[b.e0 : b.e1, None]
+    return _pad(t, b).reshape(b.a1 - b.a0, b.nmax, ng)
+
+
 def tabulated_contract(
     x: torch.Tensor, rows_r: torch.Tensor, center: torch.Tensor, tid: torch.Tensor, n_centers: int, tables: FlatTables,
-    block_edges: Optional[int] = None,
+    block_edges: Optional[int] = None, gate: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """``A_i = Σ_{j∈N(i)} R̃_j ⊗ G_{tid_j}(x_j)``: (n_centers, k, ng) from the edges' s̃ values x (E,),
     rows R̃ (E, k) (k = 4 for se_e2_a, 1 with ones for se_e2_r), centers (E,) and table ids (E,).
@@ -503,11 +554,17 @@ def tabulated_contract(
     Differentiable in x and R̃ by its own backward (the derivative of the tabulated function; G and
     G′ are recomputed, only O(E) per-edge data is saved); processes blocks of centers of about
     ``block_edges`` edges (default by device), so the transient (edges × ng) tensors are bounded.
-    The edges are sorted by center here if they are not already."""
+    The edges are sorted by center here if they are not already.
+
+    ``gate = (T (P, ng), pair (E,) int64, sw (E,))``: the strip-mode type gate of se_atten /
+    se_atten_v2, ``G_j ← G(x_j) ⊙ (1 + sw_j·T[pair_j])``, differentiable in sw too (T constant);
+    always the eager evaluation (:class:`_GatedContract`)."""
     order = None
     if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
         order = torch.argsort(center, stable=True)
         x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
+        if gate is not None:
+            gate = (gate[0], gate[1][order], gate[2][order])
     if block_edges is None:
         block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
     row, t, delta = locate(x, tid, tables)
@@ -517,6 +574,12 @@ def tabulated_contract(
     w, dw = w.to(tables.rows.dtype), dw.to(tables.rows.dtype)
     blocks = plan_blocks(center, row, int(n_centers), int(block_edges))
     rows_r = rows_r.to(tables.rows.dtype)
+    if gate is not None:
+        t_rows, pair, sw = gate
+        _BACKEND["calls"] += 1
+        return _GatedContract.apply(
+            x, rows_r, sw.to(tables.rows.dtype), w, dw, pair, blocks, int(n_centers), tables.rows, t_rows.to(tables.rows.dtype)
+        )
     backend = active_backend(x.device, tables.rows.dtype)
     _BACKEND["calls"] += 1
     if backend == "compile":
