@@ -166,3 +166,18 @@ def test_compressed_refuses_training_and_second_derivatives(systems):
     cmp_.train()
     with pytest.raises(ModelError, match="cannot be trained"):
         evaluate(cmp_, *_frame(s), PBC)
+
+
+def test_compressed_float32_and_chunked(systems):
+    s = systems["alloy"]
+    ref, cmp_ = _pair(s, "se_atten_v2", precision="float32")
+    assert cmp_.descriptor.compress_data_geo.dtype == torch.float32 and cmp_.descriptor.type_embd_data.dtype == torch.float32
+    a, b = evaluate(ref, *_frame(s), PBC), evaluate(cmp_, *_frame(s), PBC)
+    assert abs(float(a["energy"] - b["energy"])) < 1e-4 * abs(float(a["energy"]))
+    assert float((a["forces"] - b["forces"]).abs().max()) < 1e-4 * max(1.0, float(a["forces"].abs().max()))
+    # chunks of centers (the empty-slot type is the frame's first atom in every chunk): same numbers
+    ref, cmp_ = _pair(s, "se_atten", tebd_input_mode="strip")
+    a = evaluate(ref, *_frame(s), PBC)
+    b = evaluate(cmp_, *_frame(s), PBC, chunk_atoms=7)
+    assert float((a["forces"] - b["forces"]).abs().max()) < 1e-10
+    assert float((a["virial"] - b["virial"]).abs().max()) < 1e-10
