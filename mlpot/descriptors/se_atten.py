@@ -25,6 +25,9 @@ i of type c_i with its neighbors within rcut, *not* split by type, sorted by dis
   the neighbor k. With ``smooth_type_embedding``: logits ← (logits + 20)·sw_j·sw_k − 20 before and
   weights ← weights·sw_j·sw_k after the softmax; otherwise empty k are masked out. Rows of empty j
   are zeroed; ``attn_dotr`` multiplies the weights by r̂_j·r̂_k;
+* compressed (``mlpot compress``, attn_layer 0 + strip only, :meth:`DescriptorSeAttenV2.compress`):
+  N_s is a table (:mod:`mlpot.descriptors.tabulate`), T the stored ``type_embd_data``, and A below
+  is summed over the real neighbors with the empty slots added analytically;
 * ``A = (1/S) R̃ᵀ G`` (4 × ng), ``D = Aᵀ A[:, :axis_neuron]`` flattened (row-major in ng), then
   ``A_{c_i}`` appended with ``concat_output_tebd``. Output width ng·axis_neuron (+ tebd_dim).
 

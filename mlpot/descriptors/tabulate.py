@@ -1,6 +1,7 @@
 """Model compression: embedding nets replaced by quintic Hermite tables (pure functions).
 
-The embedding nets of se_e2_a / se_e2_r have a 1-D input, the normalised radial entry
+The embedding nets of se_e2_a / se_e2_r (and the geometric net N_s of se_atten / se_atten_v2 with
+attn_layer 0 in strip mode, whose type gate is a precomputed table) have a 1-D input, the normalised radial entry
 ``s̃ = (sw(r)/r − davg)/dstd``; each of the ng output channels is a scalar function of s̃ and is
 tabulated piecewise (DeePMD-kit's algorithm and layout, ``deepmd/utils/tabulate.py``):
 
