@@ -181,3 +181,51 @@ def test_compressed_float32_and_chunked(systems):
     b = evaluate(cmp_, *_frame(s), PBC, chunk_atoms=7)
     assert float((a["forces"] - b["forces"]).abs().max()) < 1e-10
     assert float((a["virial"] - b["virial"]).abs().max()) < 1e-10
+
+
+def test_gated_kernel_path_math_and_backward_fallback(systems, monkeypatch, caplog):
+    """The compile back-end's gated kernels, run uncompiled (plain torch ops), equal the eager
+    evaluation; a failing backward kernel falls back to the eager backward."""
+    s = systems["alloy"]
+    _, cmp_ = _pair(s, "se_atten", tebd_input_mode="strip", smooth_type_embedding=True)
+    try:
+        tab.set_backend("eager")
+        a = evaluate(cmp_, *_frame(s), PBC)
+        monkeypatch.setitem(tab._BACKEND, "gated_kernels", (tab._kernel_forward_gated, tab._kernel_backward_gated))
+        tab.set_backend("compile")
+        b = evaluate(cmp_, *_frame(s), PBC)
+        assert tab.active_backend(torch.device("cpu")) == "compile"
+        assert abs(float(a["energy"] - b["energy"])) < 1e-12 * abs(float(a["energy"]))
+        assert float((a["forces"] - b["forces"]).abs().max()) < 1e-13
+        assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12
+
+        def broken_backward(*args):
+            raise RuntimeError("inductor failed")
+
+        monkeypatch.setitem(tab._BACKEND, "gated_kernels", (tab._kernel_forward_gated, broken_backward))
+        with caplog.at_level("WARNING", logger="mlpot"):
+            c = evaluate(cmp_, *_frame(s), PBC)
+        assert tab.active_backend(torch.device("cpu")) == "eager"
+        assert float((a["forces"] - c["forces"]).abs().max()) < 1e-13
+    finally:
+        tab.set_backend("auto")
+
+
+@pytest.mark.slow
+def test_compiled_gated_kernels_equal_eager(systems):
+    """torch.compile of the gated kernels (needs a C++ compiler) gives the eager results."""
+    if not tab.compiler_available(torch.device("cpu")):
+        pytest.skip("no C++ compiler for torch.compile")
+    s = systems["water"]
+    _, cmp_ = _pair(s)
+    try:
+        tab.set_backend("eager")
+        a = evaluate(cmp_, *_frame(s), PBC)
+        tab.set_backend("compile")
+        b = evaluate(cmp_, *_frame(s), PBC)
+        assert tab.active_backend(torch.device("cpu")) == "compile"
+    finally:
+        tab.set_backend("auto")
+    assert torch.allclose(a["energy"], b["energy"], rtol=1e-13, atol=0)
+    assert float((a["forces"] - b["forces"]).abs().max()) < 1e-12
+    assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12
