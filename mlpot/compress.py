@@ -76,7 +76,7 @@ def table_deviation(model: Any, uncompressed: Any, n_per_table: int = 2000, seed
         lo, _, mx, _ = (float(v) for v in desc.compression["tables"][key])
         x = lo + (mx - lo) * torch.rand(n_per_table, generator=g, dtype=torch.float64)
         ids = torch.full_like(x, tid, dtype=torch.long)
-        net = tab.float64_copy(ref.embeddings[key])
+        net = tab.float64_copy(ref.table_net(key))
         xg = x.clone().requires_grad_(True)
         y = net(xg[:, None])
         dy = torch.stack([torch.autograd.grad(y[:, c].sum(), xg, retain_graph=True)[0] for c in range(y.shape[1])], 1)
@@ -124,11 +124,17 @@ def compress_file(
     model = load_model(src, device="cpu")
     if model.compressed:
         raise ModelError(f"{where}: is already compressed (metadata.compression); compress the uncompressed model instead")
+    from mlpot.model import COMPRESSIBLE
+
     if not callable(getattr(model.descriptor, "compress", None)):
         raise ModelError(
             f"{where}: descriptor type '{getattr(model.descriptor, 'type_name', type(model.descriptor).__name__)}' "
-            "cannot be compressed (compressible: se_e2_a, se_e2_r)"
+            f"cannot be compressed ({COMPRESSIBLE})"
         )
+    refusal = getattr(model.descriptor, "compress_refusal", None)
+    reason = refusal() if callable(refusal) else None
+    if reason:
+        raise ModelError(f"{where}: {reason}")
     tab.check_parameters(step, extrapolate, min_distance, float(model.rcut))
     if isinstance(check_frequency, bool) or int(check_frequency) != check_frequency or (check_frequency < 1 and check_frequency != -1):
         from mlpot.errors import ConfigError

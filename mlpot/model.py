@@ -58,6 +58,10 @@ def default_device() -> torch.device:
     return resolve_device(None)
 
 
+#: what ``mlpot compress`` can tabulate (for error messages)
+COMPRESSIBLE = "compressible: se_e2_a, se_e2_r, se_atten / se_atten_v2 with attn_layer 0 and tebd_input_mode strip"
+
+
 class EnergyModel(torch.nn.Module):
     """Descriptor + fitting (see module docstring). Build with :meth:`from_config`."""
 
@@ -210,8 +214,12 @@ class EnergyModel(torch.nn.Module):
         if not callable(getattr(self.descriptor, "compress", None)):
             raise ModelError(
                 f"model.descriptor: type '{getattr(self.descriptor, 'type_name', type(self.descriptor).__name__)}' "
-                "cannot be compressed (compressible: se_e2_a, se_e2_r)"
+                f"cannot be compressed ({COMPRESSIBLE})"
             )
+        refusal = getattr(self.descriptor, "compress_refusal", None)
+        reason = refusal() if callable(refusal) else None
+        if reason:
+            raise ModelError(f"model.descriptor: {reason}")
         r_min = self.min_nbor_dist if min_nbor_dist is None else float(min_nbor_dist)
         if r_min is None:
             raise ModelError(

@@ -197,9 +197,17 @@ class SeDescriptorBase(torch.nn.Module):
             return [str(t) for t in range(self.ntypes)]
         return [f"{c}_{t}" for c in range(self.ntypes) for t in range(self.ntypes)]
 
+    def table_net(self, key: str) -> torch.nn.Module:
+        """The embedding net a table ``key`` (of :meth:`table_keys`) replaces."""
+        return self.embeddings[key]
+
+    def compress_refusal(self) -> Optional[str]:
+        """None if this descriptor can be tabulated, else the one-line reason it cannot."""
+        return None
+
     @property
     def compressed(self) -> bool:
-        return self.compression is not None
+        return getattr(self, "compression", None) is not None
 
     def compress(
         self, min_nbor_dist: float, step: float = tab.DEFAULT_STEP, extrapolate: float = tab.DEFAULT_EXTRAPOLATE,
@@ -282,14 +290,24 @@ class SeDescriptorBase(torch.nn.Module):
         """Σ over real neighbors of R̃ ⊗ G (with_rows: (N, 4, ng)) or of G ((N, 1, ng)) from the tables.
 
         Refuses (ModelError) a module in training mode: a compressed model is for inference and MD."""
+        self._refuse_training()
+        ft = self.flat_tables()
+        x = rows[:, 0]
+        tid = self.edge_table_ids(env.center_types[env.center], env.neighbor_type)
+        self._check_range(x, tid, ft)
+        r = rows if with_rows else torch.ones_like(rows[:, :1])
+        return tab.tabulated_contract(x, r, env.center, tid, env.n_centers, ft)
+
+    def _refuse_training(self) -> None:
+        """ModelError for a compressed module in training mode (tables have no parameter gradients)."""
         if self.training and torch.is_grad_enabled():
             raise ModelError(
                 "descriptor: a compressed model cannot be trained (its tables have no parameter gradients "
                 "and no second derivatives); train the uncompressed model and compress it again"
             )
-        ft = self.flat_tables()
-        x = rows[:, 0]
-        tid = self.edge_table_ids(env.center_types[env.center], env.neighbor_type)
+
+    def _check_range(self, x: torch.Tensor, tid: torch.Tensor, ft: tab.FlatTables) -> None:
+        """Every ``check_frequency`` calls: warn if some s̃ values lie beyond their tables."""
         freq = int(self.compression.get("check_frequency", -1)) if self.compression else -1
         if freq > 0:
             self._calls += 1
@@ -302,10 +320,8 @@ class SeDescriptorBase(torch.nn.Module):
                         f"compressed model: {n_out} of {x.shape[0]} neighbor pairs lie beyond the tables "
                         f"(closer than the table range built from min_nbor_dist = "
                         f"{self.compression['min_nbor_dist']:g} Å × extrapolate); their embedding is extrapolated linearly",
-                        stacklevel=3,
+                        stacklevel=4,
                     )
-        r = rows if with_rows else torch.ones_like(rows[:, :1])
-        return tab.tabulated_contract(x, r, env.center, tid, env.n_centers, ft)
 
     def padding_embeddings(self) -> torch.Tensor:
         """G of an empty slot, (ntypes_c, ntypes_t, ng): the net (uncompressed) or the table at

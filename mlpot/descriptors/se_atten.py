@@ -25,6 +25,9 @@ i of type c_i with its neighbors within rcut, *not* split by type, sorted by dis
   the neighbor k. With ``smooth_type_embedding``: logits ← (logits + 20)·sw_j·sw_k − 20 before and
   weights ← weights·sw_j·sw_k after the softmax; otherwise empty k are masked out. Rows of empty j
   are zeroed; ``attn_dotr`` multiplies the weights by r̂_j·r̂_k;
+* compressed (``mlpot compress``, attn_layer 0 + strip only, :meth:`DescriptorSeAttenV2.compress`):
+  N_s is a table (:mod:`mlpot.descriptors.tabulate`), T the stored ``type_embd_data``, and A below
+  is summed over the real neighbors with the empty slots added analytically;
 * ``A = (1/S) R̃ᵀ G`` (4 × ng), ``D = Aᵀ A[:, :axis_neuron]`` flattened (row-major in ng), then
   ``A_{c_i}`` appended with ``concat_output_tebd``. Output width ng·axis_neuron (+ tebd_dim).
 
@@ -285,6 +288,12 @@ class DescriptorSeAttenV2(SeDescriptorBase):
                                 self.ln_eps, self.trainable_ln, self.dtype, g)
             for _ in range(self.attn_layer)
         )
+        #: None, or the compression record (:meth:`compress`): one table ``compress_data_geo`` /
+        #: ``compress_info_geo`` for N_s and the type-gate table ``type_embd_data`` as buffers
+        self.compression: Optional[dict[str, Any]] = None
+        self._flat_cache: dict = {}
+        self._calls = 0
+        self.register_load_state_dict_post_hook(lambda module, keys: module._flat_cache.clear())
 
     @property
     def dim_out(self) -> int:
@@ -329,6 +338,132 @@ class DescriptorSeAttenV2(SeDescriptorBase):
         cen = tebd[:, None, :].expand(n1, n1, -1)
         return self.embedding_net_strip(torch.cat([nei, cen], dim=-1).reshape(n1 * n1, -1))
 
+    # -- compression (tabulated N_s, precomputed type gate; mlpot.descriptors.tabulate) ----------
+    def table_keys(self) -> list[str]:
+        """One table: the geometric net N_s ("geo")."""
+        return ["geo"]
+
+    def table_net(self, key: str) -> torch.nn.Module:
+        return self.embedding_net
+
+    def compress_refusal(self) -> Optional[str]:
+        """Why this variant cannot be tabulated (None: attn_layer 0 and strip mode can)."""
+        name = self.type_name
+        if self.mode != "strip":
+            return (
+                f"{name} with tebd_input_mode '{self.mode}' cannot be compressed (its embedding net takes s̃ and the "
+                "type embeddings together, not a function of s̃ alone); DeePMD-kit compresses only attn_layer 0 + "
+                "tebd_input_mode strip"
+            )
+        if self.attn_layer > 0:
+            return (
+                f"{name} with attn_layer {self.attn_layer} cannot be compressed (attention layers act on the whole "
+                "neighbor set); DeePMD-kit tabulates the geometric net only for attn_layer 0 + strip"
+            )
+        return None
+
+    def compress(
+        self, min_nbor_dist: float, step: float = 0.01, extrapolate: float = 5.0, check_frequency: int = -1,
+    ) -> dict[str, Any]:
+        """Tabulate N_s over DeePMD-kit's global range (``floor(min −davg/dstd)``, ``ceil(max
+        (sw(r_min)/r_min − davg)/dstd)`` over center types and the 4 columns, as its "Atten" rule)
+        and precompute the type-gate table ``type_embd_data`` (:meth:`type_gate_table`); forward
+        then uses them. Returns the compression record. ModelError for a variant that cannot be
+        compressed (:meth:`compress_refusal`) or when already compressed."""
+        import numpy as np
+
+        from mlpot.descriptors import tabulate as tab
+
+        reason = self.compress_refusal()
+        if reason:
+            raise ModelError(reason)
+        if self.compressed:
+            raise ModelError("descriptor: already compressed")
+        tab.check_parameters(step, extrapolate, float(min_nbor_dist), self.rcut)
+        davg = self.davg.detach().cpu().double().numpy()
+        dstd = self.dstd.detach().cpu().double().numpy()
+        lower, upper = tab.env_range(davg, dstd, float(min_nbor_dist), self.rcut_smth, self.rcut)
+        lo, up = float(np.min(lower)), float(np.max(upper))
+        stride1 = 10.0 * step
+        data, info = tab.build_table(self.embedding_net, lo, up, extrapolate, step, stride1, check_frequency)
+        dev = self.davg.device
+        self.register_buffer("compress_data_geo", data.to(device=dev, dtype=self.dtype))
+        self.register_buffer("compress_info_geo", info.to(dev))
+        with torch.no_grad():
+            self.register_buffer("type_embd_data", self.type_gate_table().detach().clone())
+        self.compression = {
+            "step": float(step), "stride1": stride1, "extrapolate": float(extrapolate),
+            "check_frequency": int(check_frequency), "min_nbor_dist": float(min_nbor_dist),
+            "tables": {"geo": [lo, up, extrapolate * up, int(data.shape[0])]},
+            "type_table": [int(self.type_embd_data.shape[0]), int(self.type_embd_data.shape[1])],
+        }
+        self._flat_cache.clear()
+        return dict(self.compression)
+
+    def enable_compression(self, record: dict[str, Any]) -> None:
+        """Empty buffers of the shapes ``record`` names (a :meth:`compress` record from a model file),
+        filled by ``load_state_dict``. ModelError for a bad record or a variant without tables."""
+        reason = self.compress_refusal()
+        if reason:
+            raise ModelError(f"metadata.compression: {reason}")
+        ng = self.neuron[-1]
+        n_rows = (self.ntypes + 1) if self.type_one_side else (self.ntypes + 1) ** 2
+        try:
+            nspline = int(record["tables"]["geo"][3])
+            if [int(v) for v in record["type_table"]] != [n_rows, ng]:
+                raise ValueError(f"type_table {record['type_table']} != {[n_rows, ng]}")
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelError(f"metadata.compression: expected the tables 'geo' and 'type_table' of {self.type_name} ({exc!r})") from None
+        dev = self.davg.device
+        self.register_buffer("compress_data_geo", torch.zeros(nspline, 6 * ng, dtype=self.dtype, device=dev))
+        self.register_buffer("compress_info_geo", torch.zeros(6, dtype=torch.float64, device=dev))
+        self.register_buffer("type_embd_data", torch.zeros(n_rows, ng, dtype=self.dtype, device=dev))
+        self.compression = dict(record)
+        self._flat_cache.clear()
+
+    def _compressed_forward(self, env: Environment) -> torch.Tensor:
+        """forward with the tables, on the edges (no padded layout): A_i = (1/S)[Σ_j R̃_j ⊗ N_s(s̃_j) ⊙
+        (1 + gate_j) + (S − n_i)·R̃_pad ⊗ N_s(s̃_pad) ⊙ (1 + gate_pad)], the same function as the
+        padded evaluation (attn_layer 0: the slots do not interact)."""
+        from mlpot.descriptors import tabulate as tab
+
+        self._refuse_training()
+        counts = self.check_neighbors(env)
+        n_c, S, dev = env.n_centers, self.nnei, env.center.device
+        ct = env.center_types
+        rij = env.rij.to(self.dtype)
+        cte = ct[env.center]
+        rows = normalize_rows(self.env_rows(rij), cte, self.davg, self.dstd)  # (E, 4)
+        nt1 = self.ntypes + 1
+        ntype = env.neighbor_type.to(torch.long)
+        pair = ntype if self.type_one_side else cte * nt1 + ntype
+        if self.smooth:
+            sw = smooth_switch(torch.linalg.vector_norm(rij, dim=-1), self.rcut_smth, self.rcut)
+        else:
+            sw = torch.ones(rij.shape[0], dtype=self.dtype, device=dev)
+        ft = self.flat_tables()
+        x = rows[:, 0]
+        tid = torch.zeros_like(ntype)
+        self._check_range(x, tid, ft)
+        acc = tab.tabulated_contract(x, rows, env.center, tid, n_c, ft, gate=(self.type_embd_data, pair, sw))
+        # empty slots: s̃_pad = −davg/dstd of the center type; sw = 0 there (smooth) or the type of
+        # the frame's first atom (module docstring, 2.)
+        pad = padding_rows(self.davg, self.dstd)  # (ntypes, 4)
+        g_pad = tab.eval_table(pad[:, 0], torch.zeros(self.ntypes, dtype=torch.long, device=dev), ft)[ct]  # (n_c, ng)
+        if not self.smooth:
+            pad_type = getattr(env, "pad_type", None)
+            if pad_type is None:
+                pad_type = torch.zeros(n_c, dtype=torch.long, device=dev)
+            p_idx = pad_type if self.type_one_side else ct * nt1 + pad_type
+            g_pad = g_pad + g_pad * self.type_embd_data[p_idx]
+        n_empty = (S - counts).to(self.dtype)  # (n_c,)
+        acc = acc + n_empty[:, None, None] * pad[ct][:, :, None] * g_pad[:, None, :]
+        a = acc / S
+        d = torch.matmul(a.transpose(1, 2), a[:, :, : self.axis_neuron]).reshape(n_c, -1)
+        if self.concat_output_tebd:
+            d = torch.cat([d, self.type_embedding()[ct]], dim=-1)
+        return d
+
     # -- neighbors ---------------------------------------------------------------------------------
     def check_neighbors(self, env: Environment) -> torch.Tensor:
         """(n_centers,) neighbors within rcut per center; ModelError naming frame and atom if > sel."""
@@ -357,6 +492,8 @@ class DescriptorSeAttenV2(SeDescriptorBase):
     # -- forward -----------------------------------------------------------------------------------
     def forward(self, env: Environment) -> torch.Tensor:
         """Descriptor of every center of ``env``: (n_centers, dim_out), model precision."""
+        if self.compressed:
+            return self._compressed_forward(env)
         self.check_neighbors(env)
         n_c, S, dev = env.n_centers, self.nnei, env.center.device
         ct = env.center_types

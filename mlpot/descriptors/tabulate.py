@@ -1,6 +1,7 @@
 """Model compression: embedding nets replaced by quintic Hermite tables (pure functions).
 
-The embedding nets of se_e2_a / se_e2_r have a 1-D input, the normalised radial entry
+The embedding nets of se_e2_a / se_e2_r (and the geometric net N_s of se_atten / se_atten_v2 with
+attn_layer 0 in strip mode, whose type gate is a precomputed table) have a 1-D input, the normalised radial entry
 ``s̃ = (sw(r)/r − davg)/dstd``; each of the ng output channels is a scalar function of s̃ and is
 tabulated piecewise (DeePMD-kit's algorithm and layout, ``deepmd/utils/tabulate.py``):
 
@@ -330,7 +331,10 @@ def _kernel_backward(
 #: first, then compiled once the op has run AUTO_COMPILE_AFTER times in the process and a compiler is
 #: found, float64 only on CPU; a failed compile falls back to eager for good, with one logged warning).
 #: Environment: MLPOT_TABULATE_BACKEND.
-_BACKEND = {"name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None}
+_BACKEND = {
+    "name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None,
+    "gated_kernels": None,
+}
 AUTO_COMPILE_AFTER = 50
 
 
@@ -493,9 +497,150 @@ class _TabulatedContract(torch.autograd.Function):
         return dx, dr, None, None, None, None, None
 
 
+class _GatedContract(torch.autograd.Function):
+    """A = Σ_j R̃_j ⊗ [G(s̃_j) ⊙ (1 + sw_j·T[p_j])] per center (the strip-mode type gate of
+    se_atten / se_atten_v2 with attn_layer 0, see :func:`tabulated_contract`); backward to s̃, R̃ and
+    sw (T is a constant table). Eager: embedding_bag + bmm per block, G recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, sw, w, dw, pair, blocks, n_centers, table_rows, gate_rows):  # type: ignore[override]
+        k, ng = rows_r.shape[1], table_rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        for b in blocks:
+            g = _bag_padded(table_rows, b, w).reshape(b.a1 - b.a0, b.nmax, ng)
+            gate = _pad_gate(b, pair, sw, gate_rows)  # sw·T, (n, nmax, ng); 0 in empty slots
+            torch.bmm(_pad(rows_r, b).transpose(1, 2), g + g * gate, out=out[b.a0 : b.a1])
+        ctx.save_for_backward(rows_r, sw, w, dw, pair, table_rows, gate_rows)
+        ctx.blocks = blocks
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
+        rows_r, sw, w, dw, pair, table_rows, gate_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        dx = torch.zeros(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dsw = torch.zeros_like(dx)
+        dr = torch.zeros_like(rows_r)
+        for b in ctx.blocks:
+            _eager_gated_backward_block(b, rows_r, sw, w, dw, pair, table_rows, gate_rows, d_out, dx, dr, dsw)
+        return dx, dr, dsw, None, None, None, None, None, None, None
+
+
+def _eager_gated_backward_block(b, rows_r, sw, w, dw, pair, table_rows, gate_rows, d_out, dx, dr, dsw) -> None:
+    """dx, dR̃, dsw of block b's edges (in place) for dA = d_out, gated contraction, embedding_bag + bmm."""
+    nb, ng = b.a1 - b.a0, table_rows.shape[1]
+    da = d_out[b.a0 : b.a1]  # (n, k, ng)
+    g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
+    gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
+    tp = _pad_gate(b, pair, None, gate_rows)  # T, (n, nmax, ng)
+    swp = _pad(sw[:, None], b)  # (n, nmax, 1)
+    f = 1.0 + swp * tp
+    # dR̃_jm = Σ_c dA_imc G_jc (1 + sw_j T_jc)
+    dr[b.e0 : b.e1] = torch.bmm(g * f, da.transpose(1, 2)).reshape(nb * b.nmax, -1)[b.slot]
+    q = torch.bmm(_pad(rows_r, b), da)  # Σ_m R̃_jm dA_imc, (n, nmax, ng)
+    dx[b.e0 : b.e1] = (q * gp * f).sum(-1).reshape(-1)[b.slot]
+    dsw[b.e0 : b.e1] = (q * g * tp).sum(-1).reshape(-1)[b.slot]
+
+
+def _kernel_forward_gated(tab_rows, row0, w, r, gate_rows, pair0, swp) -> torch.Tensor:
+    """As :func:`_kernel_forward` with the type gate: G ← G ⊙ (1 + sw·T[pair]); pair0, swp (n, nmax)
+    (sw 0 in empty slots)."""
+    g = w[..., 0:1] * tab_rows[row0]
+    for p in range(1, 6):
+        g = g + w[..., p : p + 1] * tab_rows[row0 + p]
+    g = g * (1.0 + swp[..., None] * gate_rows[pair0])
+    return (r[..., None] * g[..., None, :]).sum(1)
+
+
+def _kernel_backward_gated(tab_rows, row0, w, dw, r, d_a, gate_rows, pair0, swp):
+    """(dR̃ (n, nmax, k), dx (n, nmax), dsw (n, nmax)) of the gated contraction for dA (n, k, ng)."""
+    c0 = tab_rows[row0]
+    g = w[..., 0:1] * c0
+    gp = dw[..., 0:1] * c0
+    for p in range(1, 6):
+        c = tab_rows[row0 + p]
+        g = g + w[..., p : p + 1] * c
+        gp = gp + dw[..., p : p + 1] * c
+    t = gate_rows[pair0]
+    f = 1.0 + swp[..., None] * t
+    d_r = ((g * f)[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
+    q = (r[..., None] * d_a[:, None, :, :]).sum(2)  # Σ_m R̃_jm dA_mc
+    return d_r, (q * gp * f).sum(-1), (q * g * t).sum(-1)
+
+
+def _compiled_gated_kernels():
+    if _BACKEND.get("gated_kernels") is None:
+        _BACKEND["gated_kernels"] = (
+            torch.compile(_kernel_forward_gated, dynamic=True),
+            torch.compile(_kernel_backward_gated, dynamic=True),
+        )
+    return _BACKEND["gated_kernels"]
+
+
+def _padded_gate_inputs(b: "_Block", pair: torch.Tensor, sw: torch.Tensor):
+    n = b.a1 - b.a0
+    pair0 = pair.new_zeros(n * b.nmax)
+    pair0[b.slot] = pair[b.e0 : b.e1]
+    swp = sw.new_zeros(n * b.nmax)
+    swp[b.slot] = sw[b.e0 : b.e1]
+    return pair0.reshape(n, b.nmax), swp.reshape(n, b.nmax)
+
+
+class _CompiledGatedContract(torch.autograd.Function):
+    """As :class:`_GatedContract` with the compiled block kernels (eager again, for good, if a
+    backward kernel fails)."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, sw, w, dw, row, pair, blocks, n_centers, table_rows, gate_rows):  # type: ignore[override]
+        fwd, _ = _compiled_gated_kernels()
+        k, ng = rows_r.shape[1], table_rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        for b in blocks:
+            row0, wp, _, rp = _padded_inputs(b, row, w, dw, rows_r)
+            pair0, swp = _padded_gate_inputs(b, pair, sw)
+            out[b.a0 : b.a1] = fwd(table_rows, row0, wp, rp, gate_rows, pair0, swp)
+        ctx.save_for_backward(rows_r, sw, w, dw, row, pair, table_rows, gate_rows)
+        ctx.blocks = blocks
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
+        rows_r, sw, w, dw, row, pair, table_rows, gate_rows = ctx.saved_tensors
+        d_out = d_out.contiguous()
+        dx = torch.zeros(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
+        dsw = torch.zeros_like(dx)
+        dr = torch.zeros_like(rows_r)
+        for b in ctx.blocks:
+            if not _BACKEND["failed"]:
+                try:
+                    _, bwd = _compiled_gated_kernels()
+                    row0, wp, dwp, rp = _padded_inputs(b, row, w, dw, rows_r)
+                    pair0, swp = _padded_gate_inputs(b, pair, sw)
+                    d_rp, dxp, dswp = bwd(table_rows, row0, wp, dwp, rp, d_out[b.a0 : b.a1], gate_rows, pair0, swp)
+                    dr[b.e0 : b.e1] = d_rp.reshape(-1, rows_r.shape[1])[b.slot]
+                    dx[b.e0 : b.e1] = dxp.reshape(-1)[b.slot]
+                    dsw[b.e0 : b.e1] = dswp.reshape(-1)[b.slot]
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the backward kernel failed to compile: eager
+                    _compile_failed(exc)
+            _eager_gated_backward_block(b, rows_r, sw, w, dw, pair, table_rows, gate_rows, d_out, dx, dr, dsw)
+        return dx, dr, dsw, None, None, None, None, None, None, None, None
+
+
+def _pad_gate(b: "_Block", pair: torch.Tensor, sw: Optional[torch.Tensor], gate_rows: torch.Tensor) -> torch.Tensor:
+    """T[p_j] (times sw_j if given) of block b's edges in its padded layout (n, nmax, ng), 0 in empty slots."""
+    ng = gate_rows.shape[1]
+    t = gate_rows[pair[b.e0 : b.e1]]
+    if sw is not None:
+        t = t * sw[b.e0 : b.e1, None]
+    return _pad(t, b).reshape(b.a1 - b.a0, b.nmax, ng)
+
+
 def tabulated_contract(
     x: torch.Tensor, rows_r: torch.Tensor, center: torch.Tensor, tid: torch.Tensor, n_centers: int, tables: FlatTables,
-    block_edges: Optional[int] = None,
+    block_edges: Optional[int] = None, gate: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """``A_i = Σ_{j∈N(i)} R̃_j ⊗ G_{tid_j}(x_j)``: (n_centers, k, ng) from the edges' s̃ values x (E,),
     rows R̃ (E, k) (k = 4 for se_e2_a, 1 with ones for se_e2_r), centers (E,) and table ids (E,).
@@ -503,11 +648,17 @@ def tabulated_contract(
     Differentiable in x and R̃ by its own backward (the derivative of the tabulated function; G and
     G′ are recomputed, only O(E) per-edge data is saved); processes blocks of centers of about
     ``block_edges`` edges (default by device), so the transient (edges × ng) tensors are bounded.
-    The edges are sorted by center here if they are not already."""
+    The edges are sorted by center here if they are not already.
+
+    ``gate = (T (P, ng), pair (E,) int64, sw (E,))``: the strip-mode type gate of se_atten /
+    se_atten_v2, ``G_j ← G(x_j) ⊙ (1 + sw_j·T[pair_j])``, differentiable in sw too (T constant);
+    :class:`_GatedContract` (eager) or :class:`_CompiledGatedContract` by the same backend choice."""
     order = None
     if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
         order = torch.argsort(center, stable=True)
         x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
+        if gate is not None:
+            gate = (gate[0], gate[1][order], gate[2][order])
     if block_edges is None:
         block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
     row, t, delta = locate(x, tid, tables)
@@ -518,6 +669,16 @@ def tabulated_contract(
     blocks = plan_blocks(center, row, int(n_centers), int(block_edges))
     rows_r = rows_r.to(tables.rows.dtype)
     backend = active_backend(x.device, tables.rows.dtype)
+    if gate is not None:
+        t_rows, pair, sw = gate
+        sw, t_rows = sw.to(tables.rows.dtype), t_rows.to(tables.rows.dtype)
+        _BACKEND["calls"] += 1
+        if backend == "compile":
+            try:
+                return _CompiledGatedContract.apply(x, rows_r, sw, w, dw, row, pair, blocks, int(n_centers), tables.rows, t_rows)
+            except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path is exact too
+                _compile_failed(exc)
+        return _GatedContract.apply(x, rows_r, sw, w, dw, pair, blocks, int(n_centers), tables.rows, t_rows)
     _BACKEND["calls"] += 1
     if backend == "compile":
         try:
