@@ -83,6 +83,9 @@ def _entry(spec: str, name: str) -> Callable[..., Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from mlpot.runtime import tune_malloc
+
+    tune_malloc()  # glibc malloc thresholds: no page-fault churn per MD step (mlpot/runtime.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     if command is None and argv and not argv[0].startswith("-"):

@@ -1,0 +1,44 @@
+"""Process-level tuning applied by the ``mlpot`` command before it runs a command.
+
+glibc's malloc adapts its mmap and trim thresholds as blocks are freed. PyTorch's CPU tensors are
+allocated with malloc, and the allocation pattern of one MD step or one batched evaluation (many
+buffers of a few MiB, freed every step) can make glibc hand that memory back to the kernel and fault
+it in again at the next step: measured on `mlpot md` (1,536 water atoms, se_e2_a, 13 steps) 1.04 M
+minor page faults and ~15-20 % of the step time, against 0.10 M faults with fixed thresholds
+(`benchmarks/RESULTS.md`, "No speed regression"). Fixing the thresholds (mmap above 32 MiB, the glibc
+maximum; trim only above 1 GiB of free heap top) removes that churn; it keeps at most that much freed
+memory in the process. Set ``MLPOT_MALLOC_TUNING=0`` to leave malloc alone (also skipped when the
+user already set glibc's ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``, or off glibc).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+#: glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+#: bytes
+MMAP_THRESHOLD = 32 * 1024 * 1024
+TRIM_THRESHOLD = 1024 * 1024 * 1024
+
+
+def tune_malloc() -> bool:
+    """Fix glibc's mmap/trim thresholds (module docstring); True when applied."""
+    if os.environ.get("MLPOT_MALLOC_TUNING", "1") == "0":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt, Windows)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+__all__ = ["tune_malloc"]
