@@ -11,7 +11,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install -q -e ".[mpi,test]"
+	@# setuptools prints a generic advisory (BuildBackendWarning, a UserWarning) on every editable install of a
+	@# flat layout ("be careful with folders ... with the same name as your package"); nothing to act on here
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e ".[mpi,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
