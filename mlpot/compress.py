@@ -122,19 +122,7 @@ def compress_file(
     src = Path(path)
     where = f"model file '{src}'"
     model = load_model(src, device="cpu")
-    if model.compressed:
-        raise ModelError(f"{where}: is already compressed (metadata.compression); compress the uncompressed model instead")
-    from mlpot.model import COMPRESSIBLE
-
-    if not callable(getattr(model.descriptor, "compress", None)):
-        raise ModelError(
-            f"{where}: descriptor type '{getattr(model.descriptor, 'type_name', type(model.descriptor).__name__)}' "
-            f"cannot be compressed ({COMPRESSIBLE})"
-        )
-    refusal = getattr(model.descriptor, "compress_refusal", None)
-    reason = refusal() if callable(refusal) else None
-    if reason:
-        raise ModelError(f"{where}: {reason}")
+    model.check_compressible(where)
     tab.check_parameters(step, extrapolate, min_distance, float(model.rcut))
     if isinstance(check_frequency, bool) or int(check_frequency) != check_frequency or (check_frequency < 1 and check_frequency != -1):
         from mlpot.errors import ConfigError

@@ -202,6 +202,21 @@ class EnergyModel(torch.nn.Module):
         """Whether the descriptor evaluates tabulated embedding nets (:meth:`compress`)."""
         return bool(getattr(self.descriptor, "compressed", False))
 
+    def check_compressible(self, where: str) -> None:
+        """Raise ModelError (prefixed by ``where``) when this model cannot be compressed: already
+        compressed, a descriptor without tables, or a variant its descriptor refuses."""
+        if self.compressed:
+            raise ModelError(f"{where}: is already compressed (metadata.compression); compress the uncompressed model instead")
+        if not callable(getattr(self.descriptor, "compress", None)):
+            raise ModelError(
+                f"{where}: descriptor type '{getattr(self.descriptor, 'type_name', type(self.descriptor).__name__)}' "
+                f"cannot be compressed ({COMPRESSIBLE})"
+            )
+        refusal = getattr(self.descriptor, "compress_refusal", None)
+        reason = refusal() if callable(refusal) else None
+        if reason:
+            raise ModelError(f"{where}: {reason}")
+
     def compress(
         self, min_nbor_dist: Optional[float] = None, step: float = 0.01, extrapolate: float = 5.0,
         check_frequency: int = -1,
@@ -209,17 +224,7 @@ class EnergyModel(torch.nn.Module):
         """Replace the embedding nets by tables (:mod:`mlpot.descriptors.tabulate`) in place; returns
         the compression record. ``min_nbor_dist`` (Å): default the recorded :attr:`min_nbor_dist`.
         ModelError: already compressed, a descriptor that cannot be compressed, no neighbor distance."""
-        if self.compressed:
-            raise ModelError("model: already compressed (compress the uncompressed model file instead)")
-        if not callable(getattr(self.descriptor, "compress", None)):
-            raise ModelError(
-                f"model.descriptor: type '{getattr(self.descriptor, 'type_name', type(self.descriptor).__name__)}' "
-                f"cannot be compressed ({COMPRESSIBLE})"
-            )
-        refusal = getattr(self.descriptor, "compress_refusal", None)
-        reason = refusal() if callable(refusal) else None
-        if reason:
-            raise ModelError(f"model.descriptor: {reason}")
+        self.check_compressible("model")
         r_min = self.min_nbor_dist if min_nbor_dist is None else float(min_nbor_dist)
         if r_min is None:
             raise ModelError(
