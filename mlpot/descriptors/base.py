@@ -29,6 +29,14 @@ from mlpot.registry import Registry
 DESCRIPTORS: Registry = Registry("descriptor")
 
 
+def check_rcut_smth(v: float, info: ValidationInfo) -> float:
+    """The ``rcut_smth`` validator of every smooth descriptor: rcut_smth < rcut (Å)."""
+    rcut = info.data.get("rcut")
+    if rcut is not None and v >= rcut:
+        raise ValueError(f"expected rcut_smth < rcut = {rcut}, found {v}")
+    return v
+
+
 class SeConfigBase(DescriptorConfig):
     """Keys shared by the smooth-edition two-body descriptors (DeePMD-kit 3.2 ``argcheck`` defaults)."""
 
@@ -49,10 +57,7 @@ class SeConfigBase(DescriptorConfig):
     @field_validator("rcut_smth")
     @classmethod
     def _rcut_smth(cls, v: float, info: ValidationInfo) -> float:
-        rcut = info.data.get("rcut")
-        if rcut is not None and v >= rcut:
-            raise ValueError(f"expected rcut_smth < rcut = {rcut}, found {v}")
-        return v
+        return check_rcut_smth(v, info)
 
     @field_validator("sel")
     @classmethod

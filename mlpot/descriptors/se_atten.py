@@ -62,7 +62,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, Validati
 from mlpot.config.base import section_error
 from mlpot.config.deepmd_compat import apply_tables
 from mlpot.config.model import Activation, DescriptorConfig, Neuron, Precision, parse_auto_sel
-from mlpot.descriptors.base import DESCRIPTORS, SeDescriptorBase
+from mlpot.descriptors.base import DESCRIPTORS, SeDescriptorBase, check_rcut_smth
 from mlpot.descriptors.env import normalize_rows, padding_rows, smooth_switch
 from mlpot.descriptors.environment import Environment
 from mlpot.descriptors.type_embedding import TypeEmbedding
@@ -114,10 +114,7 @@ class SeAttenV2Config(DescriptorConfig):
     @field_validator("rcut_smth")
     @classmethod
     def _rcut_smth(cls, v: float, info: ValidationInfo) -> float:
-        rcut = info.data.get("rcut")
-        if rcut is not None and v >= rcut:
-            raise ValueError(f"expected rcut_smth < rcut = {rcut}, found {v}")
-        return v
+        return check_rcut_smth(v, info)
 
     @field_validator("sel")
     @classmethod
