@@ -227,27 +227,33 @@ def test_ase_potential_matches_the_calculator() -> None:
     assert math.isfinite(float(sim.state.energy))
 
 
+def _npt_frenkel_ladd(ideal: State, lj: LennardJones, t: float, p: float, eq_steps: int, fl_steps: int,
+                      seed: int) -> tuple[dict, State]:
+    """An independent FL free energy at (t K, p bar): NPT equilibration, lattice sites scaled to the
+    mean cell, spring constants from the MSD, then Frenkel–Ladd (dt 8 fs, τ 200 fs). Returns (FL
+    result, sites)."""
+    from md_engine.free_energy.protocols import equilibrate_npt, scale_to_cell, spring_constants
+
+    kw = dict(dt=8.0, tau=200.0)
+    eq = equilibrate_npt(ideal, lj, t, p, eq_steps, seed=seed, **kw, tau_p=2000.0, compressibility=5e-4)
+    sites = scale_to_cell(ideal, torch.tensor(eq["cell"]))
+    k = spring_constants(sites, lj, t, 300, seed=seed + 1, **kw)["k"]
+    return frenkel_ladd(sites, lj, t, k, 100, fl_steps, 1, seed=seed + 2, pressure_bar=p, **kw), sites
+
+
 def test_rs_npt_agrees_with_independent_frenkel_ladd() -> None:
     """LJ solid (2.5σ, shifted) at 926 bar: G(T₁) from FL at T₀ + reversible scaling under NPT
     (barostat at λP) agrees with an independent FL at T₁ (its own NPT volume and springs) within the
     dissipations of the three runs plus k_BT₁/N, the size of the fixed-volume approximation
     G ≈ F(V̄) + PV̄ that both FL values make (the RS integrates the isobaric G exactly)."""
-    from md_engine.free_energy.protocols import equilibrate_npt, scale_to_cell, spring_constants
-
     lj = LennardJones(0.0104, 3.4, 8.5, shift=True)
     p, t0, t1 = 926.0, 70.0, 90.0
     ideal = State.from_atoms(bulk("Ar", "fcc", a=5.40, cubic=True).repeat(2), temperature=t0, seed=3)
     kw = dict(dt=8.0, tau=200.0)
     npt = dict(tau_p=2000.0, compressibility=5e-4)
 
-    def fl(t: float, seed: int) -> tuple[dict, State]:
-        eq = equilibrate_npt(ideal, lj, t, p, 800, seed=seed, **kw, **npt)
-        sites = scale_to_cell(ideal, torch.tensor(eq["cell"]))
-        k = spring_constants(sites, lj, t, 300, seed=seed + 1, **kw)["k"]
-        return frenkel_ladd(sites, lj, t, k, 100, 1000, 1, seed=seed + 2, pressure_bar=p, **kw), sites
-
-    r0, sites0 = fl(t0, 10)
-    r1, _ = fl(t1, 20)
+    r0, sites0 = _npt_frenkel_ladd(ideal, lj, t0, p, 800, 1000, 10)
+    r1, _ = _npt_frenkel_ladd(ideal, lj, t1, p, 800, 1000, 20)
     rs = reversible_scaling(sites0, lj, t0, t1, 100, 1500, r0["G_per_atom"], pressure_bar=p, seed=30, n_grid=3,
                             **kw, **npt)
     g_rs, e_rs = rs["G_per_atom"][-1], abs(rs["dissipation_per_atom"][-1])
@@ -261,7 +267,7 @@ def test_pressure_sweep_agrees_with_independent_frenkel_ladd() -> None:
     """LJ solid at 70 K: G(P₁) = G(P₀) + ∫⟨V⟩dP from the pressure sweep (target ramped, forward and
     backward) agrees with an independent FL at P₁ within the FL dissipations + the sweep's hysteresis
     + k_BT/N (the fixed-volume approximation of both FL values, as in the RS test)."""
-    from md_engine.free_energy.protocols import equilibrate_npt, pressure_sweep, scale_to_cell, spring_constants
+    from md_engine.free_energy.protocols import pressure_sweep
 
     lj = LennardJones(0.0104, 3.4, 8.5, shift=True)
     t, p0, p1 = 70.0, 0.0, 5000.0
@@ -269,14 +275,8 @@ def test_pressure_sweep_agrees_with_independent_frenkel_ladd() -> None:
     kw = dict(dt=8.0, tau=200.0)
     npt = dict(tau_p=2000.0, compressibility=5e-4)
 
-    def fl(p: float, seed: int) -> tuple[dict, State]:
-        eq = equilibrate_npt(ideal, lj, t, p, 600, seed=seed, **kw, **npt)
-        sites = scale_to_cell(ideal, torch.tensor(eq["cell"]))
-        k = spring_constants(sites, lj, t, 300, seed=seed + 1, **kw)["k"]
-        return frenkel_ladd(sites, lj, t, k, 100, 700, 1, seed=seed + 2, pressure_bar=p, **kw), sites
-
-    r0, sites0 = fl(p0, 40)
-    r1, _ = fl(p1, 50)
+    r0, sites0 = _npt_frenkel_ladd(ideal, lj, t, p0, 600, 700, 40)
+    r1, _ = _npt_frenkel_ladd(ideal, lj, t, p1, 600, 700, 50)
     ps = pressure_sweep(sites0, lj, t, p0, p1, 200, 1000, r0["G_per_atom"], n_grid=3, seed=60, **kw, **npt)
     g, hyst = ps["G_per_atom"][-1], abs(ps["hysteresis_per_atom"][-1])
     tol = abs(r0["dissipation_per_atom"]) + abs(r1["dissipation_per_atom"]) + hyst + KB_EV_PER_K * t / ideal.n_atoms
