@@ -69,6 +69,8 @@ CALLGRIND: dict[str, Any] = {"on": False, "n": 0}
 #: set by ``--cpu-time``: measure the child's CPU seconds (user + system, from the kernel's rusage)
 #: instead of wall seconds: time slices lost to other processes on a shared machine do not count
 CPU_TIME: dict[str, bool] = {"on": False}
+#: minor page faults of the last child run (kernel rusage): deterministic evidence of allocator churn
+LAST_FAULTS: dict[str, int] = {"minflt": 0}
 
 
 def run(tree: Path, args: list[str], threads: int, cwd: Path, timeout: float = 1800.0) -> tuple[float, str]:
@@ -87,6 +89,7 @@ def run(tree: Path, args: list[str], threads: int, cwd: Path, timeout: float = 1
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_FAULTS["minflt"] = ru1.ru_minflt - ru0.ru_minflt
     if CPU_TIME["on"]:
         wall = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
@@ -189,6 +192,7 @@ def main() -> None:
     if not model.exists():
         raise SystemExit(f"no frozen model at {model}")
     res: dict[str, dict[str, list[float]]] = {w: {"old": [], "new": []} for w in a.only}
+    faults: dict[str, dict[str, list[float]]] = {w: {"old": [], "new": []} for w in a.only}
     n1, n2 = a.train_steps
     m1, m2 = a.md_steps
     for rep in range(a.repeats):
@@ -197,20 +201,25 @@ def main() -> None:
             if "eval" in a.only:
                 _, out = run(tree, ["-c", EVAL_SNIPPET, str(model), str(water_box(work)), str(a.threads), "cpu" if a.cpu_time else "wall"], a.threads, work)
                 res["eval"][key].append(float(out.split("RESULT")[-1]))
+                faults["eval"][key].append(LAST_FAULTS["minflt"])  # whole process (load + 9 evaluations)
             if "train" in a.only:
-                walls = []
+                walls, flts = [], []
                 for n in (n1, n2):
                     cfg = train_input(work, n, f"t{n}_{key}_{rep}")
                     w, _ = run(tree, ["-m", "mlpot", "train", str(cfg), "-o", str(work / f"t{n}_{key}_{rep}")], a.threads, work)
                     walls.append(w)
+                    flts.append(LAST_FAULTS["minflt"])
                 res["train"][key].append((walls[1] - walls[0]) / (n2 - n1))
+                faults["train"][key].append((flts[1] - flts[0]) / (n2 - n1))
             if "md" in a.only:
-                walls = []
+                walls, flts = [], []
                 for m in (m1, m2):
                     y = md_input(work, model, m, f"{m}_{key}_{rep}")
                     w, _ = run(tree, ["-m", "mlpot", "md", str(y)], a.threads, work)
                     walls.append(w)
+                    flts.append(LAST_FAULTS["minflt"])
                 res["md"][key].append((walls[1] - walls[0]) / (m2 - m1))
+                faults["md"][key].append((flts[1] - flts[0]) / (m2 - m1))
             print(f"rep {rep} {key}: " + ", ".join(f"{w} {res[w][key][-1]:.4g}" for w in a.only), flush=True)
     units = {"eval": "µs/atom", "train": "s/step", "md": "s/step"}
     if a.callgrind:
@@ -219,8 +228,12 @@ def main() -> None:
     print(f"\n{'workload':10s} {'old':>12s} {'new':>12s} {'new/old':>8s}  unit")
     for w in a.only:
         o, n = statistics.median(res[w]["old"]), statistics.median(res[w]["new"])
-        summary[w] = {"old_median": o, "new_median": n, "ratio": n / o, "unit": units[w], "old": res[w]["old"], "new": res[w]["new"]}
-        print(f"{w:10s} {o:12.4g} {n:12.4g} {n / o:8.3f}  {units[w]}")
+        fo, fn = statistics.median(faults[w]["old"]), statistics.median(faults[w]["new"])
+        summary[w] = {"old_median": o, "new_median": n, "ratio": n / o, "unit": units[w], "old": res[w]["old"], "new": res[w]["new"],
+                      "minor_faults_old": fo, "minor_faults_new": fn,
+                      "minor_faults_unit": "per process" if w == "eval" else "per step"}
+        print(f"{w:10s} {o:12.4g} {n:12.4g} {n / o:8.3f}  {units[w]}   minor page faults old {fo:.4g}, new {fn:.4g} "
+              f"({summary[w]['minor_faults_unit']})")
     load = os.getloadavg()
     out = {"commits": commits, "threads": a.threads, "repeats": a.repeats, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "loadavg": load, "callgrind": a.callgrind, "cpu_time": a.cpu_time, "train_steps": [n1, n2], "md_steps": [m1, m2], "results": summary}

@@ -51,6 +51,11 @@ from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
 from mlpot.fitting import EnergyFitting
 from mlpot.neighbors import NeighborList, pair_vectors, neighbor_list
+from mlpot.runtime import tune_malloc
+
+# Evaluation in library use (no `mlpot` command): the same malloc thresholds as the CLI, so a
+# batched evaluation does not fault its buffers in again each call (mlpot/runtime.py).
+tune_malloc()
 
 
 def default_device() -> torch.device:

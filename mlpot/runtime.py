@@ -1,4 +1,5 @@
-"""Process-level tuning applied by the ``mlpot`` command before it runs a command.
+"""Process-level tuning applied by the ``mlpot`` command before it runs a command, and on the first
+import of :mod:`mlpot.model` (so library use, ``mlpot.evaluate`` or the ASE calculator, gets it too).
 
 glibc's malloc adapts its mmap and trim thresholds as blocks are freed. PyTorch's CPU tensors are
 allocated with malloc, and the allocation pattern of one MD step or one batched evaluation (many
@@ -24,9 +25,19 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
+_applied = False
+
+
+def malloc_tuned() -> bool:
+    """Whether :func:`tune_malloc` has applied the thresholds in this process."""
+    return _applied
+
 
 def tune_malloc() -> bool:
-    """Fix glibc's mmap/trim thresholds (module docstring); True when applied."""
+    """Fix glibc's mmap/trim thresholds (module docstring); True when applied (now or before)."""
+    global _applied
+    if _applied:
+        return True
     if os.environ.get("MLPOT_MALLOC_TUNING", "1") == "0":
         return False
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
@@ -38,7 +49,8 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _applied
 
 
-__all__ = ["tune_malloc"]
+__all__ = ["tune_malloc", "malloc_tuned"]
