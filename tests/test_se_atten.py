@@ -530,42 +530,19 @@ STEPS = Path(__file__).resolve().parent / "data" / "se_atten_train_steps"
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory):
     """DeePMD-kit 3.2.0's 12 training steps of an se_atten model (tests/data/se_atten_train_steps), replayed
-    by mlpot's trainer from DeePMD-kit's initial model on the frames DeePMD-kit drew."""
-    import re
+    by mlpot's trainer from DeePMD-kit's initial model on the frames DeePMD-kit drew (tests/deepmd_replay.py)."""
+    from deepmd_replay import replay as run_replay
 
-    from mlpot.train.trainer import Trainer
-    from test_train_deepmd_steps import _DeePMDFrames
-
-    water = Path(__file__).resolve().parents[1] / "data" / "water"
-    cfg = json.loads((STEPS / "input.json").read_text().replace("DATA", str(water)))
-    built = Trainer.from_config(cfg, output_dir=tmp_path_factory.mktemp("atten_replay"), device="cpu", quiet=True)
-    init = import_deepmd(STEPS / "init.dp").state_dict()
-    assert sorted(init) == sorted(built.model.state_dict())
-    built.model.load_state_dict(init)
-    batches = []
-    for line in (STEPS / "batches.txt").read_text().splitlines():
-        m = re.fullmatch(r"Step (\d+): sample system(\d+)\s+frame\[([\d ,]+)\]", line.strip())
-        batches.append((int(m.group(2)), np.array([int(x) for x in m.group(3).replace(",", " ").split()])))
-    tr = Trainer(
-        built.config, built.model, _DeePMDFrames(built.train_src, batches), built.valid_src, built.loss_fn,
-        built.lr_schedule, built.optimizer, output_dir=built.output_dir, seed=built.seed, model_config=built.model_cfg,
-        valid_numb_btch=built.valid_numb_btch, quiet=True,
-    )
-    return tr, init, tr.train()
+    return run_replay(STEPS, "init.dp", tmp_path_factory.mktemp("atten_replay"))
 
 
 def test_replay_weights_equal_deepmd(replay) -> None:
+    from deepmd_replay import compare_weights
+
     tr, init, history = replay
-    ref = import_deepmd(STEPS / "final.dp").state_dict()
-    got = tr.model.state_dict()
     params = {name for name, p in tr.model.named_parameters()}
-    moved, worst = 0, 0.0
-    for key, want in ref.items():
-        change = (want - init[key]).abs().max().item()
-        diff = (got[key] - want).abs().max().item()
-        assert diff <= 1e-6 * max(change, 1e-3), f"{key}: |mlpot - DeePMD-kit| = {diff:.2e} (update {change:.2e})"
-        worst = max(worst, diff / max(change, 1e-3))
-        moved += key in params and change > 1e-5
+    moved, worst = compare_weights(tr.model.state_dict(), import_deepmd(STEPS / "final.dp").state_dict(), init,
+                                   params, moved_above=1e-5)
     assert moved == len(params), (moved, len(params))  # every trainable tensor moved
     print(f"se_atten replay: {len(params)} tensors, max |mlpot - DeePMD-kit| / update size {worst:.1e}")
     lc = np.loadtxt(STEPS / "lcurve.out", comments="#")
