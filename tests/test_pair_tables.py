@@ -87,3 +87,30 @@ def test_caches_follow_in_place_changes():
     flat = lj.compute(pos, types, cell, pbc, nl, n_local=pos.shape[0])
     for key in FORCE_OUTPUTS:
         assert torch.allclose(fast[key], flat[key], rtol=1e-12, atol=1e-15), key
+
+
+def test_two_pair_potentials_share_one_geometry():
+    """A coupled LJ ↔ UF Hamiltonian computes the pair geometry once per configuration."""
+    from md_engine.potentials.coupled import CoupledPotential
+
+    pos, cell, pbc, nl, types = _system(True, 2, seed=5)
+    table = padded_pairs(nl, pos, cell)
+    calls = []
+    geometry = table.geometry
+
+    def counting(p, c):
+        out = geometry(p, c)
+        calls.append(out[0])
+        return out
+
+    table.geometry = counting  # type: ignore[method-assign]
+    cp = CoupledPotential(LennardJones(0.0104, SIG, 2.5 * SIG), UhlenbeckFord(50.0, 1.6, 300.0), lam=0.3)
+    cp.compute(pos, types, cell, pbc, nl)
+    assert len(calls) == 2 and calls[0] is calls[1]  # the second potential got the cached tensors
+    d_before = calls[1].clone()
+    pos[0] += 0.05  # one atom moves in place: the geometry is recomputed
+    new = cp.compute(pos, types, cell, pbc, nl)
+    assert calls[2] is not calls[1] and calls[3] is calls[2] and not torch.equal(calls[2], d_before)
+    ref = cp.compute(pos, types, cell, pbc, nl, n_local=pos.shape[0])  # the flat path
+    for key in FORCE_OUTPUTS:
+        assert torch.allclose(new[key], ref[key], rtol=1e-12, atol=1e-14), key

@@ -91,12 +91,12 @@ class PaddedPairs:
 
     def geometry(self, positions: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(D (3, N, K) Å, r² (N, K) Å², padded slots at ≥ :data:`PAD_R2`) at ``positions`` (N, 3) Å."""
-        cell = cell.reshape(3, 3).to(positions.dtype)
         cacheable = not (positions.requires_grad or cell.requires_grad)
-        key = (positions, positions._version, cell, cell._version) if cacheable else None
+        key = (positions, positions._version, cell, cell._version) if cacheable else None  # the caller's objects
         if cacheable and self._geom_key is not None and self._geom_key[0] is positions and \
                 self._geom_key[2] is cell and self._geom_key[1] == key[1] and self._geom_key[3] == key[3]:
             return self._geom  # type: ignore[return-value]
+        cell = cell.reshape(3, 3).to(positions.dtype)
         x = positions.T.contiguous()  # (3, N)
         n, k = self.n, self.k
         d = torch.take(x, self.index3).view(3, n, k) - x.unsqueeze(2)
