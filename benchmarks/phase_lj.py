@@ -33,7 +33,8 @@ P_UNIT = EPS / SIG**3 / BAR_TO_EV_PER_A3  # bar
 P_STAR, T_STAR_REF, RHO_S = 2.185, 0.80, 0.9731
 
 
-def config(repeat: int, quick: bool, out: Path, replicas: int) -> dict:
+def config(repeat: int, quick: bool, out: Path, replicas: int, t_range: tuple[float, float] = (0.70, 0.90),
+           cycles: int | None = None) -> dict:
     a = (4 / RHO_S) ** (1 / 3) * SIG
     steps = ({"equilibration": 3000, "spring": 1000, "melt": 3000, "reference_eq": 300, "switching": 3000,
               "sweep": 6000, "sweep_eq": 300} if quick else
@@ -44,7 +45,8 @@ def config(repeat: int, quick: bool, out: Path, replicas: int) -> dict:
         "phases": {"fcc": {"lattice": "fcc", "a": a, "element": "Ar", "repeat": [repeat] * 3},
                    "liquid": {"liquid_of": "fcc"}},
         "pressures": [P_STAR * P_UNIT],
-        "t_min": 0.70 * T_UNIT, "t_max": 0.90 * T_UNIT, "replicas": replicas, "cycles": 1 if quick else 2,
+        "t_min": t_range[0] * T_UNIT, "t_max": t_range[1] * T_UNIT, "replicas": replicas,
+        "cycles": cycles if cycles is not None else (1 if quick else 2),
         "dt": 5.0,  # 0.0023 τ (τ = σ√(m/ε) = 2.15 ps)
         "tau_t": 200.0, "tau_p": 2000.0, "compressibility": 5e-4, "pressure_tolerance": 150.0,
         "steps": steps, "n_grid": 201, "seed": 7, "output_dir": str(out)}
@@ -59,11 +61,14 @@ def main() -> None:
     ap.add_argument("--steps", type=str, default=None,
                     help='JSON object overriding stage lengths, e.g. \'{"switching": 6000, "sweep": 10000}\'')
     ap.add_argument("--tag", type=str, default="", help="suffix of the results file name")
+    ap.add_argument("--t-range", type=float, nargs=2, default=(0.70, 0.90), metavar=("TMIN", "TMAX"),
+                    help="reduced temperatures: the solid's T0 and the liquid's T0 (the sweeps span them)")
+    ap.add_argument("--cycles", type=int, default=None, help="fwd+bwd cycles per switching and sweep (default 2; quick 1)")
     args = ap.parse_args()
     from mlpot.workflows.phase.config import PhaseConfig
     from mlpot.workflows.phase.driver import run_phase
 
-    data = config(args.repeat, args.quick, args.out, args.replicas)
+    data = config(args.repeat, args.quick, args.out, args.replicas, tuple(args.t_range), args.cycles)
     if args.steps:
         data["steps"].update(json.loads(args.steps))
     cfg = PhaseConfig.model_validate(data)
@@ -71,11 +76,21 @@ def main() -> None:
     data = run_phase(cfg, progress=True)
     wall = time.perf_counter() - t
     e = data["transitions"][0]
-    res = {"n_atoms": 4 * args.repeat**3, "replicas": args.replicas, "quick": args.quick, "wall_s": wall,
-           "P_star": P_STAR, "T_star_reference": T_STAR_REF, "steps": cfg.steps.model_dump()}
+    n_atoms = 4 * args.repeat**3
+    st, c = cfg.steps, cfg.cycles
+    # MD steps of one replica: solid (NPT, springs) + liquid (melt, NPT) + per phase c × (FL/UF + RS) legs
+    per_replica = (st.equilibration + st.spring) + (st.melt + st.equilibration) + \
+        2 * c * (2 * st.reference_eq + 2 * st.switching + 2 * st.sweep_eq + 2 * st.sweep)
+    res = {"n_atoms": n_atoms, "replicas": args.replicas, "quick": args.quick, "wall_s": wall,
+           "P_star": P_STAR, "T_star_reference": T_STAR_REF, "steps": cfg.steps.model_dump(), "cycles": c,
+           "T_star_range": list(args.t_range), "md_steps_per_replica": per_replica,
+           "atom_steps": per_replica * n_atoms * args.replicas}
     if "T_coex" in e:
         ts, err = e["T_coex"] / T_UNIT, e["T_error"] / T_UNIT
         res.update({"T_star": ts, "T_star_error": err, "deviation_in_error_bars": abs(ts - T_STAR_REF) / err if err else None,
+                    "relative_deviation": abs(ts - T_STAR_REF) / T_STAR_REF,
+                    "T_star_sem": e.get("T_sem", float("nan")) / T_UNIT,
+                    "T_star_dissipation_bound": e.get("dissipation_bound", float("nan")) / T_UNIT,
                     "delta_H_eV_per_atom": e["delta_H"], "delta_V_A3_per_atom": e["delta_V"]})
     name = ("phase_lj_quick" if args.quick else "phase_lj") + (f"_{args.tag}" if args.tag else "") + ".json"
     path = ROOT / "benchmarks" / "results" / name

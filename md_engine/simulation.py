@@ -47,6 +47,7 @@ from md_engine.integrators import Integrator
 from md_engine.io import CheckpointReporter, Reporter
 from md_engine.observables import THERMO_COLUMNS, observe
 from md_engine.potentials import FORCE_OUTPUTS, Potential
+from md_engine.potentials.pairs import note_build
 from md_engine.space import lost_atom_excess
 from md_engine.state import State
 
@@ -143,6 +144,7 @@ class Simulation:
         if v.nl is None or (update_neighbors and v.needs_rebuild(state, self.comm)):
             pos, nl = dom.build(state)
             v.store(nl, state.positions, state.cell)
+            note_build(nl, v.ref_positions, v.ref_cell)  # pair tables oriented at the build (pairs.py)
         else:
             pos, nl = dom.forward(state), v.nl
         self._pair_positions = pos
@@ -245,6 +247,8 @@ class Simulation:
 
     def restored(self, state: State) -> None:
         """After a restore: the forces of the restored state; the run continues from its step."""
+        if self.verlet.nl is not None and self.verlet.ref_positions is not None:
+            note_build(self.verlet.nl, self.verlet.ref_positions, self.verlet.ref_cell)
         self.evaluate(state, update_neighbors=False)
         self._ready = True
         self._restart_step = state.step

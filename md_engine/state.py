@@ -96,8 +96,18 @@ class State:
 
     @property
     def volume(self) -> torch.Tensor:
-        """|det cell| (Å³), 0-d tensor; only meaningful for a fully periodic cell."""
-        return torch.abs(torch.linalg.det(self.cell))
+        """|det cell| (Å³), 0-d tensor; only meaningful for a fully periodic cell. Cached while the
+        cell tensor is unchanged (same object, same in-place version; never for a cell that
+        requires grad): integrators and barostats ask for it several times per step."""
+        cell = self.cell
+        if cell.requires_grad:
+            return torch.abs(torch.linalg.det(cell))
+        key = self.__dict__.get("_volume_key")
+        if key is not None and key[0] is cell and key[1] == cell._version:
+            return key[2].clone()
+        v = torch.abs(torch.linalg.det(cell))
+        self.__dict__["_volume_key"] = (cell, cell._version, v)
+        return v.clone()
 
     # --- copies
     def replace(self, **changes: Any) -> "State":

@@ -20,6 +20,7 @@ from mlpot.units import KB_EV_PER_K
 
 from md_engine.config import PotentialConfig
 from md_engine.potentials.base import FORCE_OUTPUTS, POTENTIALS, pair_vectors
+from md_engine.potentials.pairs import padded_pairs, reduce_pairs
 
 
 class UFConfig(PotentialConfig):
@@ -48,6 +49,15 @@ class UhlenbeckFord:
     def compute(self, positions: torch.Tensor, atom_types: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
                 nl: NeighborList, n_local: Optional[int] = None,
                 outputs: AbstractSet[str] = FORCE_OUTPUTS) -> dict[str, torch.Tensor]:
+        table = padded_pairs(nl, positions, cell) if n_local is None else None
+        if table is not None:  # serial: the dense per-centre table (md_engine.potentials.pairs)
+            d3, r2t = table.geometry(positions, cell)
+            inside_t = (r2t < self.cutoff**2).to(r2t.dtype)
+            em1 = torch.expm1(-r2t / self.sigma**2)  # → −1 beyond the cutoff and in the padded slots
+            phi_t = (-self.epsilon) * torch.log(-em1) * inside_t
+            # (1/r) du/dr = −(2ε/σ²)/expm1(x) = (2ε/σ²) e^{−x}/expm1(−x)
+            dphi_t = (2 * self.epsilon / self.sigma**2) * (1 + em1) / em1 * inside_t
+            return reduce_pairs(table, phi_t, dphi_t, d3, outputs)
         d = pair_vectors(positions, cell, None, nl)
         r2 = torch.einsum("pk,pk->p", d, d)
         inside = r2 < self.cutoff**2

@@ -108,9 +108,12 @@ class VerletList:
             delta = state.positions - self.ref_positions
             sigma_min = torch.ones((), dtype=dtype, device=device)
         else:
-            pbc = state.pbc.reshape(1, 3)
-            h0 = complete_cell(self.ref_cell.unsqueeze(0), pbc)[0]
-            h = complete_cell(state.cell.unsqueeze(0), pbc)[0]
+            if bool(state.pbc.all()):  # a periodic cell is already complete
+                h0, h = self.ref_cell, state.cell
+            else:
+                pbc = state.pbc.reshape(1, 3)
+                h0 = complete_cell(self.ref_cell.unsqueeze(0), pbc)[0]
+                h = complete_cell(state.cell.unsqueeze(0), pbc)[0]
             m = torch.linalg.solve(h0, h)  # H = H0 M
             delta = state.positions - self.ref_positions @ m
             sigma_min = torch.linalg.svdvals(m).min()

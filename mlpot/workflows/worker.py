@@ -165,6 +165,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m mlpot.workflows.worker TASKDIR\n")
         return 2
+    from mlpot.runtime import tune_malloc
+
+    tune_malloc()  # as the mlpot command: no page-fault churn per MD step in a task (mlpot/runtime.py)
     return run(Path(argv[0]))
 
 
