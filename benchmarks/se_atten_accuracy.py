@@ -286,6 +286,13 @@ def report(result: dict) -> str:
                 f"| {case} | {result['steps'][case]} | {label} ({unit}) | {cell(per['deepmd'])} | {cell(per['mlpot'])} | "
                 f"{yes[per['mlpot_mean_in_deepmd_range']]} / {yes[per['mlpot_mean_within_2std_of_deepmd']]} | "
                 f"{yes[per['deepmd_mean_in_mlpot_range']]} / {yes[per['deepmd_mean_within_2std_of_mlpot']]} |")
+    lines.append("")
+    for case, row in result["summary"].items():
+        for metric, per in row.items():
+            label, unit, k = names[metric]
+            vals = {c: ", ".join(f"{k * v:.1f}" for v in per[c]["values"]) for c in ("deepmd", "mlpot") if c in per}
+            lines.append(f"* {case}, {label} ({unit}), seeds {', '.join(map(str, result['seeds']))}: DeePMD-kit "
+                         f"{vals.get('deepmd', '-')}; mlpot {vals.get('mlpot', '-')}")
     return "\n".join(lines)
 
 
@@ -342,7 +349,8 @@ def main() -> None:
             return
         runs[key]["eval"] = stage(f"eval_{key}", [sys.executable, me, "mlpot-eval", code, tr["model"], case, str(wd)],
                                   1800)
-        if code == "deepmd" and seed == args.seeds[0] and not args.no_cross_check:
+        done_before = (wd / "runs" / f"xeval_{key}.json").exists()  # e.g. by a driver run for this seed alone
+        if code == "deepmd" and (seed == args.seeds[0] or done_before) and not args.no_cross_check:
             runs[key]["eval_deepmd_deeppot"] = stage(
                 f"xeval_{key}", [args.dp_python, me, "dp-eval", tr["model"], case, str(wd)], 1800)
 
@@ -358,6 +366,9 @@ def main() -> None:
                 "stop_lr": STOP_LR, "decay_steps": {c: max(1, n // 20) for c, n in steps.items()},
                 "alloy_split": f"frames [0, {N_TRAIN_FRAMES}) of each system train, [{N_TRAIN_FRAMES}, 20) validate",
                 "runs": runs, "summary": summarize(runs, args.cases, args.seeds),
+                "cross_check": {k: {"abs_diff_rmse_e_per_atom": abs(r["eval"]["rmse_e_per_atom"] - x["rmse_e_per_atom"]),
+                                    "abs_diff_rmse_f": abs(r["eval"]["rmse_f"] - x["rmse_f"])}
+                                for k, r in runs.items() if "rmse_f" in (x := r.get("eval_deepmd_deeppot", {}))},
                 "cpu_s_total": sum(r["train"].get("cpu_s", 0) + r.get("eval", {}).get("eval_cpu_s", 0)
                                    for r in runs.values()),
             }
