@@ -29,7 +29,8 @@ Evaluation: ONE evaluator for both codes: mlpot's ``mlpot.model.evaluate`` on th
 (DeePMD-kit's checkpoint imported with ``mlpot.interop.deepmd.import_deepmd``, mlpot's frozen model
 loaded with ``mlpot.export.load_model``), energy RMSE per atom (eV/atom) and force RMSE over all
 components (eV/Å), computed by :func:`rmse` here. Cross-check: the first seed's DeePMD-kit model of
-each case is evaluated also by DeePMD-kit's own ``DeepPot`` (its checkpoint), same RMSE code.
+each case (and the first of every driver run, e.g. ``--seeds 2``) is evaluated also by DeePMD-kit's own
+``DeepPot`` (its checkpoint), same RMSE code; the differences are in the JSON's ``cross_check``.
 
 Every (code, case, seed) training and evaluation writes its own JSON under WORKDIR/runs; a restart
 skips the finished ones. One thread per process (``benchmarks/common.py``); ``--jobs 2`` (default) trains the two
@@ -153,9 +154,7 @@ def worker_mlpot_eval(kind: str, model_path: str, case: str, workdir: str) -> No
 
         model = load_model(model_path, device="cpu")
     model.eval()
-    type_map = list(model.type_map) if hasattr(model, "type_map") else None
     cfg = make_config(case, 1, 1, Path(workdir))
-    type_map = type_map or cfg["model"]["type_map"]
     t0, c0 = time.perf_counter(), time.process_time()
     parts = []
     for path in cfg["training"]["validation_data"]["systems"]:
