@@ -164,7 +164,7 @@ def worker_mlpot_eval(kind: str, model_path: str, case: str, workdir: str) -> No
         for k in range(coord.shape[0]):
             out = evaluate(model, torch.tensor(coord[k]), tt, torch.tensor(box[k]), [True] * 3,
                            outputs=("energy", "forces"))
-            pe.append(float(out["energy"][0]))
+            pe.append(float(out["energy"][0].detach()))
             pf.append(out["forces"].detach().numpy())
         parts.append(rmse(pe, pf, energy, force, types.shape[0]))
     common.emit(combine(parts) | {"evaluator": "mlpot.model.evaluate", "eval_s": time.perf_counter() - t0,
