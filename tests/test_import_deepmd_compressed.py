@@ -2,8 +2,8 @@
 as data without running anything: the imported model is compressed like DeePMD-kit's and gives
 DeePMD-kit's numbers; crafted or foreign archives are refused before anything executes.
 
-Reference: tests/data/deepmd_compressed (tiny float64 se_e2_a and se_atten_v2 attn_layer 0 models, 1
-training step, ``dp --pt compress -s 0.1``; energies, forces and virials from DeePMD-kit 3.2.0's
+Reference: tests/data/deepmd_compressed (tiny float64 se_e2_a (one- and two-sided) and se_atten_v2
+attn_layer 0 models, 1 training step, ``dp --pt compress -s 0.1`` (0.2 two-sided); energies, forces and virials from DeePMD-kit 3.2.0's
 ``DeepPot`` with its compiled tabulation ops, see make_reference.py there). deepmd-kit is not needed.
 """
 
@@ -22,7 +22,7 @@ from mlpot.interop.deepmd import import_deepmd
 from mlpot.model import evaluate
 
 DATA = Path(__file__).resolve().parent / "data" / "deepmd_compressed"
-CASES = ["se_e2_a", "se_atten_v2"]
+CASES = ["se_e2_a", "se_atten_v2", "se_e2_a_two_side"]
 
 
 def _eval(model, ref: dict) -> dict[str, np.ndarray]:
@@ -48,8 +48,10 @@ def test_compressed_import_gives_deepmd_kit_numbers(case: str, tmp_path: Path, c
     model = load_model(out, device="cpu")
     assert model.compressed
     rec = model.descriptor.compression
-    assert rec["step"] == pytest.approx(0.1) and rec["extrapolate"] == pytest.approx(5.0)
-    assert model.metadata["compression"]["step"] == pytest.approx(0.1)
+    step = 0.2 if case == "se_e2_a_two_side" else 0.1  # as make_reference.py compressed them
+    assert rec["step"] == pytest.approx(step) and rec["extrapolate"] == pytest.approx(5.0)
+    assert model.metadata["compression"]["step"] == pytest.approx(step)
+    assert len(rec["tables"]) == {"se_e2_a": 2, "se_atten_v2": 1, "se_e2_a_two_side": 4}[case]
     comp = model.metadata["imported_from"]["compressed"]
     assert comp["max_rel_dev_tables"] < 1e-14 and comp["max_rel_dev_type_table"] < 1e-14
     ref = dict(np.load(DATA / case / "reference.npz"))

@@ -6,8 +6,9 @@ Run with a DeePMD-kit 3.2.0 Python whose C++ op library is built for its torch (
     LD_LIBRARY_PATH=/work/main/.venv/lib OMP_NUM_THREADS=1 \
         ../../../benchmarks/.dpbuild/env/bin/python make_reference.py [--data ../../../data/water]
 
-For each variant (se_e2_a, se_atten_v2 attn_layer 0; tiny nets, float64): `dp --pt train` (1 step on data_0),
-`dp --pt freeze`, `dp --pt compress -s 0.1 -t input.json`; keeps <variant>/compressed.pth (and se_e2_a/frozen.pth,
+For each variant (se_e2_a, se_atten_v2 attn_layer 0, se_e2_a_two_side; tiny nets, float64): `dp --pt train`
+(1 step on data_0), `dp --pt freeze`, `dp --pt compress -s 0.1 -t input.json` (-s 0.2 for se_e2_a_two_side);
+keeps <variant>/compressed.pth (and se_e2_a/frozen.pth,
 the uncompressed frozen model) and writes
 <variant>/reference.npz: DeepPot(compressed.pth).eval on frames 0, 37, 79 of data_3. Keys: coord (F, N, 3) Å,
 box (F, 3, 3) Å, atype (N,), energy (F,) eV, force (F, N, 3) eV/Å, virial (F, 3, 3) eV, and energy_plain /
@@ -27,6 +28,8 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", default=str(HERE.parents[2] / "data" / "water"))
+ap.add_argument("--only", nargs="+", help="make only these variants")
+ap.add_argument("--out", default=str(HERE), help="folder to write the variants into")
 args = ap.parse_args()
 data = pathlib.Path(args.data).resolve()
 
@@ -36,7 +39,11 @@ DESCRIPTORS = {
     "se_atten_v2": {"type": "se_atten_v2", "sel": 36, "rcut_smth": 0.5, "rcut": 3.5, "neuron": [4, 8], "axis_neuron": 4,
                     "attn_layer": 0, "tebd_dim": 4, "type_one_side": False, "resnet_dt": False, "precision": "float64",
                     "seed": 1},
+    # two-sided se_e2_a (one net per center/neighbor type pair): tiny nets and step 0.2 to stay small
+    "se_e2_a_two_side": {"type": "se_e2_a", "sel": [12, 24], "rcut_smth": 0.5, "rcut": 3.5, "neuron": [2, 4],
+                         "resnet_dt": False, "axis_neuron": 2, "type_one_side": False, "precision": "float64", "seed": 1},
 }
+STEP = {"se_e2_a_two_side": "0.2"}
 DP = [sys.executable, "-c", "import sys; from deepmd.main import main; sys.argv[0] = 'dp'; sys.exit(main())"]
 
 
@@ -47,7 +54,7 @@ def run(args: list, cwd: pathlib.Path) -> None:
 
 
 def make(name: str, descriptor: dict) -> None:
-    out = HERE / name
+    out = pathlib.Path(args.out) / name
     out.mkdir(exist_ok=True)
     cfg = {
         "model": {"type_map": ["O", "H"], "descriptor": descriptor, "data_stat_nbatch": 2,
@@ -62,7 +69,8 @@ def make(name: str, descriptor: dict) -> None:
         (work / "input.json").write_text(json.dumps(cfg, indent=1))
         run(["--pt", "train", "input.json"], work)
         run(["--pt", "freeze", "-o", "frozen.pth"], work)
-        run(["--pt", "compress", "-i", "frozen.pth", "-o", "compressed.pth", "-s", "0.1", "-t", "input.json"], work)
+        run(["--pt", "compress", "-i", "frozen.pth", "-o", "compressed.pth", "-s", STEP.get(name, "0.1"), "-t",
+             "input.json"], work)
         shutil.copy(work / "compressed.pth", out / "compressed.pth")
         if name == "se_e2_a":  # the uncompressed frozen model too (import of a plain `dp freeze` output)
             shutil.copy(work / "frozen.pth", out / "frozen.pth")
@@ -85,4 +93,5 @@ def make(name: str, descriptor: dict) -> None:
 
 
 for name, d in DESCRIPTORS.items():
-    make(name, d)
+    if not args.only or name in args.only:
+        make(name, d)
