@@ -63,15 +63,30 @@ def test_compressed_import_gives_deepmd_kit_numbers(case: str, tmp_path: Path, c
     assert np.abs(ref["force"] - ref["force_plain"]).max() > 1e-12
 
 
-def test_frozen_uncompressed_pth_import() -> None:
-    """A plain `dp --pt freeze` model: imported uncompressed; DeePMD-kit's numbers of the frozen model."""
+def test_frozen_uncompressed_pth_import(tmp_path: Path) -> None:
+    """A plain `dp --pt freeze` model: imported uncompressed; DeePMD-kit's numbers of the frozen model;
+    `mlpot compress --step 0.1` of it (no --min-distance: DeePMD-kit's is kept) gives DeePMD-kit's
+    compressed numbers."""
     model = import_deepmd(DATA / "se_e2_a" / "frozen.pth", device="cpu")
     assert not model.compressed and "compressed" not in model.metadata["imported_from"]
+    # DeePMD-kit's training neighbor statistic is kept, so that `mlpot compress` needs no --min-distance
+    from mlpot.interop.torchscript import read_script_archive
+
+    r_min = float(read_script_archive(DATA / "se_e2_a" / "frozen.pth", "x").state["min_nbor_dist"])
+    assert 0.5 < r_min < 1.2 and model.min_nbor_dist == r_min
     ref = dict(np.load(DATA / "se_e2_a" / "reference.npz"))
     got = _eval(model, ref)
     assert np.all(np.abs(got["energy"] - ref["energy_plain"]) <= 1e-10 * np.abs(ref["energy_plain"]))
     assert np.abs(got["force"] - ref["force_plain"]).max() <= 1e-10
     assert np.abs(got["virial"] - ref["virial_plain"]).max() <= 1e-9
+    from mlpot.compress import compress_file
+    from mlpot.export import load_model, save_model
+
+    save_model(model, tmp_path / "plain.pt", metadata=model.metadata)
+    compress_file(tmp_path / "plain.pt", tmp_path / "c.pt", step=0.1)
+    got = _eval(load_model(tmp_path / "c.pt", device="cpu"), ref)
+    assert np.all(np.abs(got["energy"] - ref["energy"]) <= 1e-10 * np.abs(ref["energy"]))
+    assert np.abs(got["force"] - ref["force"]).max() <= 1e-10
 
 
 def _rewrite(src: Path, dst: Path, change) -> None:

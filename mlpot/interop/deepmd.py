@@ -305,6 +305,8 @@ def _read_script(p: Path, where: str) -> dict[str, Any]:
     tree = _checkpoint_to_tree({"model": sd}, where)
     tree["software"] = "deepmd-kit (PyTorch frozen model)"
     tree["backend"] = "pytorch (TorchScript)"
+    if isinstance(tensors.get("min_nbor_dist"), torch.Tensor) and tensors["min_nbor_dist"].numel() == 1:
+        tree["@variables"] = {"min_nbor_dist": tensors["min_nbor_dist"].detach().to(torch.float64).numpy()}
     am = state.get("atomic_model")
     desc = am.state.get("descriptor") if isinstance(am, ScriptObject) and isinstance(am.state, dict) else None
     dstate = desc.state if isinstance(desc, ScriptObject) and isinstance(desc.state, dict) else {}
@@ -858,6 +860,10 @@ def import_deepmd(path: str | os.PathLike, device: Any = None):
     where = f"DeePMD-kit model '{Path(path)}'"
     model = model_from_tree(tree, where, "cpu" if tree.get("deepmd_compression") else device)
     info = deepmd_source_info(tree, path)
+    r_min = (tree.get("@variables") or {}).get("min_nbor_dist")
+    if r_min is not None and np.size(r_min) == 1 and np.isfinite(float(r_min)) and 0.0 < float(r_min) < float(model.rcut):
+        # DeePMD-kit's neighbor statistics of the training data (Å): what `mlpot compress` needs
+        model.min_nbor_dist = float(r_min)
     if tree.get("deepmd_compression"):
         info["compressed"] = apply_deepmd_compression(model, tree["deepmd_compression"], where)
         if device is not None:
