@@ -174,3 +174,19 @@ def test_foreign_torchscript_refused(tmp_path: Path, capsys) -> None:
     assert "Linear" in str(exc.value)
     assert main(["import-deepmd", str(p), "-o", str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_damaged_archives_refused(tmp_path: Path) -> None:
+    src = DATA / "se_e2_a" / "compressed.pth"
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(ModelError, match="truncated"):
+        import_deepmd(cut, device="cpu")
+    no_storage = tmp_path / "nostorage.pth"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(no_storage, "w") as zout:
+        for item in zin.infolist():
+            if not item.filename.endswith("/data/3"):
+                zout.writestr(item.filename, zin.read(item.filename))
+    with pytest.raises(ModelError, match=r"storage '.*data/3' named by data.pkl is missing") as exc:
+        import_deepmd(no_storage, device="cpu")
+    assert "\n" not in str(exc.value) and "nostorage.pth" in str(exc.value)

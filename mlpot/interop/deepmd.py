@@ -312,8 +312,9 @@ def _read_script(p: Path, where: str) -> dict[str, Any]:
     dstate = desc.state if isinstance(desc, ScriptObject) and isinstance(desc.state, dict) else {}
     flags = {k: dstate.get(k) for k in ("compress", "geo_compress", "tebd_compress") if k in dstate}
     if flags.get("compress") is not True and flags.get("geo_compress") is not True:
-        # uncompressed, or only DeePMD-kit's precomputed type-embedding table (tebd_compress: an exact
-        # function of the weights, which mlpot evaluates from the weights)
+        # uncompressed, or only DeePMD-kit's precomputed type-embedding table (tebd_compress, dpa1 with
+        # attention layers: an exact function of the weights, which mlpot evaluates from the weights;
+        # checked once on a dpa1 attn_layer 1 strip model: DeePMD-kit's numbers to 4e-16 relative)
         return tree
     blocks = {k[len("atomic_model.descriptor."):].split(".")[0] for k in tensors
               if k.startswith("atomic_model.descriptor.") and ".compress_data." in k}
