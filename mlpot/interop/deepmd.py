@@ -19,8 +19,9 @@ Formats read
   training checkpoint) give the model. A compressed model is compressed again by mlpot with DeePMD-kit's
   parameters (``min_nbor_dist``, ``compress_info`` strides / extrapolation / check frequency) and mlpot's
   tables are checked against the file's ``compress_data`` / ``type_embd_data``
-  (:func:`apply_deepmd_compression`; measured: 2e-17 relative on the water se_e2_a model, 5e-16 on the
-  bundled tiny se_e2_a / se_atten_v2 models).
+  (:func:`apply_deepmd_compression`; measured: 2e-17 relative on the water se_e2_a model, ≤ 2e-15 on
+  the bundled tiny se_e2_a (one- and two-sided) / se_atten_v2 models; a float32 model 1.8e-6 to
+  1.3e-5, DeePMD-kit tabulating in float32).
 
 No user object is ever unpickled. The tree (``model`` section) that is understood::
 
@@ -51,7 +52,8 @@ are read from the layout of DeePMD-kit's ``DescrptDPA1.serialize``::
 
 Anything else (another descriptor such as DPA-2/3 or hybrid, a dipole/polar/DOS/property
 fitting, a spin/linear/ZBL model, frame or atomic parameters, excluded types, a compressed model
-whose tables mlpot cannot rebuild) is refused with one :class:`~mlpot.errors.ModelError` line naming what was found and where.
+whose tables mlpot cannot rebuild) is refused with one :class:`~mlpot.errors.ModelError` line naming
+what was found and where.
 
 Mapping onto :class:`mlpot.model.EnergyModel`
 ---------------------------------------------
@@ -355,9 +357,11 @@ def apply_deepmd_compression(model, comp: dict[str, Any], where: str, rtol: floa
     ``compress_info``; then check that mlpot's tables (rebuilt from the weights, float64
     coefficients) equal the file's ``compress_data`` (and ``type_embd_data``) to ``rtol`` relative to
     the table's largest value |G|: coefficient a_k compared as a_k·Δ^k (its share of G at the end of
-    its interval of width Δ), since a4, a5 of any float64 tabulation carry noise ~ eps·|G|/Δ^k. Returns the comparison (max relative deviations). ModelError for a
-    table set mlpot cannot rebuild or that differs from DeePMD-kit's (the file's tables are then
-    inconsistent with its weights, or a DeePMD-kit tabulation rule changed)."""
+    its interval of width Δ), since a4, a5 of any float64 tabulation carry noise ~ eps·|G|/Δ^k
+    (float32 models: 1e-4, DeePMD-kit tabulates them in float32). Returns the comparison (max
+    relative deviations). ModelError for a table set mlpot cannot rebuild or that differs from
+    DeePMD-kit's (the file's tables are then inconsistent with its weights, or a DeePMD-kit
+    tabulation rule changed)."""
     import torch
 
     desc = model.descriptor
