@@ -318,12 +318,16 @@ def _read_script(p: Path, where: str) -> dict[str, Any]:
         # attention layers: an exact function of the weights, which mlpot evaluates from the weights;
         # checked once on a dpa1 attn_layer 1 strip model: DeePMD-kit's numbers to 4e-16 relative)
         return tree
-    blocks = {k[len("atomic_model.descriptor."):].split(".")[0] for k in tensors
-              if k.startswith("atomic_model.descriptor.") and ".compress_data." in k}
+    import re
+
+    # the tables live in the descriptor's block (se_a: .sea., se_atten: .se_atten.) or in the
+    # descriptor itself (se_r)
+    pattern = re.compile(r"^(atomic_model\.descriptor\.(?:\w+\.)?)compress_data\.\d+$")
+    blocks = {m.group(1) for m in map(pattern.match, tensors) if m}
     if len(blocks) != 1:
-        raise ModelError(f"{where}: a compressed model (descriptor {flags}) whose tables are in {sorted(blocks) or 'no block'}; "
-                         "expected one descriptor block with compress_data/compress_info")
-    pre = f"atomic_model.descriptor.{blocks.pop()}."
+        raise ModelError(f"{where}: a compressed model (descriptor {flags}) whose tables are in "
+                         f"{sorted(blocks) or 'no block'}; expected one descriptor block with compress_data/compress_info")
+    pre = blocks.pop()
 
     def numbered(name: str) -> list[np.ndarray]:
         keys = sorted((int(k[len(pre + name) + 1:]), k) for k in tensors
