@@ -254,8 +254,9 @@ def describe_unreadable(p: Path) -> str:
 
 def deepmd_hint(p: Path, payload: Any = None) -> Optional[str]:
     """The one-line advice for a DeePMD-kit model given where an mlpot model is expected, else None:
-    a ``.dp``/``.yaml`` (dpmodel, :func:`mlpot.interop.deepmd.import_deepmd` reads it), a frozen ``.pth``
-    (TorchScript) or ``.pb`` (TensorFlow) that ``dp convert-backend`` turns into a ``.dp`` first, or a
+    a ``.dp``/``.yaml`` (dpmodel) or a frozen / compressed ``.pth`` (TorchScript), which
+    :func:`mlpot.interop.deepmd.import_deepmd` reads, a ``.pb`` (TensorFlow) that ``dp convert-backend``
+    turns into a ``.dp`` first, or a
     DeePMD-kit PyTorch training checkpoint (a ``model`` state dict with ``_extra_state``)."""
     suffix = p.suffix.lower()
     convert = f"convert it with 'mlpot import-deepmd {p} -o model.pt'"
@@ -263,9 +264,11 @@ def deepmd_hint(p: Path, payload: Any = None) -> Optional[str]:
         str(k).endswith("_extra_state") for k in payload["model"]
     ):
         return f"is a DeePMD-kit training checkpoint, not an mlpot model file: {convert}"
-    if suffix in (".pth", ".pb") and not (isinstance(payload, dict) and payload.get("format") == FORMAT_TAG):
-        kind = "TorchScript" if suffix == ".pth" else "TensorFlow"
-        return (f"looks like a DeePMD-kit frozen {kind} model ({suffix}), not an mlpot model file: convert it with "
+    if suffix == ".pth" and not (isinstance(payload, dict) and payload.get("format") == FORMAT_TAG):
+        return (f"looks like a DeePMD-kit frozen or compressed TorchScript model (.pth), not an mlpot model file: "
+                f"{convert}")
+    if suffix == ".pb" and not (isinstance(payload, dict) and payload.get("format") == FORMAT_TAG):
+        return (f"looks like a DeePMD-kit frozen TensorFlow model (.pb), not an mlpot model file: convert it with "
                 f"'dp convert-backend {p} model.dp' and then 'mlpot import-deepmd model.dp -o model.pt'")
     if suffix in (".dp", ".yaml", ".yml"):
         return f"looks like a DeePMD-kit model ({suffix}), not an mlpot model file: {convert}"

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compress": ("mlpot.cli.compress", "tabulate the embedding nets of a model (model compression) for faster inference and MD"),
     "test": ("mlpot.cli.test", "energy/force/virial errors of a model on labeled data (dp test wording)"),
     "model-devi": ("mlpot.cli.model_devi", "model deviation of an ensemble over trajectory frames (model_devi.out)"),
-    "import-deepmd": ("mlpot.cli.deepmd:import_deepmd", "import a DeePMD-kit se_e2_a/se_e2_r/se_atten(_v2) model (.dp/.yaml/.pt checkpoint) as an mlpot model"),
+    "import-deepmd": ("mlpot.cli.deepmd:import_deepmd", "import a DeePMD-kit se_e2_a/se_e2_r/se_atten(_v2) model (.dp/.yaml/.pt checkpoint/frozen or compressed .pth) as an mlpot model"),
     "export-deepmd": ("mlpot.cli.deepmd:export_deepmd", "export an mlpot model as DeePMD-kit .dp/.yaml (then dp convert-backend)"),
     "md": ("mlpot.cli.md", "molecular dynamics with md_engine from a YAML input (NVE/NVT/NPT, LJ or a model)"),
     "phase": ("mlpot.cli.phase", "phase diagram from free energies (Frenkel-Ladd/Uhlenbeck-Ford + reversible scaling)"),

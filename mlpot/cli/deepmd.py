@@ -1,6 +1,6 @@
 """``mlpot import-deepmd`` and ``mlpot export-deepmd``: DeePMD-kit se_e2_a / se_e2_r models ↔ mlpot model files.
 
-    mlpot import-deepmd MODEL.dp|MODEL.yaml|model.ckpt.pt -o model.pt
+    mlpot import-deepmd MODEL.dp|MODEL.yaml|model.ckpt.pt|frozen.pth|compressed.pth -o model.pt
     mlpot export-deepmd model.pt -o model.dp|model.yaml      (then: dp convert-backend model.dp model.pth)
 
 Two commands in one file: ``import_deepmd_add_arguments``/``import_deepmd_run`` and
@@ -17,8 +17,9 @@ from mlpot.cli.options import add_device_option, add_output_option
 
 def import_deepmd_add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``mlpot import-deepmd``."""
-    parser.add_argument("model", help="DeePMD-kit model: .dp or .yaml (from 'dp convert-backend'), or a PyTorch "
-                                      "training checkpoint .pt; a frozen .pth must be converted to .dp first")
+    parser.add_argument("model", help="DeePMD-kit model: .dp or .yaml (from 'dp convert-backend'), a PyTorch "
+                                      "training checkpoint .pt, or a PyTorch frozen / compressed model .pth ('dp --pt "
+                                      "freeze' / 'dp --pt compress'; read as data, its TorchScript code is never run)")
     add_output_option(parser, help="mlpot model file to write (e.g. model.pt)")
     add_device_option(parser)
 
@@ -34,6 +35,13 @@ def import_deepmd_run(args: argparse.Namespace) -> int:
     cfg = model.get_config()["descriptor"]
     print(f"wrote mlpot model {args.output} from {args.model} ({cfg['type']}, type_map {model.type_map}, "
           f"rcut {cfg['rcut']} Å, sel {cfg['sel']}, {cfg['precision']})")
+    comp = model.metadata.get("imported_from", {}).get("compressed")
+    if comp:
+        rec = model.descriptor.compression
+        print(f"compressed as DeePMD-kit compressed it: {comp['n_tables']} tables re-tabulated from the weights (step "
+              f"{rec['step']:g} / {rec['stride1']:g}, extrapolate {rec['extrapolate']:g}, min_nbor_dist "
+              f"{rec['min_nbor_dist']:.4f} Å); max deviation from the file's tables {comp['max_rel_dev_tables']:.1e} "
+              f"relative (type table {comp['max_rel_dev_type_table']:.1e})")
     return 0
 
 

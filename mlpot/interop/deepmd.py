@@ -10,10 +10,20 @@ Formats read
   ``{"@class": "np.ndarray", "@is_variable": true, "@version": 1, "dtype": "float64", "value": [...]}``.
   Read with ``yaml.safe_load`` (no Python objects).
 * ``.pt``: a DeePMD-kit PyTorch *training checkpoint* (``model.ckpt-N.pt``), read with
-  ``torch.load(weights_only=True)`` (tensors and plain data only). A frozen ``.pth`` is a TorchScript
-  program and is refused: convert it with ``dp convert-backend model.pth model.dp`` first.
+  ``torch.load(weights_only=True)`` (tensors and plain data only).
+* ``.pth``: a DeePMD-kit PyTorch *frozen* (``dp --pt freeze``) or *compressed* (``dp --pt compress``)
+  model, a TorchScript archive. Read as data only (:mod:`mlpot.interop.torchscript`: a restricted
+  unpickler that knows tensors, storages and inert records of the scripted modules; any other Python
+  global is refused before anything runs; the TorchScript code is never loaded). Its
+  ``model_def_script`` (DeePMD-kit's input JSON) and ``atomic_model.*`` tensors (named as in a
+  training checkpoint) give the model. A compressed model is compressed again by mlpot with DeePMD-kit's
+  parameters (``min_nbor_dist``, ``compress_info`` strides / extrapolation / check frequency) and mlpot's
+  tables are checked against the file's ``compress_data`` / ``type_embd_data``
+  (:func:`apply_deepmd_compression`; measured: 2e-17 relative on the water se_e2_a model, ≤ 2e-15 on
+  the bundled tiny se_e2_a (one- and two-sided) / se_atten_v2 models; a float32 model 1.8e-6 to
+  1.3e-5, DeePMD-kit tabulating in float32).
 
-Nothing is ever unpickled. The tree (``model`` section) that is understood::
+No user object is ever unpickled. The tree (``model`` section) that is understood::
 
     model: {"@class": "Model", type: "standard", type_map, atom_exclude_types: [], pair_exclude_types: [],
             "@variables": {out_bias (1, ntypes, 1), out_std (1, ntypes, 1)},
@@ -41,8 +51,9 @@ are read from the layout of DeePMD-kit's ``DescrptDPA1.serialize``::
     fitting: {..., mixed_types: true, nets: NetworkCollection (ndim 0, one net)}
 
 Anything else (another descriptor such as DPA-2/3 or hybrid, a dipole/polar/DOS/property
-fitting, a spin/linear/ZBL model, frame or atomic parameters, excluded types, a compressed model)
-is refused with one :class:`~mlpot.errors.ModelError` line naming what was found and where.
+fitting, a spin/linear/ZBL model, frame or atomic parameters, excluded types, a compressed model
+whose tables mlpot cannot rebuild) is refused with one :class:`~mlpot.errors.ModelError` line naming
+what was found and where.
 
 Mapping onto :class:`mlpot.model.EnergyModel`
 ---------------------------------------------
@@ -237,10 +248,14 @@ def _read_torch(p: Path, where: str, head: bytes) -> dict[str, Any]:
             f"{where}: not a readable PyTorch archive ({exc}); the file is truncated, corrupted or of another type "
             f"({_describe_head(p, head)})"
         ) from None
+    from mlpot.interop.torchscript import is_script_archive
+
+    if is_script_archive(names):
+        return _read_script(p, where)
     if any("/code/" in n or n.endswith("constants.pkl") for n in names):
         raise ModelError(
-            f"{where}: a TorchScript frozen model (dp freeze), which mlpot does not execute; convert it with "
-            f"'dp convert-backend {p.name} model.dp' and import model.dp"
+            f"{where}: a partial TorchScript archive (code/ or constants.pkl without the other), not a DeePMD-kit "
+            f"frozen model; convert the original with 'dp convert-backend {p.name} model.dp' and import model.dp"
         )
     import torch
 
@@ -255,6 +270,174 @@ def _read_torch(p: Path, where: str, head: bytes) -> dict[str, Any]:
     if isinstance(payload, dict) and payload.get("format") == "mlpot-model":
         raise ModelError(f"{where}: is an mlpot model file, not a DeePMD-kit model (it needs no import)")
     return _checkpoint_to_tree(payload, where)
+
+
+# ------------------------------------------------------------ TorchScript frozen / compressed model → tree
+def _read_script(p: Path, where: str) -> dict[str, Any]:
+    """The serialization tree of a DeePMD-kit PyTorch frozen model (``dp --pt freeze``) or compressed
+    model (``dp --pt compress``), a TorchScript archive read by :mod:`mlpot.interop.torchscript` (data
+    only: its TorchScript code is never run). The module tree holds DeePMD-kit's input as the JSON
+    string ``model_def_script`` and the weights under ``atomic_model.*`` with the names of a training
+    checkpoint; a compressed model adds per embedding net ``compress_info`` ([lower, upper,
+    extrapolate·upper, stride0, stride1, check_frequency]) and ``compress_data`` ([nspline, 6·ng]), the
+    descriptor's ``type_embd_data`` (se_atten_v2 strip gate) and the model's ``min_nbor_dist`` (Å),
+    returned as ``tree["deepmd_compression"]``."""
+    import torch
+
+    from mlpot.interop.torchscript import ScriptObject, read_script_archive, walk_tensors
+
+    root = read_script_archive(p, where)
+    state = root.state if isinstance(root.state, dict) else {}
+    if not root.qualname.startswith("__torch__.deepmd.") or "model_def_script" not in state:
+        raise ModelError(
+            f"{where}: a TorchScript model that is not a DeePMD-kit model (root class "
+            f"{root.qualname.removeprefix('__torch__.')}, no model_def_script); mlpot reads DeePMD-kit frozen/compressed "
+            "models (dp freeze, dp compress), .dp/.yaml (from dp convert-backend) and training checkpoints .pt"
+        )
+    script = state["model_def_script"]
+    try:
+        params = json.loads(script) if isinstance(script, str) else None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{where}: model_def_script is not valid JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise ModelError(f"{where}: model_def_script holds a {type(params).__name__}, expected DeePMD-kit's model JSON object")
+    tensors = dict(walk_tensors(root))
+    sd: dict[str, Any] = {f"model.Default.{k}": v for k, v in tensors.items() if k.startswith("atomic_model.")}
+    sd["_extra_state"] = {"model_params": params}
+    tree = _checkpoint_to_tree({"model": sd}, where)
+    tree["software"] = "deepmd-kit (PyTorch frozen model)"
+    tree["backend"] = "pytorch (TorchScript)"
+    if isinstance(tensors.get("min_nbor_dist"), torch.Tensor) and tensors["min_nbor_dist"].numel() == 1:
+        tree["@variables"] = {"min_nbor_dist": tensors["min_nbor_dist"].detach().to(torch.float64).numpy()}
+    am = state.get("atomic_model")
+    desc = am.state.get("descriptor") if isinstance(am, ScriptObject) and isinstance(am.state, dict) else None
+    dstate = desc.state if isinstance(desc, ScriptObject) and isinstance(desc.state, dict) else {}
+    flags = {k: dstate.get(k) for k in ("compress", "geo_compress", "tebd_compress") if k in dstate}
+    if flags.get("compress") is not True and flags.get("geo_compress") is not True:
+        # uncompressed, or only DeePMD-kit's precomputed type-embedding table (tebd_compress, dpa1 with
+        # attention layers: an exact function of the weights, which mlpot evaluates from the weights;
+        # checked once on a dpa1 attn_layer 1 strip model: DeePMD-kit's numbers to 4e-16 relative)
+        return tree
+    import re
+
+    # the tables live in the descriptor's block (se_a: .sea., se_atten: .se_atten.) or in the
+    # descriptor itself (se_r)
+    pattern = re.compile(r"^(atomic_model\.descriptor\.(?:\w+\.)?)compress_data\.\d+$")
+    blocks = {m.group(1) for m in map(pattern.match, tensors) if m}
+    if len(blocks) != 1:
+        raise ModelError(f"{where}: a compressed model (descriptor {flags}) whose tables are in "
+                         f"{sorted(blocks) or 'no block'}; expected one descriptor block with compress_data/compress_info")
+    pre = blocks.pop()
+
+    def numbered(name: str) -> list[np.ndarray]:
+        keys = sorted((int(k[len(pre + name) + 1:]), k) for k in tensors
+                      if k.startswith(pre + name + ".") and k[len(pre + name) + 1:].isdigit())
+        if [i for i, _ in keys] != list(range(len(keys))):
+            raise ModelError(f"{where}: the compressed model's {name} tables are numbered {[i for i, _ in keys]}")
+        out = []
+        for _, k in keys:
+            t = tensors[k].detach()
+            arr = t.to(torch.float64).numpy()
+            if name == "compress_info" and t.dtype != torch.float64:
+                # a float32 model stores its strides in float32: back to the decimal DeePMD-kit was given
+                arr = np.array([float(np.format_float_positional(np.float32(v))) for v in arr])
+            out.append(arr)
+        return out
+
+    r_min = tensors.get("min_nbor_dist")
+    if r_min is None or r_min.numel() != 1:
+        raise ModelError(f"{where}: a compressed model without its min_nbor_dist (expected a scalar tensor)")
+    ted = tensors.get(pre + "type_embd_data")
+    tree["deepmd_compression"] = {
+        "flags": flags, "min_nbor_dist": float(r_min), "info": numbered("compress_info"), "data": numbered("compress_data"),
+        "type_embd_data": None if ted is None else ted.detach().to(torch.float64).numpy(),
+    }
+    return tree
+
+
+def apply_deepmd_compression(model, comp: dict[str, Any], where: str, rtol: float = 1e-10) -> dict[str, Any]:
+    """Compress the imported ``model`` (in place) as DeePMD-kit compressed it: the same minimum
+    neighbor distance (Å), stride, extrapolation factor and check frequency, read from the file's
+    ``compress_info``; then check that mlpot's tables (rebuilt from the weights, float64
+    coefficients) equal the file's ``compress_data`` (and ``type_embd_data``) to ``rtol`` relative to
+    the table's largest value |G|: coefficient a_k compared as a_k·Δ^k (its share of G at the end of
+    its interval of width Δ), since a4, a5 of any float64 tabulation carry noise ~ eps·|G|/Δ^k
+    (float32 models: 1e-4, DeePMD-kit tabulates them in float32). Returns the comparison (max
+    relative deviations). ModelError for a table set mlpot cannot rebuild or that differs from
+    DeePMD-kit's (the file's tables are then inconsistent with its weights, or a DeePMD-kit
+    tabulation rule changed)."""
+    import torch
+
+    desc = model.descriptor
+    try:
+        model.check_compressible(where)
+    except ModelError as exc:
+        raise ModelError(f"{where}: a DeePMD-kit compressed model, but mlpot cannot tabulate it: {exc}") from None
+    infos, datas = comp["info"], comp["data"]
+    keys = desc.table_keys()
+    ntypes = len(model.type_map)
+    if len(infos) != len(keys) or len(datas) != len(keys) or any(np.shape(i) != (6,) for i in infos):
+        raise ModelError(f"{where}: {len(infos)} compress_info / {len(datas)} compress_data tables, expected {len(keys)} "
+                         f"(one per embedding net) with 6 parameters each")
+    # DeePMD-kit's table index: neighbor type t (type_one_side), else center c + t·ntypes (mlpot key "c_t")
+    if getattr(desc, "type_one_side", False) or len(keys) == 1:
+        order = list(range(len(keys)))
+    else:
+        order = [int(k.split("_")[0]) + int(k.split("_")[1]) * ntypes for k in keys]
+    info0 = infos[0]
+    step, stride1, check = float(info0[3]), float(info0[4]), int(round(float(info0[5])))
+    extrapolate = float(info0[2]) / float(info0[1])
+    for i, info in enumerate(infos):
+        if abs(info[3] - step) > 1e-12 * step or abs(info[4] - stride1) > 1e-12 * stride1 or info[5] != info0[5] or \
+                abs(info[2] / info[1] - extrapolate) > 1e-12 * extrapolate:
+            raise ModelError(f"{where}: compress_info[{i}] = {info.tolist()} has other strides/extrapolation than "
+                             f"compress_info[0] = {info0.tolist()}; mlpot tabulates all nets alike")
+    if abs(stride1 - 10.0 * step) > 1e-12 * stride1:
+        raise ModelError(f"{where}: compress_info strides {step:g} / {stride1:g}; mlpot's tables use stride1 = 10·step "
+                         "(DeePMD-kit's rule for se_e2_a, se_e2_r, se_atten_v2)")
+    model.compress(comp["min_nbor_dist"], step, extrapolate, check)
+    max_dev = 0.0
+    for key, j in zip(keys, order):
+        mine_info = getattr(desc, f"compress_info_{key}").detach().to(torch.float64).numpy()
+        theirs = infos[j]
+        if not np.allclose(mine_info[:5], theirs[:5], rtol=1e-12, atol=1e-12):
+            raise ModelError(
+                f"{where}: table range of embedding net {key}: DeePMD-kit's compress_info[{j}] = {theirs.tolist()}, "
+                f"mlpot's rule (min_nbor_dist {comp['min_nbor_dist']:.6g} Å, davg/dstd) gives {mine_info.tolist()}"
+            )
+        mine = getattr(desc, f"compress_data_{key}").detach().to(torch.float64).numpy()
+        if mine.shape != datas[j].shape:
+            raise ModelError(f"{where}: compress_data[{j}] has shape {datas[j].shape}, mlpot's table {mine.shape}")
+        # compare a_k·Δ^k (coefficient k's contribution at the end of its interval of width Δ): a4, a5
+        # carry rounding noise ~ eps·|G|/Δ^k in any float64 tabulation, harmless in G itself
+        n0 = int(round((theirs[1] - theirs[0]) / step))
+        width = np.where(np.arange(mine.shape[0]) < n0, step, stride1)
+        powers = width[:, None, None] ** np.arange(6)[None, None, :]
+        ng = mine.shape[1] // 6
+        diff = np.abs(mine - datas[j]).reshape(-1, ng, 6) * powers
+        scale = max(float(np.abs(datas[j].reshape(-1, ng, 6)[..., 0]).max()), 1e-300)
+        max_dev = max(max_dev, float(diff.max()) / scale)
+    ted = comp.get("type_embd_data")
+    mine_ted = getattr(desc, "type_embd_data", None)
+    if (ted is None) != (mine_ted is None):
+        raise ModelError(f"{where}: the file {'has no' if ted is None else 'has a'} type_embd_data table, mlpot's "
+                         f"{desc.type_name} {'needs' if ted is None else 'has none'}")
+    max_dev_gate = 0.0
+    if ted is not None:
+        mt = mine_ted.detach().to(torch.float64).numpy()
+        if mt.shape != ted.shape:
+            raise ModelError(f"{where}: type_embd_data has shape {ted.shape}, mlpot's type-gate table {mt.shape}")
+        max_dev_gate = float(np.abs(mt - ted).max()) / max(float(np.abs(ted).max()), 1e-300)
+    # a float32 DeePMD-kit model tabulates in float32 (measured: 1.3e-5 from mlpot's float64 coefficients
+    # on the water se_e2_a model); mlpot keeps its own float64-built tables, cast to float32
+    tol = max(rtol, 1e-4) if desc.dtype != torch.float64 else rtol
+    if max_dev > tol or max_dev_gate > tol:
+        raise ModelError(
+            f"{where}: mlpot's tables rebuilt from the model's weights differ from the file's compress_data by "
+            f"{max_dev:.2e} (type_embd_data {max_dev_gate:.2e}) relative, more than {tol:g}; the file's tables do not "
+            "belong to its weights"
+        )
+    return {"max_rel_dev_tables": max_dev, "max_rel_dev_type_table": max_dev_gate, "n_tables": len(keys)}
 
 
 # --------------------------------------------------------------------------- PyTorch checkpoint → tree
@@ -679,10 +862,22 @@ def _load_atten_descriptor(t: "_Tree", model, d: dict, state: dict, new: dict, l
 
 
 def import_deepmd(path: str | os.PathLike, device: Any = None):
-    """Read a DeePMD-kit model file (.dp, .yaml, PyTorch checkpoint .pt) into an mlpot EnergyModel."""
+    """Read a DeePMD-kit model file (.dp, .yaml, PyTorch checkpoint .pt, frozen / compressed .pth) into an
+    mlpot EnergyModel; a compressed one comes back compressed (:func:`apply_deepmd_compression`, its
+    comparison in ``metadata["imported_from"]["compressed"]``)."""
     tree = read_deepmd_file(path)
-    model = model_from_tree(tree, f"DeePMD-kit model '{Path(path)}'", device)
-    model.metadata = {"imported_from": deepmd_source_info(tree, path)}
+    where = f"DeePMD-kit model '{Path(path)}'"
+    model = model_from_tree(tree, where, "cpu" if tree.get("deepmd_compression") else device)
+    info = deepmd_source_info(tree, path)
+    r_min = (tree.get("@variables") or {}).get("min_nbor_dist")
+    if r_min is not None and np.size(r_min) == 1 and np.isfinite(float(r_min)) and 0.0 < float(r_min) < float(model.rcut):
+        # DeePMD-kit's neighbor statistics of the training data (Å): what `mlpot compress` needs
+        model.min_nbor_dist = float(r_min)
+    if tree.get("deepmd_compression"):
+        info["compressed"] = apply_deepmd_compression(model, tree["deepmd_compression"], where)
+        if device is not None:
+            model = model.to(device)
+    model.metadata = {"imported_from": info}
     return model
 
 
@@ -963,5 +1158,6 @@ def export_deepmd(model, path: str | os.PathLike) -> Path:
 
 __all__ = [
     "read_deepmd_file", "model_config_from_tree", "model_from_tree", "import_deepmd", "model_to_tree",
-    "write_deepmd_file", "export_deepmd", "deepmd_source_info", "MAPPED_DESCRIPTORS", "EXPORT_SUFFIXES",
+    "write_deepmd_file", "export_deepmd", "deepmd_source_info", "apply_deepmd_compression", "MAPPED_DESCRIPTORS",
+    "EXPORT_SUFFIXES",
 ]
