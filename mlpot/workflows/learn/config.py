@@ -59,13 +59,14 @@ class ResourcesSpec(StrictModel):
 
     cores: int = Field(default=1, ge=1, description="CPU cores of the task")
     gpus: int = Field(default=0, ge=0, description="GPUs of the task")
-    mpi_ranks: int = Field(default=1, ge=1, description="MPI ranks (the labeller's own parallel code: set its command in kwargs)")
     walltime_s: Optional[float] = Field(default=None, gt=0, description="s; the task is ended (and failed) after it")
 
-    def to_engine(self) -> Any:
+    def to_engine(self, min_gpus: int = 0) -> Any:
+        """The engine's Resources (one process per task: a labeller's parallel code is started by the
+        calculator itself, e.g. its ``command`` in ``kwargs``, inside the task's cores)."""
         from mlpot.workflows.engine import Resources
 
-        return Resources(cores=self.cores, gpus=self.gpus, mpi_ranks=self.mpi_ranks, walltime_s=self.walltime_s)
+        return Resources(cores=self.cores, gpus=max(self.gpus, min_gpus), walltime_s=self.walltime_s)
 
 
 class LabellerConfig(StrictModel):

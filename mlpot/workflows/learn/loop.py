@@ -164,7 +164,8 @@ def round_a(cfg: LearnConfig, info: dict[str, Any], it: int, stage: int, systems
 
     base = _iter(it)
     seeds = cfg.member_seeds()
-    train_res = cfg.resources.train.to_engine()
+    gpu = 0 if cfg.device == "cpu" else 1  # a CUDA device: each training / MD task gets a GPU of its own
+    train_res = cfg.resources.train.to_engine(gpu)
     tasks, members = [], []
     for k in range(cfg.ensemble_size):
         name = f"{base}/train.{k}"
@@ -178,7 +179,7 @@ def round_a(cfg: LearnConfig, info: dict[str, Any], it: int, stage: int, systems
         tasks.append(Task(name, f"{TASKS}:train_member", params, (), train_res))
         members.append(name)
     st = cfg.stages[stage]
-    explore_res = cfg.resources.explore.to_engine()
+    explore_res = cfg.resources.explore.to_engine(gpu)
     runs, points = [], []
     r = 0
     for si, structure in enumerate(st.structures):
@@ -302,8 +303,8 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
             systems = systems_before(_store_names(store), it)
             tasks, names = round_a(cfg, info, it, stage, systems, previous, store)
             wf = session.run(tasks)
-            bad = {k: v for k, v in wf.failed.items() if k in names["members"] or k == names["select"]}
-            if bad:
+            if any(k in names["members"] or k == names["select"] for k in wf.failed):
+                bad = dict(wf.failed)  # every failure of the round (the cause, not only "skipped")
                 lines = "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
                 raise MlpotError(f"iteration {it}: {len(bad)} task(s) failed (finished tasks are kept in "
                                  f"{out / 'tasks'} and reused on the next run): {lines}")
