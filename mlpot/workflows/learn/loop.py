@@ -28,6 +28,7 @@ on stdout).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -237,13 +238,15 @@ def labelled_systems(it: int, stage: int, sel: dict[str, Any], labels: list[dict
         sym = atoms[0].get_chemical_symbols()
         types = np.array([type_map.index(s) for s in sym])
         virials = [lab["virial"] for _, lab in items]
+        positions = np.stack([a.positions for a in atoms])
+        energies = np.array([lab["energy"] for _, lab in items])
+        digest = hashlib.sha256(positions.tobytes() + energies.tobytes()).hexdigest()[:16]
         prov = {"mlpot_learn": {"iteration": it, "stage": stage, **points[run], "run": run,
                                 "md_steps": [int(r["step"]) for r, _ in items],
-                                "max_devi_f": [float(r["max_devi_f"]) for r, _ in items]}}
+                                "max_devi_f": [float(r["max_devi_f"]) for r, _ in items], "digest": digest}}
         systems.append(LabeledFrames(
-            type_map=type_map, atom_types=types, positions=np.stack([a.positions for a in atoms]),
-            cells=np.stack([a.cell.array for a in atoms]), pbc=np.asarray(atoms[0].pbc),
-            energies=np.array([lab["energy"] for _, lab in items]),
+            type_map=type_map, atom_types=types, positions=positions,
+            cells=np.stack([a.cell.array for a in atoms]), pbc=np.asarray(atoms[0].pbc), energies=energies,
             forces=np.stack([np.asarray(lab["forces"]) for _, lab in items]),
             virials=np.stack([np.asarray(v) for v in virials]) if all(v is not None for v in virials) else None,
             source=json.dumps(prov)))
@@ -252,11 +255,22 @@ def labelled_systems(it: int, stage: int, sel: dict[str, Any], labels: list[dict
 
 
 def append_labels(store: Path, it: int, systems: list[Any], names: list[str]) -> bool:
-    """Append the iteration's systems to ``data.h5`` unless a re-run finds them there; True if written."""
-    from mlpot.data.store import write_hdf5
+    """Append the iteration's systems to ``data.h5`` unless a re-run finds them there (then they must
+    be the same frames: ConfigError otherwise, e.g. after an input change that altered the picks);
+    True if written."""
+    from mlpot.data.store import HDF5Store, write_hdf5
 
-    present = [n for n in _store_names(store) if n.startswith(f"it{it:03d}.")]
-    if present or not systems:
+    with HDF5Store(store) as s:
+        present = {n: json.loads(s[n].origin).get("mlpot_learn", {}).get("digest")
+                   for n in s.names if n.startswith(f"it{it:03d}.")}
+    if present:
+        new = {n: json.loads(x.source)["mlpot_learn"]["digest"] for n, x in zip(names, systems)}
+        if new != present:
+            raise ConfigError(f"{store}: holds other labels of iteration {it} ({sorted(present)}) than this run "
+                              f"produced ({sorted(new)}): the input changed after they were appended; continue with "
+                              "the old input or start a new output_dir")
+        return False
+    if not systems:
         return False
     write_hdf5(store, systems, append=True, names=names)
     return True
