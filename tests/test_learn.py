@@ -243,3 +243,42 @@ def test_label_task_marks_failed_frames_and_journals(tmp_path: Path) -> None:
     journal["0"]["energy"] = 123.0  # a journalled frame is not recomputed
     (tmp_path / "labels.journal.json").write_text(json.dumps(journal))
     assert label(params, tmp_path, deps)["frames"][0]["energy"] == 123.0
+
+
+def test_append_labels_once_and_refuses_other_labels(tmp_path: Path) -> None:
+    """A re-run finding an iteration's labels in data.h5 skips the append when they are the same
+    frames and stops with one error when they are not (the input changed after the append)."""
+    from mlpot.data.frames import LabeledFrames
+    from mlpot.data.store import HDF5Store, write_hdf5
+    from mlpot.errors import ConfigError
+    from mlpot.workflows.learn.loop import append_labels, labelled_systems, systems_before
+
+    at = bulk("Cu", "fcc", a=3.61, cubic=True)
+    init = LabeledFrames(type_map=["Cu"], atom_types=np.zeros(4, int), positions=at.positions[None],
+                         cells=at.cell.array[None], pbc=[True] * 3, energies=[0.0], forces=np.zeros((1, 4, 3)))
+    store = tmp_path / "data.h5"
+    write_hdf5(store, [init], names=["init.000"])
+    images = []
+    for k in range(2):
+        a = at.copy()
+        a.positions += 0.01 * (k + 1)
+        images.append(a)
+    write(tmp_path / "c.extxyz", images)
+    sel = {"candidates_file": str(tmp_path / "c.extxyz"),
+           "picked": [{"run": 0, "frame": 3, "step": 30, "max_devi_f": 0.1}, {"run": 0, "frame": 4, "step": 40, "max_devi_f": 0.2}]}
+    points = [{"structure": "x", "ensemble": "nvt", "temperature_K": 300.0, "pressure_bar": None}]
+
+    def labels(e0: float) -> list:
+        return [{"index": i, "ok": True, "energy": e0 + i, "forces": np.zeros((4, 3)).tolist(), "virial": None}
+                for i in range(2)]
+
+    systems, names = labelled_systems(0, 0, sel, labels(-1.0), points, ["Cu"])
+    assert names == ["it000.000"] and append_labels(store, 0, systems, names)
+    assert not append_labels(store, 0, systems, names)  # the same labels again: nothing written
+    with HDF5Store(store) as s:
+        assert s.names == ["init.000", "it000.000"] and s["it000.000"].n_frames == 2
+        assert json.loads(s["it000.000"].origin)["mlpot_learn"]["md_steps"] == [30, 40]
+    assert systems_before(["init.000", "it000.000", "it001.000"], 1) == ["init.000", "it000.000"]
+    other, _ = labelled_systems(0, 0, sel, labels(-2.0), points, ["Cu"])
+    with pytest.raises(ConfigError, match="other labels of iteration 0"):
+        append_labels(store, 0, other, names)
