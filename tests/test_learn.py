@@ -282,3 +282,24 @@ def test_append_labels_once_and_refuses_other_labels(tmp_path: Path) -> None:
     other, _ = labelled_systems(0, 0, sel, labels(-2.0), points, ["Cu"])
     with pytest.raises(ConfigError, match="other labels of iteration 0"):
         append_labels(store, 0, other, names)
+
+
+def test_partial_outputs_of_other_params_are_not_continued(tmp_path: Path) -> None:
+    """A task folder re-used by a task whose params changed (another hash in task.json) starts again:
+    the label journal of the old params is dropped."""
+    from mlpot.workflows.learn.tasks import label
+
+    at = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    at.positions += np.random.default_rng(0).normal(0, 0.05, at.positions.shape)
+    write(tmp_path / "candidates.extxyz", [at])
+    params = {"select": "s", "indices": [0], "calculator": "ase.calculators.emt:EMT", "kwargs": {}, "stress": False}
+    deps = {"s": {"candidates_file": str(tmp_path / "candidates.extxyz")}}
+    (tmp_path / "task.json").write_text(json.dumps({"hash": "a"}))
+    e = label(params, tmp_path, deps)["frames"][0]["energy"]
+    journal = json.loads((tmp_path / "labels.journal.json").read_text())
+    assert journal["task_hash"] == "a"
+    journal["0"]["energy"] = 123.0
+    (tmp_path / "labels.journal.json").write_text(json.dumps(journal))
+    assert label(params, tmp_path, deps)["frames"][0]["energy"] == 123.0  # same task: continued
+    (tmp_path / "task.json").write_text(json.dumps({"hash": "b"}))
+    assert label(params, tmp_path, deps)["frames"][0]["energy"] == pytest.approx(e, abs=1e-12)  # other params: redone

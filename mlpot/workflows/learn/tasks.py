@@ -41,6 +41,24 @@ def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=1))
 
 
+def _task_hash(workdir: Path) -> str:
+    """The hash of the task running in ``workdir`` (from the engine's task.json; "" outside the engine)."""
+    try:
+        return str(json.loads((Path(workdir) / "task.json").read_text()).get("hash", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def _own_partial(marker: Path, workdir: Path) -> bool:
+    """Whether the partial outputs next to ``marker`` were left by THIS task (same hash): a task
+    re-run after its params changed (new hash, same folder) must not continue another one's work."""
+    current = _task_hash(workdir)
+    try:
+        return marker.read_text().strip() == current
+    except OSError:
+        return False
+
+
 # ------------------------------------------------------------------------------------------ training
 def member_config(tree: Mapping[str, Any], data: list[str], seed: int, numb_steps: Optional[int]) -> dict[str, Any]:
     """The training input of one member: the user's tree with ``training_data.systems = data``, the
@@ -84,7 +102,14 @@ def train_member(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -
                       base_dir=params["base_dir"])
     out = workdir / "train"
     ckpt = out / (Path(cfg.training.save_ckpt).name + ".pt")
-    restart = str(ckpt) if ckpt.is_file() else None  # a killed task continues from its checkpoint
+    marker = out / ".task_hash"
+    # a killed task continues from its checkpoint; a checkpoint of other params is replaced
+    restart = str(ckpt) if ckpt.is_file() and _own_partial(marker, workdir) else None
+    if restart is None:
+        from mlpot.workflows.worker import write_atomic
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(marker, _task_hash(workdir) + "\n")
     init = None if restart else params.get("init_model")
     trainer = Trainer.from_config(cfg, output_dir=out, device=params["device"], restart=restart, init_model=init,
                                   quiet=False, overwrite=restart is None)
@@ -294,6 +319,9 @@ def label(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dict[
     cfile = deps[params["select"]]["candidates_file"]
     journal_path = workdir / "labels.journal.json"
     journal: dict[str, Any] = json.loads(journal_path.read_text()) if journal_path.is_file() else {}
+    if journal.pop("task_hash", None) != _task_hash(workdir):
+        journal = {}  # another task's labels (its params changed): start again
+    journal["task_hash"] = _task_hash(workdir)
     for i in params["indices"]:
         key = str(i)
         if key in journal:
