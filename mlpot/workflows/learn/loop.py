@@ -265,7 +265,8 @@ def append_labels(store: Path, it: int, systems: list[Any], names: list[str]) ->
                    for n in s.names if n.startswith(f"it{it:03d}.")}
     if present:
         new = {n: json.loads(x.source)["mlpot_learn"]["digest"] for n, x in zip(names, systems)}
-        if new != present:
+        known = {n: d for n, d in present.items() if d is not None}  # (no digest: written before digests)
+        if set(new) != set(present) or any(new[n] != d for n, d in known.items()):
             raise ConfigError(f"{store}: holds other labels of iteration {it} ({sorted(present)}) than this run "
                               f"produced ({sorted(new)}): the input changed after they were appended; continue with "
                               "the old input or start a new output_dir")
