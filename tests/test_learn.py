@@ -106,7 +106,7 @@ def campaign(tmp: Path, **over) -> Path:
     (tmp / "train.json").write_text(json.dumps(TRAIN))
     cfg = {"init_data": ["init.extxyz"], "training": "train.json", "ensemble_size": 2,
            "f_trust_lo": 1e-4, "f_trust_hi": 50.0, "candidates_per_iteration": 4, "duplicate_tolerance": 1e-6,
-           "fine_tune": {"numb_steps": 10},
+           "fine_tune": {"numb_steps": 10, "start_lr": 0.002, "start_pref_e": 0.5},
            "stages": [{"structures": ["fcc32.extxyz"], "ensemble": "nvt", "temperatures": [300], "steps": 40,
                        "traj_every": 10, "max_iterations": 2}],
            "max_iterations": 2, "accurate_target": 0.99,

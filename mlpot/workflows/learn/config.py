@@ -95,6 +95,20 @@ class FineTuneConfig(StrictModel):
     """From iteration 1 on, member k starts from iteration i−1's member k (``--init-model``)."""
 
     numb_steps: int = Field(ge=1, description="training steps of a fine-tuning (instead of training.numb_steps)")
+    start_lr: Optional[float] = Field(default=None, gt=0, description="learning_rate.start_lr of a fine-tuning "
+                                                                      "(default: the training input's)")
+    start_pref_e: Optional[float] = Field(default=None, ge=0, description="loss.start_pref_e of a fine-tuning")
+    start_pref_f: Optional[float] = Field(default=None, ge=0, description="loss.start_pref_f of a fine-tuning")
+
+    def overrides(self) -> dict[str, dict[str, float]]:
+        """The ``learning_rate`` / ``loss`` keys a fine-tuning changes (DP-GEN's training_reuse_* keys)."""
+        out: dict[str, dict[str, float]] = {}
+        if self.start_lr is not None:
+            out["learning_rate"] = {"start_lr": self.start_lr}
+        for key in ("start_pref_e", "start_pref_f"):
+            if getattr(self, key) is not None:
+                out.setdefault("loss", {})[key] = getattr(self, key)
+        return out
 
 
 class StageConfig(StrictModel):

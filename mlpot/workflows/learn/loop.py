@@ -80,6 +80,9 @@ def check_inputs(cfg: LearnConfig) -> dict[str, Any]:
     where = cfg.training if isinstance(cfg.training, str) else "training"
     try:
         tcfg = load_config(member_config(tree, list(cfg.init_data), 1, None), base_dir=base_dir)
+        if cfg.fine_tune is not None:
+            load_config(member_config(tree, list(cfg.init_data), 1, cfg.fine_tune.numb_steps,
+                                      cfg.fine_tune.overrides()), base_dir=base_dir)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     type_map = list(tcfg.model.type_map)
@@ -177,6 +180,8 @@ def round_a(cfg: LearnConfig, info: dict[str, Any], it: int, stage: int, systems
             prev = previous[f"{_iter(it - 1)}/train.{k}"]
             params.update(numb_steps=cfg.fine_tune.numb_steps, init_model=prev["model"],
                           init_model_sha256=prev["model_sha256"])
+            if cfg.fine_tune.overrides():
+                params["overrides"] = cfg.fine_tune.overrides()
         tasks.append(Task(name, f"{TASKS}:train_member", params, (), train_res))
         members.append(name)
     st = cfg.stages[stage]

@@ -60,11 +60,15 @@ def _own_partial(marker: Path, workdir: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ training
-def member_config(tree: Mapping[str, Any], data: list[str], seed: int, numb_steps: Optional[int]) -> dict[str, Any]:
+def member_config(tree: Mapping[str, Any], data: list[str], seed: int, numb_steps: Optional[int],
+                  overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict[str, Any]:
     """The training input of one member: the user's tree with ``training_data.systems = data``, the
     member's seed for the batches and for the descriptor and fitting initialisation, and
-    ``numb_steps`` when given (fine-tuning)."""
+    ``numb_steps`` and ``overrides`` (section → keys, e.g. ``{"learning_rate": {"start_lr": 1e-4}}``)
+    when given (fine-tuning)."""
     cfg = json.loads(json.dumps(dict(tree)))
+    for section, keys in (overrides or {}).items():
+        cfg.setdefault(section, {}).update(dict(keys))
     tr = cfg.setdefault("training", {})
     td = dict(tr.get("training_data") or {})
     td["systems"] = list(data)
@@ -98,8 +102,8 @@ def train_member(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -
     if names != sorted(params["systems"]):
         raise DataError(f"{params['data']}: expected the systems {sorted(params['systems'])} for this iteration's "
                         f"training, found {names}; the dataset was changed outside mlpot learn (start a new output_dir)")
-    cfg = load_config(member_config(params["training"], [params["data"]], params["seed"], params.get("numb_steps")),
-                      base_dir=params["base_dir"])
+    cfg = load_config(member_config(params["training"], [params["data"]], params["seed"], params.get("numb_steps"),
+                                    params.get("overrides")), base_dir=params["base_dir"])
     out = workdir / "train"
     ckpt = out / (Path(cfg.training.save_ckpt).name + ".pt")
     marker = out / ".task_hash"
