@@ -85,6 +85,14 @@ def check_inputs(cfg: LearnConfig) -> dict[str, Any]:
                                       cfg.fine_tune.overrides()), base_dir=base_dir)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    from mlpot.config import parse_auto_sel
+
+    if parse_auto_sel(getattr(tcfg.model.descriptor, "sel", None)) is not None:
+        import sys
+
+        print(f"mlpot learn: note: {where}: model.descriptor.sel 'auto' is resolved from the initial data only; "
+              "explored configurations may hold more neighbours (the run then stops at that frame, its error in "
+              "results.json): an explicit sel with a margin is safer", file=sys.stderr)
     type_map = list(tcfg.model.type_map)
     if cfg.type_map is not None and list(cfg.type_map) != type_map:
         raise ConfigError(f"type_map {list(cfg.type_map)}: expected the training input's model.type_map {type_map}")
