@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -70,12 +70,17 @@ def fingerprint_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def pick_candidates(candidates: Sequence[Sequence[int]], n: int, seed: int = 0,
                     fingerprints: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None,
-                    tolerance: float = 0.0) -> list[tuple[int, int]]:
+                    tolerance: float = 0.0,
+                    fingerprint_fn: Optional[Callable[[int, int], np.ndarray]] = None) -> list[tuple[int, int]]:
     """At most ``n`` (trajectory, frame) pairs out of ``candidates[t]`` (the candidate frame indices of
     trajectory t), spread over the trajectories: each trajectory's candidates in a random order
-    (``seed``), then one from each trajectory in turn. With ``fingerprints[t][frame]`` and
-    ``tolerance`` > 0 a frame within ``tolerance`` (:func:`fingerprint_distance`) of one already
-    picked is skipped (a near-duplicate). Deterministic for a given seed."""
+    (``seed``), then one from each trajectory in turn. With ``fingerprints[t][frame]`` (or
+    ``fingerprint_fn(t, frame)``, called only for the frames considered) and ``tolerance`` > 0 a frame
+    within ``tolerance`` (:func:`fingerprint_distance`) of one already picked is skipped (a
+    near-duplicate). Deterministic for a given seed."""
+    if fingerprints is not None and fingerprint_fn is None:
+        def fingerprint_fn(t: int, f: int) -> Optional[np.ndarray]:
+            return fingerprints[t][f]
     rng = np.random.default_rng(seed)
     queues = [list(rng.permutation(np.asarray(c, dtype=np.int64))) for c in candidates]
     picked: list[tuple[int, int]] = []
@@ -86,7 +91,7 @@ def pick_candidates(candidates: Sequence[Sequence[int]], n: int, seed: int = 0,
                 break
             while q:
                 f = int(q.pop(0))
-                fp = None if fingerprints is None else fingerprints[t][f]
+                fp = None if (fingerprint_fn is None or tolerance <= 0) else fingerprint_fn(t, f)
                 if fp is not None and tolerance > 0 and any(fingerprint_distance(fp, k) < tolerance for k in kept):
                     continue  # a near-duplicate of a picked frame: try this trajectory's next one
                 picked.append((t, f))

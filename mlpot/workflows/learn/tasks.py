@@ -230,25 +230,21 @@ def select(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -> dict
     workdir = Path(workdir)
     lo, hi = float(params["f_trust_lo"]), float(params["f_trust_hi"])
     runs = [deps[name] for name in params["explorations"]]
-    per_run, cand_idx, fps, images = [], [], [], []
+    per_run, cand_idx, images = [], [], []
     for name, run, meta in zip(params["explorations"], runs, params["state_points"]):
         cls = classify(run["max_devi_f"], lo, hi)
         c = counts(cls)
         per_run.append({"task": name, **meta, **c, "n_frames": int(run["n_frames"]), "error": run.get("error")})
         idx = np.nonzero(cls == 1)[0]
         cand_idx.append(idx)
-        frames = read(run["traj"], index=":") if run.get("traj") and idx.size else []
-        images.append(frames)
-        if params.get("tolerance", 0) > 0 and idx.size:
-            fp: list = [None] * len(frames)
-            for f in idx:
-                a = frames[f]
-                fp[f] = radial_fingerprint(a.positions, a.cell.array, a.pbc, a.get_chemical_symbols(),
-                                           rcut=params.get("fingerprint_rcut", 6.0))
-            fps.append(fp)
-        else:
-            fps.append([None] * max(len(frames), 1))
-    picked = pick_candidates(cand_idx, int(params["n"]), seed=int(params["seed"]), fingerprints=fps,
+        images.append(read(run["traj"], index=":") if run.get("traj") and idx.size else [])
+
+    def fingerprint(t: int, f: int) -> np.ndarray:
+        a = images[t][f]
+        return radial_fingerprint(a.positions, a.cell.array, a.pbc, a.get_chemical_symbols(),
+                                  rcut=params.get("fingerprint_rcut", 6.0))
+
+    picked = pick_candidates(cand_idx, int(params["n"]), seed=int(params["seed"]), fingerprint_fn=fingerprint,
                              tolerance=float(params.get("tolerance", 0)))
     out_images, rows = [], []
     for t, f in picked:
