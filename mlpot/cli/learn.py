@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_learn_config(args.input)
     if args.device:
         cfg = cfg.model_copy(update={"device": args.device})
-    run_learn(cfg, progress=not args.quiet, max_workers=args.workers)
+    run_learn(cfg, progress=not args.quiet, max_workers=args.workers,
+              echo=lambda line: print(line, flush=True))  # one line per iteration, at once in a log file too
     return 0

@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from mlpot.atomic_io import atomic_path
 from mlpot.errors import ConfigError, MlpotError
 from mlpot.workflows.learn.config import LearnConfig
 
@@ -378,7 +379,8 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
     (out / "models").mkdir(exist_ok=True)
     for k, m in enumerate(last_members):
         dst = out / "models" / f"model.{k}.pt"
-        shutil.copyfile(previous[m]["model"], dst)  # type: ignore[index]
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(previous[m]["model"], tmp)  # type: ignore[index]
         final.append(str(dst.resolve()))
     data = report.write_outputs(cfg, out, records, status=status, final_models=final)
     echo(report.final_line(data))
