@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-deepmd": ("mlpot.cli.deepmd:export_deepmd", "export an mlpot model as DeePMD-kit .dp/.yaml (then dp convert-backend)"),
     "md": ("mlpot.cli.md", "molecular dynamics with md_engine from a YAML input (NVE/NVT/NPT, LJ or a model)"),
     "phase": ("mlpot.cli.phase", "phase diagram from free energies (Frenkel-Ladd/Uhlenbeck-Ford + reversible scaling)"),
+    "learn": ("mlpot.cli.learn", "concurrent learning: ensemble, MD exploration, labelling with an ASE calculator, retrain (DP-GEN loop)"),
 }
 
 

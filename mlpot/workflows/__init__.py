@@ -8,6 +8,8 @@ never imports it.
 * :mod:`mlpot.workflows.cluster`: the ``cluster:`` section (:class:`ClusterConfig`, SLURM/PBS/LSF
   → Parsl providers).
 * :mod:`mlpot.workflows.worker`: ``python -m mlpot.workflows.worker TASKDIR`` (one task).
+* campaigns built on it: :mod:`mlpot.workflows.phase` (``mlpot phase``), :mod:`mlpot.workflows.learn`
+  (``mlpot learn``, concurrent learning).
 
 Parsl is imported only when a workflow runs (or a cluster config is mapped).
 """

@@ -1,4 +1,4 @@
-"""The generic task layer of mlpot's campaigns (phase diagrams, later concurrent learning): a list of
+"""The generic task layer of mlpot's campaigns (phase diagrams, concurrent learning): a list of
 :class:`Task` s with dependencies, each run in its own process and folder, resumable, on this
 machine or a cluster through Parsl.
 
