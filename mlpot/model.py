@@ -51,7 +51,6 @@ from mlpot.device import resolve_device
 from mlpot.errors import ConfigError, ModelError
 from mlpot.fitting import EnergyFitting
 from mlpot.neighbors import NeighborList, pair_vectors, neighbor_list
-from mlpot.nn import input_gradients_only
 
 
 def default_device() -> torch.device:
@@ -472,11 +471,9 @@ def _evaluate_chunked(
             rij = pair_vectors(positions, cells, frame_index, part)
             if need_grad and not rij.requires_grad:
                 rij.requires_grad_(True)
-            # forces only: the fitting nets may skip their weight gradients (mlpot.nn.input_gradients_only)
-            with input_gradients_only() if need_grad and not create_graph else contextlib.nullcontext():
-                out = model.energy_from_edges(
-                    rij, atom_types, frame_index, part.centers, part.neighbors, n_frames, center_range=(bounds[k], bounds[k + 1])
-                )
+            out = model.energy_from_edges(
+                rij, atom_types, frame_index, part.centers, part.neighbors, n_frames, center_range=(bounds[k], bounds[k + 1])
+            )
             if need_grad:
                 (g,) = torch.autograd.grad(
                     out["energy"].sum(), rij, create_graph=create_graph, retain_graph=create_graph, allow_unused=True

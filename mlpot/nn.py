@@ -16,18 +16,9 @@ Parameter names are stable for weight import: ``layers.<k>.matrix`` (n_in, n_out
 ``torch.nn.Linear``'s (out, in)), ``layers.<k>.bias``, ``layers.<k>.idt``.
 Initialisation follows DeePMD-kit's PyTorch default: matrix ~ N(0, 1/√(n_in+n_out)), bias ~ N(0, 1),
 idt ~ N(0.1, 0.001).
-
-Forces need only the input gradient of the fitting net. Inside :func:`input_gradients_only` (entered by
-:func:`mlpot.model.evaluate` when it differentiates the energy once, with respect to the pair vectors)
-a tanh fitting net runs as one :class:`_FittingInputGrad` op: the forward keeps each layer's tanh
-output a, the backward is one GEMM per layer, ``dx = ((dy·idt)·(1 − a²)) Wᵀ + skip(dy)``, with no
-autograd graph of its own and no weight gradients (so none can be asked for inside the context).
 """
 
 from __future__ import annotations
-
-import contextlib
-import threading
 
 import math
 from typing import Optional, Sequence
@@ -192,55 +183,6 @@ class EmbeddingNet(torch.nn.Module):
         return x
 
 
-_INPUT_GRAD_ONLY = threading.local()
-
-
-@contextlib.contextmanager
-def input_gradients_only():
-    """Within: fitting nets may skip their weight gradients (only dE/d(input) is ever asked for, once,
-    without ``create_graph``); see the module docstring."""
-    prev = getattr(_INPUT_GRAD_ONLY, "on", False)
-    _INPUT_GRAD_ONLY.on = True
-    try:
-        yield
-    finally:
-        _INPUT_GRAD_ONLY.on = prev
-
-
-class _FittingInputGrad(torch.autograd.Function):
-    """y = FittingNet(x) (tanh hidden layers, linear output) with an explicit input-only backward."""
-
-    @staticmethod
-    def forward(ctx, x, net):  # type: ignore[override]
-        acts = []
-        for layer in net.layers[:-1]:
-            a = torch.tanh(torch.addmm(layer.bias, x, layer.matrix))
-            acts.append(a)
-            y = a if layer.idt is None else a * layer.idt
-            if layer.skip:
-                y = y + (x if layer.n_out == layer.n_in else torch.cat([x, x], dim=-1))
-            x = y
-        last = net.layers[-1]
-        ctx.acts, ctx.net = acts, net
-        return torch.addmm(last.bias, x, last.matrix)
-
-    @staticmethod
-    def backward(ctx, dy):  # type: ignore[override]
-        if torch.is_grad_enabled():
-            raise RuntimeError("fitting net: the input-gradient-only op is not twice differentiable (create_graph)")
-        net, acts = ctx.net, ctx.acts
-        d = torch.mm(dy, net.layers[-1].matrix.t())
-        for layer, a in zip(reversed(net.layers[:-1]), reversed(acts)):
-            dz = d if layer.idt is None else d * layer.idt
-            dz = dz * (1.0 - a * a)
-            dx = torch.mm(dz, layer.matrix.t())
-            if layer.skip:
-                dx = dx + (d if layer.n_out == layer.n_in else d[:, : layer.n_in] + d[:, layer.n_in :])
-            d = dx
-        ctx.acts = None
-        return d, None
-
-
 class FittingNet(torch.nn.Module):
     """Fitting net: residual hidden layers ``neuron`` then a linear layer to ``out_dim``.
 
@@ -265,14 +207,8 @@ class FittingNet(torch.nn.Module):
         ]
         layers.append(DPLayer(dims[-1], out_dim, "linear", False, False, dtype, generator))
         self.layers = torch.nn.ModuleList(layers)
-        self._tanh = all(layer.activation_function == "tanh" for layer in layers[:-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            self._tanh and x.ndim == 2 and x.requires_grad and torch.is_grad_enabled()
-            and getattr(_INPUT_GRAD_ONLY, "on", False)
-        ):
-            return _FittingInputGrad.apply(x, self)
         for layer in self.layers:
             x = layer(x)
         return x
