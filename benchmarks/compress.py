@@ -88,11 +88,19 @@ def worker_mlpot(box: str, variant: str, precision: str) -> None:
         if tab.active_backend(torch.device("cpu")) != "compile":
             common.emit({"error": "torch.compile failed; fell back to eager"})
             return
-    times = common.time_calls(full, **timing_plan(natoms))
+    cpu: list[float] = []
+
+    def timed():
+        c0 = time.process_time()
+        full()
+        cpu.append(time.process_time() - c0)
+
+    times = common.time_calls(timed, **timing_plan(natoms))
+    cpu = cpu[-len(times):]  # the timed calls (not the warm-up ones)
     peak = common.peak_rss_gib()
     common.emit({
         "code": "mlpot", "variant": variant, "precision": precision, "natoms": natoms,
-        "threads": torch.get_num_threads(), "t_full": times, "t_first": t_first, "t_compile": t_compile,
+        "threads": torch.get_num_threads(), "t_full": times, "t_cpu": cpu, "t_first": t_first, "t_compile": t_compile,
         "peak_gib": peak, "delta_kib_per_atom": (peak - base) * 2**20 / natoms,
         "energy_per_atom": float(res["energy"][0]) / natoms,
     })
@@ -168,7 +176,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, nargs="+", default=[2, 4], help="box replications per direction (2: 1,536 atoms, 4: 12,288)")
     p.add_argument("--precision", nargs="+", default=["float64", "float32"])
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--baseline", default=None, help="another mlpot checkout (e.g. main): its variants run as code 'base', interleaved")
+    p.add_argument("--rounds", type=int, default=1, help="repeat every (size, precision, threads) block this often (ABAB)")
     p.add_argument("--variants", nargs="+", default=["mlpot:plain", "mlpot:eager", "mlpot:compile", "deepmd:plain", "deepmd:compressed"])
     p.add_argument("--dp-python", default=DP_PYTHON)
     p.add_argument("--workdir", default=common.WORKDIR_DEFAULT)
@@ -188,59 +198,77 @@ def main() -> int:
         worker_deepmd(args.box, args.dp_model, args.variant, args.prec)
         return 0
 
-    info = common.print_header("cpu", args.threads)
+    info = common.print_header("cpu", args.threads[0])
+    info["baseline"] = args.baseline
     info["dp_python"] = args.dp_python
     print(f"# {info['uptime']}")
-    env = common.thread_env(args.threads)
     tmp = common.tmpdir()
     me = str(Path(__file__).resolve())
     dp_models = {}
     if any(v.startswith("deepmd") for v in args.variants):
         for prec in args.precision:
             try:
-                dp_models[prec] = ensure_dp_models(Path(args.workdir), args.dp_python, args.threads, prec)
+                dp_models[prec] = ensure_dp_models(Path(args.workdir), args.dp_python, args.threads[0], prec)
             except SystemExit as exc:
                 print(f"# DeePMD-kit models ({prec}) not made: {str(exc)[:300]}")
     rows = []
-    print(f"{'atoms':>7} {'prec':>8} {'variant':>18} | {'us/atom-step':>12} {'first call s':>12} {'peak GiB':>8} {'KiB/atom':>8}")
+    print(f"{'atoms':>7} {'prec':>8} {'thr':>3} {'variant':>18} | {'us/atom-step':>12} {'cpu us/atom':>11} {'first call s':>12} {'peak GiB':>8} {'KiB/atom':>8}")
+    specs = list(args.variants)
+    if args.baseline:  # before (baseline) and after (this checkout), alternating
+        specs = [x for v in args.variants for x in ([v, "base:" + v.split(":")[1]] if v.startswith("mlpot:") else [v])]
     for reps in args.reps:
         box = tmp / f"box{reps}.npz"
         natoms = common.write_box(reps, box)["natoms"]
         for prec in args.precision:
-            for spec in args.variants:
-                code, variant = spec.split(":")
-                wenv = env
-                if code == "mlpot":  # this checkout's mlpot, not the one installed in the venv
-                    wenv = dict(env, PYTHONPATH=str(common.ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-                    argv = [sys.executable, me, "--worker", "mlpot", "--box", str(box), "--variant", variant, "--prec", prec]
-                else:
-                    if prec not in dp_models:
-                        continue
-                    model = dp_models[prec][0 if variant == "plain" else 1]
-                    wenv = dp_env(args.threads)
-                    argv = [args.dp_python, me, "--worker", "deepmd", "--box", str(box), "--variant", variant,
-                            "--prec", prec, "--dp-model", str(model)]
-                load0 = common.loadavg()
-                res = common.run_worker(argv, wenv, args.timeout, args.mem_limit)
-                res.update(natoms=natoms, precision=prec, code=code, variant=variant, load_before=load0, load_after=common.loadavg())
-                if "t_full" in res:
-                    res["us_per_atom"] = common.median(res["t_full"]) * 1e6 / natoms
-                rows.append(res)
-                print(f"{natoms:>7} {prec:>8} {code + ':' + variant:>18} | {common.fmt(res.get('us_per_atom')):>12}"
-                      f" {common.fmt(res.get('t_first'), '.1f'):>12} {common.fmt(res.get('peak_gib'), '.2f'):>8}"
-                      f" {common.fmt(res.get('delta_kib_per_atom'), '.1f'):>8}"
-                      + (f"   {res['error']}" if "error" in res else ""), flush=True)
-    # ratios within each (size, precision)
-    print("# ratios (us/atom-step): plain/compressed per code, mlpot compressed / DeePMD-kit compressed")
+            for threads in args.threads:
+                env = common.thread_env(threads)
+                for rnd in range(args.rounds):
+                    for spec in specs:
+                        code, variant = spec.split(":")
+                        if code in ("mlpot", "base"):  # this checkout's mlpot (or the baseline's), not the venv's
+                            tree = str(common.ROOT) if code == "mlpot" else str(Path(args.baseline).resolve())
+                            wenv = dict(env, PYTHONPATH=tree + os.pathsep + env.get("PYTHONPATH", ""))
+                            argv = [sys.executable, me, "--worker", "mlpot", "--box", str(box), "--variant", variant, "--prec", prec]
+                        else:
+                            if prec not in dp_models:
+                                continue
+                            model = dp_models[prec][0 if variant == "plain" else 1]
+                            wenv = dp_env(threads)
+                            argv = [args.dp_python, me, "--worker", "deepmd", "--box", str(box), "--variant", variant,
+                                    "--prec", prec, "--dp-model", str(model)]
+                        load0 = common.loadavg()
+                        res = common.run_worker(argv, wenv, args.timeout, args.mem_limit)
+                        res.update(natoms=natoms, precision=prec, code=code, variant=variant, threads=threads, round=rnd,
+                                   load_before=load0, load_after=common.loadavg())
+                        if "t_full" in res:
+                            res["us_per_atom"] = common.median(res["t_full"]) * 1e6 / natoms
+                        if res.get("t_cpu"):
+                            res["cpu_us_per_atom"] = common.median(res["t_cpu"]) * 1e6 / natoms
+                        rows.append(res)
+                        print(f"{natoms:>7} {prec:>8} {threads:>3} {code + ':' + variant:>18} | {common.fmt(res.get('us_per_atom')):>12}"
+                              f" {common.fmt(res.get('cpu_us_per_atom')):>11}"
+                              f" {common.fmt(res.get('t_first'), '.1f'):>12} {common.fmt(res.get('peak_gib'), '.2f'):>8}"
+                              f" {common.fmt(res.get('delta_kib_per_atom'), '.1f'):>8}"
+                              + (f"   {res['error']}" if "error" in res else ""), flush=True)
+    # ratios within each (size, precision, threads), medians over the rounds
+    print("# ratios (us/atom-step, median over rounds): plain/compressed, after/before (base), mlpot compressed / DeePMD-kit compressed")
+
+    def pick(natoms, prec, threads, code, variant, key="us_per_atom"):
+        vals = [r.get(key) for r in rows if r["natoms"] == natoms and r["precision"] == prec and r["threads"] == threads
+                and r["code"] == code and r["variant"] == variant and r.get(key)]
+        return common.median(vals) if vals else None
+
     for reps in args.reps:
+        na = 192 * reps**3
         for prec in args.precision:
-            sel = {(r["code"], r["variant"]): r.get("us_per_atom") for r in rows
-                   if r["precision"] == prec and r["natoms"] == 192 * reps**3}
-            best = min([v for k, v in sel.items() if k[0] == "mlpot" and k[1] != "plain" and v] or [float("nan")])
-            mp, dpp, dpc = sel.get(("mlpot", "plain")), sel.get(("deepmd", "plain")), sel.get(("deepmd", "compressed"))
-            print(f"# {192 * reps**3} atoms {prec}: mlpot plain/best-compressed {common.fmt(mp / best if mp else None, '.2f')}, "
-                  f"DeePMD plain/compressed {common.fmt(dpp / dpc if dpp and dpc else None, '.2f')}, "
-                  f"mlpot best-compressed / DeePMD compressed {common.fmt(best / dpc if dpc else None, '.2f')}")
+            for threads in args.threads:
+                mp, me_, mc = (pick(na, prec, threads, "mlpot", v) for v in ("plain", "eager", "compile"))
+                bp, be, bc = (pick(na, prec, threads, "base", v) for v in ("plain", "eager", "compile"))
+                dpc = pick(na, prec, threads, "deepmd", "compressed")
+                best = min([v for v in (me_, mc) if v] or [float("nan")])
+                r = lambda a, b: common.fmt(a / b if a and b else None, ".2f")  # noqa: E731
+                print(f"# {na} atoms {prec} {threads} thr: plain/best-compressed {r(mp, best)}; after/before plain {r(mp, bp)},"
+                      f" eager {r(me_, be)}, compile {r(mc, bc)}; best-compressed / DeePMD compressed {r(best, dpc)}")
     print(f"# {common.uptime_line()}")
     if args.json:
         common.write_json(args.json, {"info": info, "rows": rows})

@@ -406,25 +406,26 @@ def test_backend_choice_and_clean_fallback(water, monkeypatch, caplog):
 
 
 def test_kernel_path_math_and_backward_fallback(water, monkeypatch, caplog):
-    """The compile back-end's kernels, run uncompiled (plain torch ops), equal the eager evaluation;
-    a backward kernel that fails falls back to the eager backward for that call and after."""
+    """The compile back-end's value kernel, run uncompiled (plain torch ops), equals the eager
+    evaluation; a kernel that fails falls back to the eager evaluation for that call and after."""
     _, cmp_ = compressed_pair("se_e2_a")
     try:
         tab.set_backend("eager")
         a = evaluate(cmp_, *frame(water), PBC)
-        monkeypatch.setitem(tab._BACKEND, "kernels", (tab._kernel_forward, tab._kernel_backward))
+        monkeypatch.setitem(tab._BACKEND, "kernels", (tab._kernel_values,))
         tab.set_backend("compile")
         b = evaluate(cmp_, *frame(water), PBC)
         assert float((a["forces"] - b["forces"]).abs().max()) < 1e-13
         assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12
 
-        def broken_backward(*args):
+        def broken_kernel(*args):
             raise RuntimeError("inductor failed")
 
-        monkeypatch.setitem(tab._BACKEND, "kernels", (tab._kernel_forward, broken_backward))
+        monkeypatch.setitem(tab._BACKEND, "kernels", (broken_kernel,))
         with caplog.at_level("WARNING", logger="mlpot"):
             c = evaluate(cmp_, *frame(water), PBC)
         assert tab.active_backend(torch.device("cpu")) == "eager"
+        assert any("torch.compile of the table kernels failed" in r.message for r in caplog.records)
         assert float((a["forces"] - c["forces"]).abs().max()) < 1e-13
     finally:
         tab.set_backend("auto")

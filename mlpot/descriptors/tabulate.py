@@ -23,12 +23,12 @@ Evaluation works on a *flat* coefficient-major copy of all tables, ``(Σ nspline
 (interval, power). Per edge only 6 rows are used, with weights ``w_k = t^k (+ δ·k·t^{k−1}
 beyond the table)``, so ``G = Σ_k w_k C[row_k]`` is an ``embedding_bag`` with per-sample weights and
 ``dG/ds̃ = Σ_k k t^{k−1} C[row_k]`` another. :func:`tabulated_contract` evaluates
-``A_i = Σ_j R̃_j ⊗ G(s̃_j)`` per center atom in blocks of atoms with its own backward (recomputing G and
-G′ instead of saving them), so no (pairs × ng) tensor is kept for the backward pass and the
-transient ones are bounded by the block size. The same op has a second back-end, torch.compile of two
-block kernels (:func:`_kernel_forward`, :func:`_kernel_backward`: gather, polynomial and contraction
-in one loop, G never stored), chosen by :func:`set_backend` / ``MLPOT_TABULATE_BACKEND`` with a clean
-fall-back to the eager one.
+``A_i = Σ_j R̃_j ⊗ G(s̃_j)`` per center atom in blocks of atoms with its own backward: the forward
+pass reads each edge's 6 coefficient rows once for both G and G′ (one embedding_bag of 12 weighted
+rows per edge) and keeps them (2·ng values per edge, bounded by the chunked evaluation), so the
+backward is one bmm per block and never touches the tables. The same op has a second back-end for
+G and G′, torch.compile of :func:`_kernel_values` (gathers and both sums in one loop), chosen by
+:func:`set_backend` / ``MLPOT_TABULATE_BACKEND`` with a clean fall-back to the eager one.
 """
 
 from __future__ import annotations
@@ -245,18 +245,22 @@ class _Block:
     """One block of consecutive centers [a0, a1) and their edges [e0, e1) (edges sorted by center) in
     the padded per-center layout (n = a1 − a0 centers × nmax slots): ``ind`` (6·e,) coefficient rows,
     ``offsets`` (n·nmax,) embedding_bag offsets (empty slots: empty bags), ``slot`` (e,) the padded
-    position of each edge."""
+    position of each edge; for the value-and-derivative bags (:func:`_bag_values`: per center first
+    its nmax G bags, then its nmax G′ bags) ``ind2`` (12·e,), ``offsets2`` (2·n·nmax,) and ``src2``
+    (2·e,) the entry of ``cat([w, dw])`` (block edges) each bag takes its 6 weights from."""
 
-    __slots__ = ("a0", "a1", "e0", "e1", "nmax", "ind", "offsets", "slot")
+    __slots__ = ("a0", "a1", "e0", "e1", "nmax", "ind", "offsets", "slot", "ind2", "offsets2", "src2")
 
     def __init__(self, a0: int, a1: int, e0: int, e1: int, nmax: int, ind: torch.Tensor, offsets: torch.Tensor, slot: torch.Tensor):
         self.a0, self.a1, self.e0, self.e1, self.nmax = a0, a1, e0, e1, nmax
         self.ind, self.offsets, self.slot = ind, offsets, slot
+        self.ind2 = self.offsets2 = self.src2 = None
 
 
-def plan_blocks(center: torch.Tensor, row: torch.Tensor, n_centers: int, block_edges: int) -> list[_Block]:
+def plan_blocks(center: torch.Tensor, row: torch.Tensor, n_centers: int, block_edges: int, values: bool = False) -> list[_Block]:
     """Split centers into blocks of about ``block_edges`` edges and build each block's padded layout.
-    ``center`` (E,) sorted (non-decreasing); ``row`` (E,) first coefficient row of each edge."""
+    ``center`` (E,) sorted (non-decreasing); ``row`` (E,) first coefficient row of each edge;
+    ``values``: also the (G, G′) bag layout of :func:`_bag_values`."""
     e = int(center.shape[0])
     if e == 0 or n_centers == 0:
         return []
@@ -277,12 +281,29 @@ def plan_blocks(center: torch.Tensor, row: torch.Tensor, n_centers: int, block_e
         e0, e1 = ptr[a0], ptr[a1]
         nb = a1 - a0
         nmax = max(int(counts[a0:a1].max()), 1)
-        slot = (center[e0:e1] - a0) * nmax + rank[e0:e1]
+        la = center[e0:e1] - a0
+        rk = rank[e0:e1]
+        slot = la * nmax + rk
         filled = torch.zeros(nb * nmax, dtype=torch.long, device=dev)
         filled[slot] = 1
         offsets = 6 * (torch.cumsum(filled, 0) - filled)
         ind = (row[e0:e1, None] + ar6).reshape(-1)
-        out.append(_Block(a0, a1, e0, e1, nmax, ind, offsets, slot))
+        b = _Block(a0, a1, e0, e1, nmax, ind, offsets, slot)
+        if values:
+            ne = e1 - e0
+            start = ptr_t[center[e0:e1]] - e0  # first edge of each edge's center, block-local
+            cnt = counts[center[e0:e1]]
+            pos_g = 2 * start + rk  # bag entries ordered (center, half, slot)
+            src2 = torch.empty(2 * ne, dtype=torch.long, device=dev)
+            src2[pos_g] = torch.arange(ne, device=dev)
+            src2[pos_g + cnt] = torch.arange(ne, 2 * ne, device=dev)
+            filled2 = torch.zeros(nb * 2 * nmax, dtype=torch.long, device=dev)
+            filled2[la * 2 * nmax + rk] = 1
+            filled2[la * 2 * nmax + nmax + rk] = 1
+            b.offsets2 = 6 * (torch.cumsum(filled2, 0) - filled2)
+            b.ind2 = ind.reshape(ne, 6).repeat(2, 1)[src2].reshape(-1)
+            b.src2 = src2
+        out.append(b)
     return out
 
 
@@ -290,6 +311,14 @@ def _bag_padded(rows: torch.Tensor, b: _Block, weights: torch.Tensor) -> torch.T
     """Σ_k weights[j, k] · rows[row_j + k] for the edges of block b, in its padded layout (n·nmax, ng);
     empty slots are zero (empty bags). One embedding_bag: no (E, 6, ng) gather."""
     return F.embedding_bag(b.ind, rows, b.offsets, mode="sum", per_sample_weights=weights[b.e0 : b.e1].reshape(-1))
+
+
+def _bag_values(rows: torch.Tensor, b: _Block, w: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
+    """G and G′ = dG/ds̃ of block b's edges in one embedding_bag, (n, 2, nmax, ng): [:, 0] G, [:, 1] G′,
+    zeros in empty slots (empty bags)."""
+    wts = torch.cat([w[b.e0 : b.e1], dw[b.e0 : b.e1]])[b.src2].reshape(-1)
+    v = F.embedding_bag(b.ind2, rows, b.offsets2, mode="sum", per_sample_weights=wts)
+    return v.reshape(b.a1 - b.a0, 2, b.nmax, rows.shape[1])
 
 
 def _pad(values: torch.Tensor, b: _Block) -> torch.Tensor:
@@ -300,30 +329,18 @@ def _pad(values: torch.Tensor, b: _Block) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------- compiled block kernels
-def _kernel_forward(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """A (n, k, ng) = Σ_j R̃[:, j, :, None] G[:, j, None, :], G = Σ_p w_p · rows[row0 + p]; padded inputs
-    row0 (n, nmax), w (n, nmax, 6), R̃ (n, nmax, k). Written for torch.compile: gather, Horner-free sum
-    and the reduction over neighbors become one loop, G never stored."""
-    g = w[..., 0:1] * tab_rows[row0]
-    for p in range(1, 6):
-        g = g + w[..., p : p + 1] * tab_rows[row0 + p]
-    return (r[..., None] * g[..., None, :]).sum(1)
-
-
-def _kernel_backward(
-    tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, r: torch.Tensor, d_a: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dR̃ (n, nmax, k), dx (n, nmax)) for dA (n, k, ng): dR̃_jm = Σ_c dA_mc G_jc, dx_j = Σ_m R̃_jm Σ_c dA_mc G′_jc."""
-    c0 = tab_rows[row0]
-    g = w[..., 0:1] * c0
-    gp = dw[..., 0:1] * c0
+def _kernel_values(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
+    """G and G′ (n, 2, nmax, ng) from padded row0 (n, nmax), weights w, dw (n, nmax, 6): G = Σ_p w_p ·
+    rows[row0 + p], G′ = Σ_p dw_p · rows[row0 + p]. Written for torch.compile: the 6 gathers and both
+    sums in one loop, each coefficient row read once for both (empty slots: w = dw = 0)."""
+    c = tab_rows[row0]
+    g = w[..., 0:1] * c
+    gp = dw[..., 0:1] * c
     for p in range(1, 6):
         c = tab_rows[row0 + p]
         g = g + w[..., p : p + 1] * c
         gp = gp + dw[..., p : p + 1] * c
-    d_r = (g[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
-    q = (gp[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
-    return d_r, (q * r).sum(-1)
+    return torch.stack([g, gp], dim=1)
 
 
 #: which evaluation of the tables runs: "eager" (embedding_bag + bmm, any machine), "compile"
@@ -360,11 +377,9 @@ def compiler_available(device: torch.device) -> bool:
 
 
 def _compiled_kernels():
+    """(the compiled :func:`_kernel_values`,), made once per process."""
     if _BACKEND["kernels"] is None:
-        _BACKEND["kernels"] = (
-            torch.compile(_kernel_forward, dynamic=True),
-            torch.compile(_kernel_backward, dynamic=True),
-        )
+        _BACKEND["kernels"] = (torch.compile(_kernel_values, dynamic=True),)
     return _BACKEND["kernels"]
 
 
@@ -399,61 +414,6 @@ def _padded_inputs(b: "_Block", row: torch.Tensor, w: torch.Tensor, dw: torch.Te
     return row0.reshape(n, b.nmax), _pad(w, b), _pad(dw, b), _pad(rows_r, b)
 
 
-class _CompiledContract(torch.autograd.Function):
-    """As :class:`_TabulatedContract` with the compiled block kernels."""
-
-    @staticmethod
-    def forward(ctx, x, rows_r, w, dw, row, blocks, n_centers, table_rows):  # type: ignore[override]
-        fwd, _ = _compiled_kernels()
-        k, ng = rows_r.shape[1], table_rows.shape[1]
-        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
-        for b in blocks:
-            row0, wp, _, rp = _padded_inputs(b, row, w, dw, rows_r)
-            out[b.a0 : b.a1] = fwd(table_rows, row0, wp, rp)
-        ctx.save_for_backward(rows_r, w, dw, row, table_rows)
-        ctx.blocks = blocks
-        return out
-
-    @staticmethod
-    def backward(ctx, d_out):  # type: ignore[override]
-        _refuse_double_backward()
-        rows_r, w, dw, row, table_rows = ctx.saved_tensors
-        d_out = d_out.contiguous()
-        dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
-        dr = torch.empty_like(rows_r)
-        for b in ctx.blocks:
-            if not _BACKEND["failed"]:
-                try:
-                    _, bwd = _compiled_kernels()
-                    row0, wp, dwp, rp = _padded_inputs(b, row, w, dw, rows_r)
-                    d_rp, dxp = bwd(table_rows, row0, wp, dwp, rp, d_out[b.a0 : b.a1])
-                    dr[b.e0 : b.e1] = d_rp.reshape(-1, rows_r.shape[1])[b.slot]
-                    dx[b.e0 : b.e1] = dxp.reshape(-1)[b.slot]
-                    continue
-                except Exception as exc:  # noqa: BLE001 - the backward kernel failed to compile: eager
-                    _compile_failed(exc)
-            _eager_backward_block(b, rows_r, w, dw, table_rows, d_out, dx, dr)
-        return dx, dr, None, None, None, None, None, None
-
-
-def _eager_backward_block(
-    b: _Block, rows_r: torch.Tensor, w: torch.Tensor, dw: torch.Tensor, table_rows: torch.Tensor, d_out: torch.Tensor,
-    dx: torch.Tensor, dr: torch.Tensor,
-) -> None:
-    """dx, dR̃ of block b's edges (written in place) for dA = d_out, with embedding_bag + bmm."""
-    nb, ng = b.a1 - b.a0, table_rows.shape[1]
-    da = d_out[b.a0 : b.a1]  # (n, k, ng)
-    g = _bag_padded(table_rows, b, w).reshape(nb, b.nmax, ng)
-    # dR̃_jm = Σ_c dA_imc G_jc
-    drp = torch.bmm(g, da.transpose(1, 2)).reshape(nb * b.nmax, -1)
-    dr[b.e0 : b.e1] = drp[b.slot]
-    # dx_j = Σ_c G′_jc Σ_m R̃_jm dA_imc
-    gp = _bag_padded(table_rows, b, dw).reshape(nb, b.nmax, ng)
-    s = torch.bmm(_pad(rows_r, b), da)
-    dxp = (s * gp).sum(-1).reshape(-1)
-    dx[b.e0 : b.e1] = dxp[b.slot]
-
-
 def _refuse_double_backward() -> None:
     """The backward of the table op is not itself differentiable: with ``create_graph`` (force
     training, Hessians) raise instead of returning incomplete second derivatives."""
@@ -465,36 +425,53 @@ def _refuse_double_backward() -> None:
 
 
 class _TabulatedContract(torch.autograd.Function):
-    """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃."""
+    """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃.
+
+    Forward, per block: G and G′ of its edges in one pass over the coefficient rows (eager:
+    one embedding_bag; ``compiled``: :func:`_kernel_values` under torch.compile), then A = R̃ᵀG by
+    bmm. G and G′ are kept (2·ng values per edge; the chunked evaluation bounds the edges per call),
+    so the backward does not touch the tables: one bmm P = [G; G′] dAᵀ gives dR̃_jm = P_jm and
+    dx_j = Σ_m R̃_jm (G′_j · dA_m)."""
 
     @staticmethod
-    def forward(ctx, x, rows_r, w, dw, blocks, n_centers, table_rows):  # type: ignore[override]
-        k = rows_r.shape[1]
-        ng = table_rows.shape[1]
-        out = torch.empty(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
-        done = 0
+    def forward(ctx, x, rows_r, w, dw, row, blocks, n_centers, table_rows, compiled):  # type: ignore[override]
+        k, ng = rows_r.shape[1], table_rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
+        saved = []
         for b in blocks:
-            g = _bag_padded(table_rows, b, w).reshape(b.a1 - b.a0, b.nmax, ng)
+            v = None
+            if compiled and not _BACKEND["failed"]:
+                try:
+                    (kern,) = _compiled_kernels()
+                    row0, wp, dwp, _ = _padded_inputs(b, row, w, dw, rows_r[:, :0])
+                    v = kern(table_rows, row0, wp, dwp)
+                except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: eager for good
+                    _compile_failed(exc)
+                    v = None
+            if v is None:
+                v = _bag_values(table_rows, b, w, dw)
             rp = _pad(rows_r, b)
-            torch.bmm(rp.transpose(1, 2), g, out=out[b.a0 : b.a1])
-            done = b.a1
-        if done < n_centers:
-            out[done:] = 0
-        ctx.save_for_backward(rows_r, w, dw, table_rows)
+            torch.bmm(rp.transpose(1, 2), v[:, 0], out=out[b.a0 : b.a1])
+            saved.append((v, rp))
+        ctx.saved = saved
         ctx.blocks = blocks
+        ctx.shape = (rows_r.shape[0], k)
         return out
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
         _refuse_double_backward()
-        rows_r, w, dw, table_rows = ctx.saved_tensors
+        n_e, k = ctx.shape
         d_out = d_out.contiguous()
-        dx = torch.empty(rows_r.shape[0], dtype=rows_r.dtype, device=rows_r.device)
-        dr = torch.empty_like(rows_r)
-        ng = table_rows.shape[1]
-        for b in ctx.blocks:
-            _eager_backward_block(b, rows_r, w, dw, table_rows, d_out, dx, dr)
-        return dx, dr, None, None, None, None, None
+        dx = torch.zeros(n_e, dtype=d_out.dtype, device=d_out.device)
+        dr = torch.zeros(n_e, k, dtype=d_out.dtype, device=d_out.device)
+        for b, (v, rp) in zip(ctx.blocks, ctx.saved):
+            nb, nmax = b.a1 - b.a0, b.nmax
+            p = torch.bmm(v.reshape(nb, 2 * nmax, -1), d_out[b.a0 : b.a1].transpose(1, 2))  # (n, 2·nmax, k)
+            dr[b.e0 : b.e1] = p[:, :nmax].reshape(nb * nmax, k)[b.slot]
+            dx[b.e0 : b.e1] = (p[:, nmax:] * rp).sum(-1).reshape(-1)[b.slot]
+        ctx.saved = None
+        return dx, dr, None, None, None, None, None, None, None
 
 
 class _GatedContract(torch.autograd.Function):
@@ -666,7 +643,7 @@ def tabulated_contract(
     # weights dw; the Function returns dE/dx itself
     w, dw = basis_weights(t.detach(), delta.detach())
     w, dw = w.to(tables.rows.dtype), dw.to(tables.rows.dtype)
-    blocks = plan_blocks(center, row, int(n_centers), int(block_edges))
+    blocks = plan_blocks(center, row, int(n_centers), int(block_edges), values=gate is None)
     rows_r = rows_r.to(tables.rows.dtype)
     backend = active_backend(x.device, tables.rows.dtype)
     if gate is not None:
@@ -680,12 +657,7 @@ def tabulated_contract(
                 _compile_failed(exc)
         return _GatedContract.apply(x, rows_r, sw, w, dw, pair, blocks, int(n_centers), tables.rows, t_rows)
     _BACKEND["calls"] += 1
-    if backend == "compile":
-        try:
-            return _CompiledContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows)
-        except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path is exact too
-            _compile_failed(exc)
-    return _TabulatedContract.apply(x, rows_r, w, dw, blocks, int(n_centers), tables.rows)
+    return _TabulatedContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows, backend == "compile")
 
 
 def out_of_range(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> int:
