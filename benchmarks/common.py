@@ -1,7 +1,8 @@
 """Shared helpers for the mlpot vs DeePMD-kit benchmarks (model_eval.py, calculator.py, train_water.py).
 
 Only numpy and the standard library at import time: the DeePMD-kit side runs these helpers in its
-own virtual environment (``--dp-python``, default /work/dpvenv/bin/python), where mlpot is absent.
+own virtual environment (``--dp-python``, default ``benchmarks/.dpbuild/env/bin/python``, made by
+``bash benchmarks/setup_deepmd.sh``), where mlpot is absent.
 
 Conventions: the water box is frame 0 of data/water/data_0 (192 atoms, 12.44 Å cubic) replicated
 with ``ase.Atoms.repeat``; all benchmarks are float64; times are medians of several calls after
@@ -16,6 +17,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,8 +28,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 WATER = ROOT / "data" / "water"
-DP_PYTHON_DEFAULT = "/work/dpvenv/bin/python"
-WORKDIR_DEFAULT = "/work/benchwork"
+#: DeePMD-kit 3.2.0 built against this venv's torch by ``bash benchmarks/setup_deepmd.sh`` (git-ignored)
+DP_PYTHON_DEFAULT = str(ROOT / "benchmarks" / ".dpbuild" / "env" / "bin" / "python")
+#: scratch folder of the benchmarks (models, boxes, training runs; git-ignored)
+WORKDIR_DEFAULT = str(ROOT / "benchmarks" / ".work")
 
 #: the DeePMD-kit water se_e2_a example model (examples/water/se_e2_a/input.json), float64
 WATER_MODEL: dict[str, Any] = {
@@ -74,6 +78,10 @@ def thread_env(threads: int) -> dict[str, str]:
         DP_INTER_OP_PARALLELISM_THREADS="1",
         PYTHONUNBUFFERED="1",
     )
+    # DeePMD-kit's env sees this venv's packages (setup_deepmd.sh); mpi4py among them loads its MPI
+    # library from this venv's lib/
+    lib = Path(sys.prefix) / "lib"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(x for x in (str(lib), env.get("LD_LIBRARY_PATH", "")) if x)
     return env
 
 

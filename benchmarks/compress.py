@@ -4,7 +4,7 @@ DeePMD-kit (PyTorch backend, ``dp --pt compress``), side by side in one run.
 Run (from the repository root, mlpot's venv):
 
     python benchmarks/compress.py [--reps 2 4] [--precision float64 float32] [--threads 2]
-        [--dp-python benchmarks/.dpbuild/env/bin/python] [--workdir /work/benchwork] [--json out.json]
+        [--dp-python benchmarks/.dpbuild/env/bin/python] [--workdir benchmarks/.work] [--json out.json]
 
 Model: DeePMD-kit's water example (``common.WATER_MODEL``: se_e2_a, rcut 6, sel [46, 92], neuron
 [25, 50, 100], axis 16, type_one_side, fitting [240, 240, 240]) in the given precision. mlpot: random
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 R_MIN = 0.8854  # Å, shortest pair distance of the bundled water (mlpot neighbor-stat)
-DP_PYTHON = str(common.ROOT / "benchmarks" / ".dpbuild" / "env" / "bin" / "python")
+DP_PYTHON = common.DP_PYTHON_DEFAULT
 
 
 def timing_plan(natoms: int) -> dict:
@@ -139,10 +139,7 @@ def worker_deepmd(box: str, model_file: str, variant: str, precision: str) -> No
 def dp_env(threads: int) -> dict[str, str]:
     """Environment of DeePMD-kit's processes: the threads, and this venv's lib/ on LD_LIBRARY_PATH (the
     DeePMD-kit build sees this venv's packages, mpi4py among them, whose MPI library lives there)."""
-    env = common.thread_env(threads)
-    lib = Path(sys.prefix) / "lib"
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(x for x in (str(lib), env.get("LD_LIBRARY_PATH", "")) if x)
-    return env
+    return common.thread_env(threads)
 
 
 def ensure_dp_models(workdir: Path, dp_python: str, threads: int, precision: str) -> tuple[Path, Path]:

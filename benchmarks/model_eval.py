@@ -3,7 +3,7 @@
 Run (from the repository root, mlpot's venv):
 
     python benchmarks/model_eval.py [--reps 1 2 4 8] [--device cpu|cuda] [--threads 2]
-        [--dp-python /work/dpvenv/bin/python] [--workdir /work/benchwork] [--json out.json]
+        [--dp-python benchmarks/.dpbuild/env/bin/python] [--workdir benchmarks/.work] [--json out.json]
 
 Model: DeePMD-kit's water example (se_e2_a, rcut 6.0, rcut_smth 0.5, sel [46, 92], neuron
 [25, 50, 100], axis_neuron 16, type_one_side, fitting [240, 240, 240] resnet_dt, float64).
@@ -141,7 +141,7 @@ def ensure_dp_model(workdir: Path, dp_python: str, threads: int) -> Path:
     if frozen.is_file():
         return frozen
     d.mkdir(parents=True, exist_ok=True)
-    with open(Path("/work/shared/data/water/deepmd_input_se_e2_a.json")) as fh:
+    with open(common.ROOT / "tests" / "data" / "deepmd_input_se_e2_a.json") as fh:
         cfg = json.load(fh)
     cfg["model"] = json.loads(json.dumps(common.WATER_MODEL)) | {"data_stat_nbatch": 2}
     t = cfg["training"]

@@ -2,7 +2,7 @@
 
 Run (repository root, mlpot's venv; DeePMD-kit in its own venv)::
 
-    python benchmarks/se_atten.py [--threads 1] [--dp-python /work/dpvenv/bin/python] [--json out.json]
+    python benchmarks/se_atten.py [--threads 1] [--dp-python benchmarks/.dpbuild/env/bin/python] [--json out.json]
 
 1. Inference, energy + forces + virial, µs per atom-step, median of several calls after warm-up:
    DeePMD-kit's example descriptors on the bundled water box (frame 0 of data/water/data_0, 192
@@ -194,7 +194,7 @@ def worker_mlpot_train(workdir: str, steps: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--dp-python", default="/work/dpvenv/bin/python")
+    ap.add_argument("--dp-python", default=common.DP_PYTHON_DEFAULT)
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/se_atten.json"))
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--skip-train", action="store_true")

@@ -3,7 +3,7 @@
 Run (repository root, mlpot's venv; DeePMD-kit in its own venv)::
 
     python benchmarks/se_atten_accuracy.py [--water-steps 160] [--alloy-steps 300] [--seeds 1 2 3]
-        [--workdir /work/benchwork/se_atten_accuracy] [--dp-python /work/dpvenv/bin/python]
+        [--workdir benchmarks/.work/se_atten_accuracy] [--dp-python benchmarks/.dpbuild/env/bin/python]
 
 Cases (the SAME input for both codes apart from paths; every seed key of the input — descriptor,
 fitting_net and training — set to the run's seed, the same seed values for both codes):

@@ -4,9 +4,9 @@
 Run (from the repository root, mlpot's venv):
 
     python benchmarks/train_water.py [--steps 60] [--short 10] [--device cpu|cuda] [--threads 2]
-        [--accuracy-steps 1000 --accuracy-decay 100] [--workdir /work/benchwork] [--json out.json]
+        [--accuracy-steps 1000 --accuracy-decay 100] [--workdir benchmarks/.work] [--json out.json]
 
-Input: /work/shared/data/water/deepmd_input_se_e2_a.json (or --input) with training systems
+Input: tests/data/deepmd_input_se_e2_a.json (DeePMD-kit's water example input) (or --input) with training systems
 data/water/data_0..2, validation data/water/data_3, float64 (descriptor and fitting), no stat_file.
 The learning-rate decay_steps are scaled with the number of steps (5000 per 100,000 in the example),
 disp_freq and save_freq = numb_steps, validation numb_btch 1 (so both codes validate at step 1 and at
@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-EXAMPLE = Path("/work/shared/data/water/deepmd_input_se_e2_a.json")
+EXAMPLE = common.ROOT / "tests" / "data" / "deepmd_input_se_e2_a.json"
 
 
 def make_input(src: Path, steps: int, decay_steps: int, disp_freq: int, seed: int | None = None) -> dict:
