@@ -11,9 +11,11 @@ Run (repository root, mlpot's venv; DeePMD-kit in its own venv)::
    The SAME weights on both sides: the model is built by DeePMD-kit (``get_model``, seeded random
    weights), written as ``.dp`` and imported by mlpot; DeePMD-kit evaluates its TorchScript freeze
    with ``DeepPot.eval``, mlpot ``mlpot.model.evaluate`` (both include the neighbor search).
-2. Cost per atom-step of se_atten_v2 with attn_layer 0 vs 2 for 4 and 7 elements (mlpot and
+2. Cost per atom-step of se_atten_v2 with attn_layer 0 vs 2 for 2, 4 and 7 elements (mlpot and
    DeePMD-kit): the EMT alloy liquids ``data/alloy_emt/CuAgAuPd_liquid`` and
-   ``AlCuAgAuNiPdPt_liquid`` frame 0 repeated 2×2×2 (256 atoms), rcut 6, sel 120, the example widths.
+   ``AlCuAgAuNiPdPt_liquid`` frame 0 repeated 2×2×2 (256 atoms), rcut 6, sel 120, the example widths;
+   2 elements = the 4-element liquid's geometry relabelled Cu/Ag → Cu, Au/Pd → Au (same neighbors).
+   ``--only alloy2_v2_l0 alloy4_v2_l0 alloy7_v2_l0 --skip-train`` runs just that scaling check.
 3. Training, s/step: the se_atten_v2 attn_layer 0 example (compressible input) on data_0, 20 steps,
    batch 1, validation once at the end, in-process trainers (DeePMD-kit ``get_trainer(...).run()``,
    mlpot ``Trainer.from_config(...).train()``), setup excluded.
@@ -38,6 +40,7 @@ EXAMPLES = ROOT / "tests" / "data" / "se_atten" / "deepmd_inputs"
 FIT = {"neuron": [240, 240, 240], "resnet_dt": True, "precision": "float64", "seed": 1}
 ALL7 = ["Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"]
 ALLOY4 = ["Cu", "Ag", "Au", "Pd"]
+ALLOY2 = ["Cu", "Au"]
 
 
 def example_descriptor(name: str) -> dict:
@@ -52,7 +55,8 @@ def cases() -> dict:
         "water_v2_l0": (["O", "H"], v2, "water"),
         "water_dpa1_l2": (["O", "H"], dpa1, "water"),
     }
-    for tm, sysname in ((ALLOY4, "CuAgAuPd_liquid"), (ALL7, "AlCuAgAuNiPdPt_liquid")):
+    # 2 elements: the 4-element liquid's geometry with Cu/Ag -> Cu and Au/Pd -> Au (write_box relabels)
+    for tm, sysname in ((ALLOY2, "CuAgAuPd_liquid"), (ALLOY4, "CuAgAuPd_liquid"), (ALL7, "AlCuAgAuNiPdPt_liquid")):
         for layers in (0, 2):
             d = dict(v2, attn_layer=layers, rcut_smth=2.0)
             out[f"alloy{len(tm)}_v2_l{layers}"] = (tm, d, sysname)
@@ -66,7 +70,10 @@ def write_box(kind: str, type_map: list[str], path: Path) -> int:
         return common.write_box(1, path)["natoms"]
     d = ROOT / "data" / "alloy_emt" / kind
     own = (d / "type_map.raw").read_text().split()
-    types = np.array([type_map.index(own[t]) for t in np.loadtxt(d / "type.raw", dtype=int)])
+    # an element of the system missing from type_map takes type (its own index mod len(type_map)):
+    # the same geometry with fewer elements (the 2-element case)
+    index = [type_map.index(e) if e in type_map else k % len(type_map) for k, e in enumerate(own)]
+    types = np.array([index[t] for t in np.loadtxt(d / "type.raw", dtype=int)])
     coord = np.load(d / "set.000/coord.npy")[0].reshape(-1, 3)
     cell = np.load(d / "set.000/box.npy")[0].reshape(3, 3)
     shifts = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)], dtype=float) @ cell
@@ -198,6 +205,7 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/se_atten.json"))
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these inference cases (names of cases())")
     args = ap.parse_args()
     env = common.thread_env(args.threads)
     env["PYTHONPATH"] = str(ROOT)
@@ -209,6 +217,8 @@ def main() -> None:
     if "error" in made:
         raise SystemExit(f"DeePMD-kit model build failed: {made['error']}")
     for name, (tm, _, kind) in cases().items():
+        if args.only is not None and name not in args.only:
+            continue
         box = wd / f"{name}.npz"
         write_box(kind, tm, box)
         row = {}
