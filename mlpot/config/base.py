@@ -160,6 +160,18 @@ def resolve_input_path(value: Union[str, os.PathLike], info: Optional[Validation
     return os.path.normpath(str(p))
 
 
+def resolve_input_paths(values: Sequence[Union[str, os.PathLike]], info: Optional[ValidationInfo],
+                        must_exist: bool = True) -> list[str]:
+    """:func:`resolve_input_path` of every entry; the error names the entry (``entry k ('x'): ...``)."""
+    out = []
+    for k, item in enumerate(values):
+        try:
+            out.append(resolve_input_path(item, info, must_exist=must_exist))
+        except ValueError as exc:
+            raise ValueError(f"entry {k} ({item!r}): {exc}") from None
+    return out
+
+
 # ---------------------------------------------------------------------------------------- errors
 #: pydantic's names for union branches / validator wrappers inside an error location (not config keys)
 _BRANCH = re.compile(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
-from mlpot.config.base import non_negative, resolve_input_path
+from mlpot.config.base import non_negative, resolve_input_path, resolve_input_paths
 from mlpot.config.deepmd_compat import DeepmdSection
 
 
@@ -141,13 +141,7 @@ class DataConfig(DeepmdSection):
         items = [v] if isinstance(v, str) else v
         if not items:
             raise ValueError("expected at least one system path, found an empty list")
-        out = []
-        for k, item in enumerate(items):
-            try:
-                out.append(resolve_input_path(item, info))
-            except ValueError as exc:
-                raise ValueError(f"entry {k} ({item!r}): {exc}") from None
-        return out
+        return resolve_input_paths(items, info)
 
     @field_validator("batch_size")
     @classmethod

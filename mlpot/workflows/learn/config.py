@@ -31,7 +31,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from mlpot.config.base import StrictModel, read_tree, resolve_input_path, validate
+from mlpot.config.base import StrictModel, read_tree, resolve_input_path, resolve_input_paths, validate
 from mlpot.errors import ConfigError
 from mlpot.workflows.cluster import ClusterConfig  # the `cluster:` section of every workflow input
 
@@ -130,13 +130,7 @@ class StageConfig(StrictModel):
     @field_validator("structures")
     @classmethod
     def _paths(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        out = []
-        for k, item in enumerate(v):
-            try:
-                out.append(resolve_input_path(item, info, must_exist=True))
-            except ValueError as exc:
-                raise ValueError(f"entry {k} ({item!r}): {exc}") from None
-        return out
+        return resolve_input_paths(v, info)
 
     @field_validator("temperatures")
     @classmethod
@@ -194,13 +188,7 @@ class LearnConfig(StrictModel):
     @field_validator("init_data")
     @classmethod
     def _data(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        out = []
-        for k, item in enumerate(v):
-            try:
-                out.append(resolve_input_path(item, info, must_exist=True))
-            except ValueError as exc:
-                raise ValueError(f"entry {k} ({item!r}): {exc}") from None
-        return out
+        return resolve_input_paths(v, info)
 
     @field_validator("training")
     @classmethod
