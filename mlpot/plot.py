@@ -36,6 +36,15 @@ def _require_matplotlib(output: Union[str, os.PathLike]) -> None:
         raise MlpotError(f"{output}: plotting needs matplotlib: pip install 'mlpot[plot]'")
 
 
+def save_figure(fig: "Figure", path: Union[str, os.PathLike], dpi: int = 120) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG/PDF/SVG by its suffix, PNG without one) through a
+    temporary name, then rename; returns the path."""
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".") or "png")
+    return out
+
+
 def read_lcurve(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
     """Columns of an lcurve file by header name: :func:`mlpot.train.lcurve.read`."""
     from mlpot.train import lcurve
@@ -80,9 +89,7 @@ def plot_lcurve(path: Union[str, os.PathLike], output: Union[str, os.PathLike], 
     axes[-1, 0].set_xlim(left=0)
     fig.suptitle(str(Path(path).name))
     fig.tight_layout()
-    out = Path(output)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".") or "png")
+    out = save_figure(fig, output, dpi=dpi)
     plt.close(fig)
     return out
 
@@ -181,8 +188,4 @@ def parity_plot(path: str | os.PathLike, data: ParityData, title: Optional[str] 
     with matplotlib's Agg canvas; no global backend is changed."""
     _require_matplotlib(path)
     fig = parity_figure(data, title=title, where=str(path))
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=120)
-    return path
+    return save_figure(fig, path)

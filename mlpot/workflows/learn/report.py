@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from mlpot.atomic_io import atomic_path
+from mlpot.plot import save_figure
 
 UNITS = {"max_devi_f": "eV/A", "f_trust": "eV/A", "rmse_e": "eV/atom", "rmse_f": "eV/A", "T": "K", "P": "bar"}
 
@@ -106,11 +107,6 @@ def write_outputs(cfg: Any, out: Path, records: list[dict[str, Any]], status: st
     return data
 
 
-def _save(fig: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-
-
 def plot_accurate_fraction(data: dict[str, Any], out: Path) -> Path:
     import matplotlib
 
@@ -133,7 +129,7 @@ def plot_accurate_fraction(data: dict[str, Any], out: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "accurate_fraction.png"
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -159,7 +155,7 @@ def plot_histograms(data: dict[str, Any], out: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "deviation_hist.png"
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -7,12 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlpot.atomic_io import atomic_path
-
-
-def _save(fig: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+from mlpot.plot import save_figure
 
 
 def plot_g_t(data: dict[str, Any], out: Path) -> list[Path]:
@@ -53,7 +48,7 @@ def plot_g_t(data: dict[str, Any], out: Path) -> list[Path]:
         ax.legend()
         fig.tight_layout()
         path = out / f"G_T_P{float(p):g}.png"
-        _save(fig, path)
+        save_figure(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -82,7 +77,7 @@ def plot_diagram(data: dict[str, Any], out: Path) -> Path:
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "phase_diagram.png"
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
