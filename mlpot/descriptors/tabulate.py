@@ -333,6 +333,12 @@ def _kernel_values(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, 
     """G and G′ (n, 2, nmax, ng) from padded row0 (n, nmax), weights w, dw (n, nmax, 6): G = Σ_p w_p ·
     rows[row0 + p], G′ = Σ_p dw_p · rows[row0 + p]. Written for torch.compile: the 6 gathers and both
     sums in one loop, each coefficient row read once for both (empty slots: w = dw = 0)."""
+    return torch.stack(_values_and_slopes(tab_rows, row0, w, dw), dim=1)
+
+
+def _values_and_slopes(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor,
+                       dw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, G′), each (n, nmax, ng), of :func:`_kernel_values`: one pass over the 6 coefficient rows."""
     c = tab_rows[row0]
     g = w[..., 0:1] * c
     gp = dw[..., 0:1] * c
@@ -340,7 +346,7 @@ def _kernel_values(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tensor, 
         c = tab_rows[row0 + p]
         g = g + w[..., p : p + 1] * c
         gp = gp + dw[..., p : p + 1] * c
-    return torch.stack([g, gp], dim=1)
+    return g, gp
 
 
 #: which evaluation of the tables runs: "eager" (embedding_bag + bmm, any machine), "compile"
@@ -532,13 +538,7 @@ def _kernel_forward_gated(tab_rows, row0, w, r, gate_rows, pair0, swp) -> torch.
 
 def _kernel_backward_gated(tab_rows, row0, w, dw, r, d_a, gate_rows, pair0, swp):
     """(dR̃ (n, nmax, k), dx (n, nmax), dsw (n, nmax)) of the gated contraction for dA (n, k, ng)."""
-    c0 = tab_rows[row0]
-    g = w[..., 0:1] * c0
-    gp = dw[..., 0:1] * c0
-    for p in range(1, 6):
-        c = tab_rows[row0 + p]
-        g = g + w[..., p : p + 1] * c
-        gp = gp + dw[..., p : p + 1] * c
+    g, gp = _values_and_slopes(tab_rows, row0, w, dw)
     t = gate_rows[pair0]
     f = 1.0 + swp[..., None] * t
     d_r = ((g * f)[:, :, None, :] * d_a[:, None, :, :]).sum(-1)
