@@ -18,7 +18,7 @@ from ase.io import read, write
 from mlpot.cli import main
 from mlpot.metrics import model_deviation
 from mlpot.workflows.learn.select import (ACCURATE, CANDIDATE, FAILED, classify, counts, fingerprint_distance,
-                                          pick_candidates, radial_fingerprint)
+                                          outlier_members, pick_candidates, radial_fingerprint)
 
 
 # ------------------------------------------------------------------------------------------ selection
@@ -112,7 +112,7 @@ def campaign(tmp: Path, **over) -> Path:
            "max_iterations": 2, "accurate_target": 0.99,
            "labeller": {"calculator": "mlpot.workflows.learn.testing:FlakyEMT", "kwargs": {"every": 20},
                         "frames_per_task": 4},
-           "output_dir": "out"}
+           "output_dir": "out", "outlier_factor": None}
     cfg.update(over)
     path = tmp / "learn.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -191,6 +191,66 @@ def test_loop_two_iterations_resume_and_failing_labels(tmp_path: Path) -> None:
     again = run_learn(cfg, progress=False, echo=lambda s: None)
     assert [r["labelled"] for r in again["iterations"]] == [r["labelled"] for r in recs]
     assert all(r["tasks_reused"] >= 4 for r in again["iterations"])
+
+
+def test_outlier_members_against_hand_computed_medians() -> None:
+    # member 2: 0.40 > 2 × median(0.10, 0.12, 0.11) = 0.22; member 3 (0.21) is not
+    assert outlier_members([0.10, 0.12, 0.40, 0.21], 2.0) == [2]
+    assert outlier_members([0.10, 0.12, 0.40, 0.21], 1.5) == [2, 3]   # 0.21 > 1.5 × median(0.10, 0.12, 0.40) = 0.18
+    assert outlier_members([0.1, 0.1], 1.0) == []                       # equal: not above
+    assert outlier_members([0.1, float("nan"), 0.1], 2.0) == [1]        # a diverged member
+    assert outlier_members([0.1, 0.25], 2.0) == [1] and outlier_members([0.1, 0.19], 2.0) == []
+
+
+def test_outlier_member_is_retrained_and_the_better_attempt_explores(tmp_path: Path) -> None:
+    """With factor 1 the worse of two members is an outlier by construction: it is retrained once from
+    scratch with a new seed; the attempt with the lower training-data force RMSE (checked here
+    through the ASE calculator on every stored frame) is the member the exploration uses."""
+    from ase import Atoms
+
+    from mlpot.calculator import DeepPotCalculator
+    from mlpot.data.store import HDF5Store
+    from mlpot.workflows.learn.config import load_learn_config
+    from mlpot.workflows.learn.loop import run_learn
+
+    cfg = load_learn_config(campaign(tmp_path, outlier_factor=1.0, outlier_retries=1, max_iterations=1))
+    out = tmp_path / "out"
+    lines: list[str] = []
+    data = run_learn(cfg, progress=False, echo=lines.append)
+    rec = data["iterations"][0]
+    assert len(rec["retrained"]) == 1
+    r = rec["retrained"][0]
+    k = r["member"]
+    it0 = out / "tasks" / "iter.000"
+    first = json.loads((it0 / f"train.{k}" / "result.json").read_text())
+    retry = json.loads((it0 / f"train.{k}.retry1" / "result.json").read_text())
+    other = json.loads((it0 / f"train.{1 - k}" / "result.json").read_text())
+    assert retry["seed"] != first["seed"] and retry["init_model"] is None
+    assert r["data_rmse_f"] == first["data_rmse_f"] > other["data_rmse_f"]
+    assert r["data_rmse_f_new"] == retry["data_rmse_f"]
+    # the training-data force RMSE recomputed independently (ASE calculator, frame by frame)
+    for res in (first, retry, other):
+        sq, n = 0.0, 0
+        with HDF5Store(out / "data.h5") as store:
+            for name in res["systems"]:
+                fr = store.read(name)
+                calc = DeepPotCalculator(res["model"], device="cpu")
+                for j in range(fr.n_frames):
+                    at = Atoms("Cu32", positions=fr.positions[j], cell=fr.cells[j], pbc=True)
+                    at.calc = calc
+                    sq += float(np.sum((at.get_forces() - fr.forces[j]) ** 2))
+                    n += fr.forces[j].size
+        assert res["data_rmse_f"] == pytest.approx(np.sqrt(sq / n), rel=1e-10)
+    best = f"iter.000/train.{k}.retry1" if retry["data_rmse_f"] < first["data_rmse_f"] else f"iter.000/train.{k}"
+    ex = json.loads((it0 / "explore.000" / "task.json").read_text())
+    members = ex["params"]["members"]
+    assert members[k] == best and members[1 - k] == f"iter.000/train.{1 - k}"
+    assert any(f"member {k} retrained" in line for line in lines)
+    assert Path(data["final_models"][k]).read_bytes() == (out / "tasks" / best / "train" / "model.pt").read_bytes()
+    # a re-run decides the same and reruns nothing
+    again = run_learn(cfg, progress=False, echo=lambda s: None)
+    assert again["iterations"][0]["retrained"] == rec["retrained"]
+    assert (it0 / f"train.{k}.retry1" / "task.log").read_text().count("=== ") == 1
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -169,6 +169,11 @@ class LearnConfig(StrictModel):
     ensemble_size: int = Field(default=4, ge=2, description="members of the ensemble (different seeds)")
     seeds: Optional[list[int]] = Field(default=None, description="one training seed per member (default from seed)")
     fine_tune: Optional[FineTuneConfig] = Field(default=None, description="fine-tune from the previous iteration's members")
+    outlier_factor: Optional[float] = Field(default=2.0, ge=1.0, description=(
+        "a member whose force RMSE on the training data exceeds this × the median of the others' is retrained "
+        "from scratch with a new seed (null: never)"))
+    outlier_retries: int = Field(default=2, ge=0, description="retrainings of an outlier member per iteration at "
+                                                              "most; then its best attempt is kept (said in the record)")
     f_trust_lo: float = Field(gt=0, description="eV/Å; max force deviation below it: accurate")
     f_trust_hi: float = Field(gt=0, description="eV/Å; at or above it: failed (too far off to label)")
     candidates_per_iteration: int = Field(default=50, ge=1, description="candidates labelled per iteration at most")

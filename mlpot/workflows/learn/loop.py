@@ -170,32 +170,46 @@ def systems_before(names: list[str], iteration: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ task graph
-def round_a(cfg: LearnConfig, info: dict[str, Any], it: int, stage: int, systems: list[str],
-            previous: Optional[dict[str, dict]], store: Path) -> tuple[list[Any], dict[str, Any]]:
-    """The train, explore and select tasks of iteration ``it`` and their names."""
+def train_task(cfg: LearnConfig, info: dict[str, Any], it: int, k: int, attempt: int, systems: list[str],
+               previous: Optional[dict[int, dict]], store: Path) -> Any:
+    """The training task of member ``k`` in iteration ``it``: ``train.K`` (attempt 0: fine-tuned from
+    the previous iteration's member K when ``fine_tune`` is set) or ``train.K.retryA`` (attempt A ≥ 1:
+    an outlier retrained from scratch with a new seed)."""
+    from mlpot.workflows.engine import Task
+
+    name = f"{_iter(it)}/train.{k}" + (f".retry{attempt}" if attempt else "")
+    params: dict[str, Any] = {"v": VERSION, "member": k, "training": info["training"], "base_dir": info["base_dir"],
+                              "data": str(store.resolve()), "systems": systems,
+                              "seed": cfg.member_seeds()[k] + 7919 * it + 104_729 * attempt,
+                              "device": cfg.device, "numb_steps": None, "init_model": None}
+    if attempt == 0 and cfg.fine_tune is not None and previous is not None:
+        prev = previous[k]
+        params.update(numb_steps=cfg.fine_tune.numb_steps, init_model=prev["model"],
+                      init_model_sha256=prev["model_sha256"])
+        if cfg.fine_tune.overrides():
+            params["overrides"] = cfg.fine_tune.overrides()
+    gpu = 0 if cfg.device == "cpu" else 1  # a CUDA device: each training / MD task gets a GPU of its own
+    return Task(name, f"{TASKS}:train_member", params, (), cfg.resources.train.to_engine(gpu))
+
+
+def choose_members(cfg: LearnConfig, results: dict[str, dict], attempts: dict[int, list[str]]) -> dict[int, str]:
+    """Per member the attempt kept: the one with the lowest force RMSE on the training data."""
+    def rmse(name: str) -> float:
+        v = float(results[name].get("data_rmse_f", float("nan")))
+        return v if np.isfinite(v) else float("inf")
+
+    return {k: min(names, key=rmse) for k, names in attempts.items()}
+
+
+def explore_tasks(cfg: LearnConfig, it: int, stage: int, members: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """The explore and select tasks of iteration ``it`` (MD with the chosen ``members``) and their names."""
     from mlpot.workflows.engine import Task
 
     base = _iter(it)
-    seeds = cfg.member_seeds()
-    gpu = 0 if cfg.device == "cpu" else 1  # a CUDA device: each training / MD task gets a GPU of its own
-    train_res = cfg.resources.train.to_engine(gpu)
-    tasks, members = [], []
-    for k in range(cfg.ensemble_size):
-        name = f"{base}/train.{k}"
-        params: dict[str, Any] = {"v": VERSION, "member": k, "training": info["training"], "base_dir": info["base_dir"],
-                                  "data": str(store.resolve()), "systems": systems, "seed": seeds[k] + 7919 * it,
-                                  "device": cfg.device, "numb_steps": None, "init_model": None}
-        if cfg.fine_tune is not None and previous is not None:
-            prev = previous[f"{_iter(it - 1)}/train.{k}"]
-            params.update(numb_steps=cfg.fine_tune.numb_steps, init_model=prev["model"],
-                          init_model_sha256=prev["model_sha256"])
-            if cfg.fine_tune.overrides():
-                params["overrides"] = cfg.fine_tune.overrides()
-        tasks.append(Task(name, f"{TASKS}:train_member", params, (), train_res))
-        members.append(name)
+    gpu = 0 if cfg.device == "cpu" else 1
     st = cfg.stages[stage]
     explore_res = cfg.resources.explore.to_engine(gpu)
-    runs, points = [], []
+    tasks, runs, points = [], [], []
     r = 0
     for si, structure in enumerate(st.structures):
         for t, p in st.state_points:
@@ -216,6 +230,42 @@ def round_a(cfg: LearnConfig, info: dict[str, Any], it: int, stage: int, systems
                        "fingerprint_rcut": cfg.fingerprint_rcut, "stage": stage, "iteration": it},
                       tuple(runs)))
     return tasks, {"members": members, "runs": runs, "select": sel, "points": points}
+
+
+def train_ensemble(cfg: LearnConfig, info: dict[str, Any], it: int, systems: list[str],
+                   previous: Optional[dict[int, dict]], store: Path, session: Any
+                   ) -> tuple[list[Any], dict[int, str], dict[str, dict], list[dict[str, Any]]]:
+    """Train the members of iteration ``it``; retrain outliers (:func:`~mlpot.workflows.learn.select.outlier_members`
+    on the force RMSE over the training data) from scratch with new seeds, up to ``outlier_retries``
+    times. Returns the tasks, the chosen task per member, the results and the retraining log."""
+    from mlpot.workflows.learn.select import outlier_members
+
+    tasks = [train_task(cfg, info, it, k, 0, systems, previous, store) for k in range(cfg.ensemble_size)]
+    attempts = {k: [t.name] for k, t in enumerate(tasks)}
+    retrained: list[dict[str, Any]] = []
+    for attempt in range(1, cfg.outlier_retries + 2):
+        wf = session.run(tasks)
+        bad = {k: v for k, v in wf.failed.items()}
+        if bad:
+            lines = "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
+            raise MlpotError(f"iteration {it}: {len(bad)} training task(s) failed (finished tasks are kept in "
+                             f"{Path(cfg.output_dir) / 'tasks'} and reused on the next run): {lines}")
+        chosen = choose_members(cfg, wf.results, attempts)
+        if cfg.outlier_factor is None or attempt > cfg.outlier_retries:
+            break
+        rmse = [float(wf.results[chosen[k]].get("data_rmse_f", float("nan"))) for k in range(cfg.ensemble_size)]
+        outliers = outlier_members(rmse, cfg.outlier_factor)
+        if not outliers:
+            break
+        for k in outliers:
+            t = train_task(cfg, info, it, k, attempt, systems, previous, store)
+            retrained.append({"member": k, "task": t.name, "replaces": chosen[k], "data_rmse_f": rmse[k],
+                              "median_others": float(np.median([r for j, r in enumerate(rmse) if j != k]))})
+            tasks.append(t)
+            attempts[k].append(t.name)
+    for r in retrained:
+        r["data_rmse_f_new"] = float(wf.results[r["task"]].get("data_rmse_f", float("nan")))
+    return tasks, chosen, wf.results, retrained
 
 
 def label_tasks(cfg: LearnConfig, it: int, sel_name: str, n_picked: int) -> list[Any]:
@@ -324,15 +374,18 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
     ensure_init_data(cfg, store, type_map)
     records: list[dict[str, Any]] = []
     stage, at_stage = 0, 0
-    previous: Optional[dict[str, dict]] = None
+    previous: Optional[dict[int, dict]] = None
     status = "max_iterations"
     last_members: list[str] = []
     with WorkflowSession(out / "tasks", cfg.cluster, progress=progress, max_workers=max_workers) as session:
         for it in range(cfg.max_iterations):
             systems = systems_before(_store_names(store), it)
-            tasks, names = round_a(cfg, info, it, stage, systems, previous, store)
+            train, chosen, trained, retrained = train_ensemble(cfg, info, it, systems, previous, store, session)
+            member_names = [chosen[k] for k in range(cfg.ensemble_size)]
+            tasks, names = explore_tasks(cfg, it, stage, member_names)
+            tasks = train + tasks
             wf = session.run(tasks)
-            if any(k in names["members"] or k == names["select"] for k in wf.failed):
+            if names["select"] in wf.failed:
                 bad = dict(wf.failed)  # every failure of the round (the cause, not only "skipped")
                 lines = "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
                 raise MlpotError(f"iteration {it}: {len(bad)} task(s) failed (finished tasks are kept in "
@@ -358,10 +411,11 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
             rec = report.iteration_record(cfg, it, stage, members, sel, labels, wf2,
                                           force_rmse_on_labels(members[names["members"][0]]["model"], new_systems,
                                                                cfg.device))
+            rec["retrained"] = retrained
             records.append(rec)
             at_stage += 1
             last_members = names["members"]
-            previous = members
+            previous = {k: wf.results[chosen[k]] for k in range(cfg.ensemble_size)}
             echo(report.summary_line(rec))
             reached = rec["accurate_fraction"] >= cfg.accurate_target
             last_stage = stage == len(cfg.stages) - 1
@@ -380,11 +434,11 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
     for k, m in enumerate(last_members):
         dst = out / "models" / f"model.{k}.pt"
         with atomic_path(dst) as tmp:
-            shutil.copyfile(previous[m]["model"], tmp)  # type: ignore[index]
+            shutil.copyfile(previous[k]["model"], tmp)  # type: ignore[index]
         final.append(str(dst.resolve()))
     data = report.write_outputs(cfg, out, records, status=status, final_models=final)
     echo(report.final_line(data))
     return data
 
 
-__all__ = ["run_learn", "check_inputs", "round_a", "label_tasks", "labelled_systems", "systems_before"]
+__all__ = ["run_learn", "check_inputs", "train_task", "train_ensemble", "explore_tasks", "choose_members", "label_tasks", "labelled_systems", "systems_before"]

@@ -34,6 +34,7 @@ def iteration_record(cfg: Any, it: int, stage: int, members: dict[str, dict], se
     for name, r in members.items():
         last = r.get("lcurve_last", {})
         train.append({"task": name, "frames": r.get("frames"), "seed": r.get("seed"), "init_model": r.get("init_model"),
+                      "data_rmse_f": r.get("data_rmse_f"), "data_rmse_e_per_atom": r.get("data_rmse_e_per_atom"),
                       **{k: v for k, v in last.items() if k.startswith("rmse")}})
     return {
         "iteration": it, "stage": stage, "n_frames": int(c["n_frames"]),
@@ -60,6 +61,9 @@ def summary_line(rec: dict[str, Any]) -> str:
          f" (trained on {rec['training_frames']} frames)")
     if rec["label_failed"]:
         s += f", {len(rec['label_failed'])} label(s) failed"
+    for r in rec.get("retrained", ()):
+        s += (f"; member {r['member']} retrained (training-data force RMSE {r['data_rmse_f']:.3f} vs median "
+              f"{r['median_others']:.3f} eV/Å of the others; new {r['data_rmse_f_new']:.3f})")
     if rec.get("rmse_f_new_labels") is not None:
         s += f"; force RMSE of member 0 on the new labels {rec['rmse_f_new_labels']:.4f} eV/Å"
     return s
@@ -93,9 +97,10 @@ def write_outputs(cfg: Any, out: Path, records: list[dict[str, Any]], status: st
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow([c + ("_eV_per_A" if c in ("rmse_f_new_labels", "max_devi_f_median", "max_devi_f_max") else "")
-                for c in cols] + ["label_failed"])
+                for c in cols] + ["label_failed", "members_retrained"])
     for r in records:
-        w.writerow([r.get(c, "") if r.get(c) is not None else "" for c in cols] + [len(r["label_failed"])])
+        w.writerow([r.get(c, "") if r.get(c) is not None else "" for c in cols] + [len(r["label_failed"])]
+                   + [len(r.get("retrained", ()))])
     with atomic_path(out / "iterations.csv") as tmp:
         Path(tmp).write_text(buf.getvalue())
     if records:

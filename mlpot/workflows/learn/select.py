@@ -8,6 +8,7 @@
 * :func:`radial_fingerprint` / :func:`fingerprint_distance`: the cheap structural fingerprint of the
   duplicate check: a Gaussian-smeared pair-distance histogram per atom pair of elements, per atom
   (a frame and its copy have distance 0; distinct thermal snapshots of a crystal ~1e-1).
+* :func:`outlier_members`: the ensemble members trained far worse than the others (retrained).
 """
 
 from __future__ import annotations
@@ -111,5 +112,25 @@ def histogram(values: Any, lo: float, hi: float, n_bins: int = 30) -> dict[str, 
     return {"edges": edges.tolist(), "counts": c.astype(int).tolist()}
 
 
+def outlier_members(rmse: Sequence[float], factor: float) -> list[int]:
+    """The members whose error on the training data is far above the others': indices k with
+    ``rmse[k] > factor × median(rmse of the other members)`` or a non-finite ``rmse[k]``.
+    ``rmse``: (members,) force RMSE on the training data, eV/Å; ``factor`` ≥ 1.
+
+    Why: one badly trained member (an unlucky initialisation that never recovers) inflates the
+    ensemble's force deviation on every frame, so no frame is ever accurate and the loop labels
+    frames the other members already get right."""
+    e = np.asarray(rmse, dtype=np.float64).reshape(-1)
+    out = []
+    for k in range(e.size):
+        others = np.delete(e, k)
+        others = others[np.isfinite(others)]
+        if not np.isfinite(e[k]):
+            out.append(k)
+        elif others.size and e[k] > factor * float(np.median(others)):
+            out.append(k)
+    return out
+
+
 __all__ = ["classify", "counts", "pick_candidates", "radial_fingerprint", "fingerprint_distance", "histogram",
-           "ACCURATE", "CANDIDATE", "FAILED", "CLASS_NAMES"]
+           "outlier_members", "ACCURATE", "CANDIDATE", "FAILED", "CLASS_NAMES"]

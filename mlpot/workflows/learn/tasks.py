@@ -120,8 +120,33 @@ def train_member(params: dict[str, Any], workdir: Path, deps: dict[str, dict]) -
     history = trainer.train()
     model = trainer.freeze(out / "model.pt")
     last = {k: float(v) for k, v in (history[-1] if history else {}).items()}
+    data_rmse = training_data_rmse(model, params["data"], names, params["device"])
     return {"model": str(Path(model).resolve()), "model_sha256": _sha256(Path(model)), "frames": int(frames),
-            "systems": names, "lcurve_last": last, "init_model": init, "seed": int(params["seed"])}
+            "systems": names, "lcurve_last": last, "init_model": init, "seed": int(params["seed"]), **data_rmse}
+
+
+def training_data_rmse(model_path: Any, store_path: str, names: list[str], device: str) -> dict[str, float]:
+    """Energy RMSE per atom (eV/atom) and force RMSE over all components (eV/Å) of a frozen model on
+    every frame of ``names`` in the HDF5 store: the member's fit to its whole training set (the
+    lcurve's figures are of single batches), which the loop compares across members."""
+    from mlpot.data.store import HDF5Store
+    from mlpot.export import load_model
+    from mlpot.metrics import predict
+
+    model = load_model(str(model_path), device=device)
+    sq_f, n_f, sq_e, n_e = 0.0, 0, 0.0, 0
+    with HDF5Store(store_path) as store:
+        for n in names:
+            system = store.read(n)
+            p = predict(model, system, virial=False)
+            if system.forces is not None:
+                sq_f += float(np.sum((p["forces"] - system.forces) ** 2))
+                n_f += int(system.forces.size)
+            if system.energies is not None:
+                sq_e += float(np.sum(((p["energy"] - system.energies) / system.n_atoms) ** 2))
+                n_e += int(system.n_frames)
+    return {"data_rmse_f": float(np.sqrt(sq_f / n_f)) if n_f else float("nan"),
+            "data_rmse_e_per_atom": float(np.sqrt(sq_e / n_e)) if n_e else float("nan")}
 
 
 # ------------------------------------------------------------------------------------------ exploration
