@@ -204,6 +204,7 @@ class EMT:
         r = torch.sqrt(torch.einsum("pk,pk->p", d, d))
         a1, b1, a2, b2, a3, b3 = self._pair_params(nl, types).to(dev)
         inside = r < self.cutoff
+        r = torch.where(inside, r, torch.full_like(r, self.cutoff))  # finite terms (and gradients) outside
         w = torch.where(inside, 1.0 / (1.0 + torch.exp(self.acut * (r - self.rc))), torch.zeros_like(r))
         dlnw = self.acut * (w - 1.0)  # (1/w) dw/dr
         if n_local is not None and n_local < n:
@@ -223,7 +224,7 @@ class EMT:
             out["energies"] = e_atom.index_add(0, c, h).to(out_dtype)
         if "forces" in outputs or "virial" in outputs:
             de_dr = de_dsig[c] * sig_term * (dlnw - a1) + dlnw * h - 0.5 * (a2 * e_ij + a3 * e_ji)
-            g = (de_dr / torch.where(inside, r, torch.ones_like(r)))[:, None] * d  # ∂E/∂r⃗_p (P, 3)
+            g = (de_dr / r)[:, None] * d  # ∂E/∂r⃗_p (P, 3)
             if "forces" in outputs:
                 f = torch.zeros_like(pos).index_add_(0, c, g).index_add_(0, j, g, alpha=-1.0)
                 out["forces"] = f.to(out_dtype)
@@ -256,6 +257,7 @@ class EMT:
                                                 for k, t in enumerate(self._tables_2d))
         r = torch.sqrt(r2)
         inside = r < self.cutoff
+        r = torch.where(inside, r, torch.full_like(r, self.cutoff))  # finite terms (and gradients) outside
         w = torch.where(inside, 1.0 / (1.0 + torch.exp(self.acut * (r - self.rc))), torch.zeros_like(r))
         dlnw = self.acut * (w - 1.0)
         t_ij = w * torch.exp(b1 - a1 * r)  # to σ1 of the centre i
@@ -270,7 +272,7 @@ class EMT:
         if "forces" in outputs or "virial" in outputs:
             de_dr = (de_dsig.unsqueeze(1) * t_ij * (dlnw - a1) + de_dsig[table.neighbors] * t_ji * (dlnw - a1t)
                      + dlnw * pe - (a2 * e_ij + a3 * e_ji))
-            out = reduce_pairs(table, pe, de_dr / torch.where(inside, r, torch.ones_like(r)), d, outputs)
+            out = reduce_pairs(table, pe, de_dr / r, d, outputs)
         out["energy"] = e_atom.sum() + pe.sum()
         if "energies" in outputs:
             out["energies"] = e_atom + 0.5 * pe.sum(1).index_add(0, nbr, pe.reshape(-1))
