@@ -188,3 +188,25 @@ def test_unsupported_element_is_one_clear_error():
     msg = str(e.value)
     assert "potential" in msg and "type_map" in msg and "'Fe'" in msg and all(s in msg for s in SUPPORTED)
     assert msg.count("\n") == 0
+
+
+def test_phase_input_with_emt_validates(tmp_path, capsys):
+    """examples/phase_cu/emt.yaml (``potential: {type: emt, type_map: [Cu]}``) passes mlpot phase's
+    input checks; an unsupported element there is one line, exit 2, before any task."""
+    from pathlib import Path
+
+    from mlpot import cli
+    from mlpot.workflows.phase.config import load_phase_config
+    from mlpot.workflows.phase.driver import check_inputs
+    from mlpot.workflows.phase.tasks import build_potential
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "phase_cu" / "emt.yaml"
+    cfg = load_phase_config(example)
+    assert cfg.potential == {"type": "emt", "type_map": ["Cu"], "asap_cutoff": False}
+    check_inputs(cfg)
+    assert isinstance(build_potential(cfg.potential), EMT)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(example.read_text().replace("type_map: [Cu]", "type_map: [Fe]"))
+    assert cli.main(["phase", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "potential" in err and "'Fe'" in err and err.count("\n") == 1
