@@ -155,8 +155,12 @@ class EMT:
         ])  # (6, T, T)
         self._tables_2d = torch.cat([self._tables, self._tables[:2].transpose(1, 2)])  # + A1, B1 of (j, i)
         self._tables = self._tables.reshape(6, nt * nt)
+        self._scalars = tuple(float(t) for t in self._tables_2d.reshape(-1)) if nt == 1 else None
+        self._atom_params = torch.stack([e0, v0, lam, kappa, eta2, self.log12g1])  # (6, T)
         self._cache_key: Optional[tuple] = None
         self._cache: Optional[torch.Tensor] = None
+        self._atom_key: Optional[tuple] = None
+        self._atom_cache: Optional[torch.Tensor] = None
 
     @classmethod
     def from_config(cls, config: EMTConfig, device: Optional[torch.device] = None) -> "EMT":
@@ -234,12 +238,15 @@ class EMT:
 
     def _atom_terms(self, sigma1: torch.Tensor, types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(E_i without the pair terms (N,) eV, dE_i/dσ1_i (N,) eV) from the densities σ1 (N,)."""
-        dev = sigma1.device
+        key = (types, types._version)
+        ak = self._atom_key
+        if ak is None or ak[0] is not key[0] or ak[1] != key[1] or self._atom_cache is None \
+                or self._atom_cache.device != types.device:
+            self._atom_key, self._atom_cache = key, self._atom_params.to(types.device)[:, types]  # (6, N)
+        e0, v0, lam, kap, eta2, log12g1 = self._atom_cache  # type: ignore[misc]
         has = sigma1 > 0
         sig_safe = torch.where(has, sigma1, torch.ones_like(sigma1))
-        e0, v0 = self.e0.to(dev)[types], self.v0.to(dev)[types]
-        lam, kap, eta2 = self.lam.to(dev)[types], self.kappa.to(dev)[types], self.eta2.to(dev)[types]
-        s = (self.log12g1.to(dev)[types] - torch.log(sig_safe)) / (BETA * eta2)  # Å
+        s = (log12g1 - torch.log(sig_safe)) / (BETA * eta2)  # Å
         exl, exk = torch.exp(-lam * s), 6.0 * v0 * torch.exp(-kap * s)
         zero = torch.zeros_like(sigma1)
         e_atom = torch.where(has, e0 * (1.0 + lam * s) * exl + exk, zero) - e0
@@ -250,8 +257,8 @@ class EMT:
                        outputs: AbstractSet[str]) -> dict[str, torch.Tensor]:
         """The serial path: each pair (i, j) once, both orientations' terms from its one distance."""
         d, r2 = table.geometry(pos, cell)  # (3, N, K), (N, K)
-        if len(self.type_map) == 1:
-            a1, b1, a2, b2, a3, b3, a1t, b1t = (float(t) for t in self._tables_2d.reshape(8))
+        if self._scalars is not None:
+            a1, b1, a2, b2, a3, b3, a1t, b1t = self._scalars
         else:
             a1, b1, a2, b2, a3, b3, a1t, b1t = (table.pair_params(f"emt{id(self)}_{k}", t, types)
                                                 for k, t in enumerate(self._tables_2d))
@@ -260,19 +267,29 @@ class EMT:
         r = torch.where(inside, r, torch.full_like(r, self.cutoff))  # finite terms (and gradients) outside
         w = torch.where(inside, 1.0 / (1.0 + torch.exp(self.acut * (r - self.rc))), torch.zeros_like(r))
         dlnw = self.acut * (w - 1.0)
-        t_ij = w * torch.exp(b1 - a1 * r)  # to σ1 of the centre i
-        t_ji = w * torch.exp(b1t - a1t * r)  # to σ1 of the neighbour j
         nbr = table.neighbors.reshape(-1)
-        sigma1 = t_ij.sum(1).index_add(0, nbr, t_ji.reshape(-1))
-        e_ij = -w * torch.exp(b2 - a2 * r)
-        e_ji = -w * torch.exp(b3 - a3 * r)
-        pe = e_ij + e_ji  # both orientations' pair energy
-        e_atom, de_dsig = self._atom_terms(sigma1, types)
         out: dict[str, torch.Tensor] = {}
-        if "forces" in outputs or "virial" in outputs:
-            de_dr = (de_dsig.unsqueeze(1) * t_ij * (dlnw - a1) + de_dsig[table.neighbors] * t_ji * (dlnw - a1t)
-                     + dlnw * pe - (a2 * e_ij + a3 * e_ji))
-            out = reduce_pairs(table, pe, de_dr / r, d, outputs)
+        if self._scalars is not None:  # one element: both orientations' terms are equal
+            t = w * torch.exp(b1 - a1 * r)  # to σ1 of both atoms of the pair
+            sigma1 = t.sum(1).index_add(0, nbr, t.reshape(-1))
+            e_ij = (-2.0 * w) * torch.exp(b2 - a2 * r)
+            pe = e_ij  # both orientations' pair energy
+            e_atom, de_dsig = self._atom_terms(sigma1, types)
+            if "forces" in outputs or "virial" in outputs:
+                de_dr = (de_dsig.unsqueeze(1) + de_dsig[table.neighbors]) * t * (dlnw - a1) + (dlnw - a2) * pe
+                out = reduce_pairs(table, pe, de_dr / r, d, outputs)
+        else:
+            t_ij = w * torch.exp(b1 - a1 * r)  # to σ1 of the centre i
+            t_ji = w * torch.exp(b1t - a1t * r)  # to σ1 of the neighbour j
+            sigma1 = t_ij.sum(1).index_add(0, nbr, t_ji.reshape(-1))
+            e_ij = -w * torch.exp(b2 - a2 * r)
+            e_ji = -w * torch.exp(b3 - a3 * r)
+            pe = e_ij + e_ji  # both orientations' pair energy
+            e_atom, de_dsig = self._atom_terms(sigma1, types)
+            if "forces" in outputs or "virial" in outputs:
+                de_dr = (de_dsig.unsqueeze(1) * t_ij * (dlnw - a1) + de_dsig[table.neighbors] * t_ji * (dlnw - a1t)
+                         + dlnw * pe - (a2 * e_ij + a3 * e_ji))
+                out = reduce_pairs(table, pe, de_dr / r, d, outputs)
         out["energy"] = e_atom.sum() + pe.sum()
         if "energies" in outputs:
             out["energies"] = e_atom + 0.5 * pe.sum(1).index_add(0, nbr, pe.reshape(-1))
