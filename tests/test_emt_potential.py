@@ -1,7 +1,7 @@
 """md_engine's ``emt`` potential against ASE's ``ase.calculators.emt.EMT`` (energy, per-atom energies,
 forces, stress) on periodic, triclinic, alloy, tiny-cell and cluster systems; forces and virial
 against finite differences of its own energy; the ghost-atom path against the serial one; NVE
-energy conservation; bad input. CPU, float64."""
+energy conservation; 2 MPI ranks; bad input and mlpot phase input checks. CPU, float64."""
 
 from __future__ import annotations
 
@@ -210,3 +210,35 @@ def test_phase_input_with_emt_validates(tmp_path, capsys):
     assert cli.main(["phase", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "potential" in err and "'Fe'" in err and err.count("\n") == 1
+
+
+@pytest.mark.mpi
+def test_two_mpi_ranks_equal_ase_and_serial(tmp_path):
+    """2 ranks (ghost atoms, domain decomposition): forces, energy, virial equal ASE's EMT; 50 NVE
+    steps equal the serial trajectory."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import MPIRUN
+
+    worker = Path(__file__).resolve().parent / "mpi_scripts" / "md_worker.py"
+    sys.path.insert(0, str(worker.parent))
+    import md_worker as w
+
+    out = tmp_path / "emt.npz"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    r = subprocess.run([str(MPIRUN), "-n", "2", sys.executable, str(worker), "emt", str(out)],
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr
+    res = np.load(out)
+    assert int(res["size"]) == 2
+    ref = reference(w.emt_atoms())
+    assert abs(float(res["energy"]) - ref["energy"]) <= 1e-10 * abs(ref["energy"])
+    assert np.abs(res["forces"] - ref["forces"]).max() <= 1e-10
+    assert np.abs(res["virial"] - ref["virial"]).max() <= 1e-9
+    sim = Simulation(w.emt_state(), EMT(["Au", "Cu"]), VelocityVerlet(2.0), skin=0.5)
+    sim.run(50)
+    assert np.abs(res["positions"] - w.unwrapped(sim.state)).max() < 1e-9
+    assert np.abs(res["velocities"] - sim.state.velocities.numpy()).max() < 1e-10

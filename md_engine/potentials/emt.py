@@ -42,7 +42,7 @@ and the energy is also differentiable by autograd (tests compare both with finit
 Ghost atoms (``n_local``, MPI domains): E_i needs only the pairs (i, j) with centre i, so the local
 energy Σ_{i<n_local} E_i and its exact derivatives come from the pairs with local centres (the
 ghost-centred pairs, if any, get weight 0); a ghost's density is never needed. The ghost shell must
-be ≥ r_list + skin deep, which the domain layer guarantees from :attr:`EMT.cutoff`.
+be ≥ r_list + skin deep, which the domain layer guarantees from :attr:`EMT.cutoff` (tested on 2 MPI ranks).
 
 Supported elements: those of ASE's table (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O are in ASE's table
 "not for serious use"). Computed in float64 whatever the positions' dtype; results in that dtype.

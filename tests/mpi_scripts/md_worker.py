@@ -8,6 +8,7 @@ Modes (rank 0 writes OUT.npz; the test compares it with a serial run of the same
 * ``restart CKPT N`` load CKPT, run to step N; final unwrapped positions and velocities
 * ``fail CKPT``    a potential that fails on rank 1 at its 6th evaluation: all ranks must stop
 * ``npt-aniso N``  N steps of anisotropic NPT (:func:`npt_aniso_integrator`); positions, velocities, cell
+* ``emt``          energy, forces, virial of the EMT Cu–Au system (:func:`emt_state`), then 50 NVE steps
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def model_potential():
     return MlpotPotential(model, device="cpu")
 
 
+def emt_atoms():
+    """144 atoms of rattled fcc Cu with 40 % Au (4 × 3 × 3 cubic cells, a = 3.75 Å), an ase.Atoms."""
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.75, cubic=True).repeat((4, 3, 3))
+    atoms.rattle(0.1, seed=11)
+    rng = np.random.default_rng(11)
+    atoms.set_chemical_symbols(np.where(rng.random(len(atoms)) < 0.4, "Au", "Cu"))
+    return atoms
+
+
+def emt_state():
+    from md_engine import State
+
+    return State.from_atoms(emt_atoms(), type_map=["Au", "Cu"], device="cpu", dtype=torch.float64,
+                            temperature=600.0, seed=4)
+
+
 def thermostat_for(name: str):
     """The thermostat of the checkpoint/restart tests: CSVR (global noise) or Langevin (per-atom noise)."""
     from md_engine import CSVR, Langevin
@@ -115,6 +134,18 @@ def main() -> int:
                 res[f"{name}_virial"] = g.virial.numpy()
                 res[f"{name}_grid"] = np.array(sim.domain.dims)
                 res[f"{name}_hops"] = np.array(sim.domain.hops)
+    elif mode == "emt":
+        from md_engine.potentials.emt import EMT
+
+        sim = Simulation(emt_state(), EMT(["Au", "Cu"]), VelocityVerlet(2.0), skin=0.5, comm=comm, grid=(2, 1, 1))
+        sim.setup()
+        g = sim.gathered_state()
+        if g is not None:
+            res.update(energy=float(g.energy), forces=g.forces.numpy(), virial=g.virial.numpy())
+        sim.run(50)
+        g = sim.gathered_state()
+        if g is not None:
+            res.update(positions=unwrapped(g), velocities=g.velocities.numpy())
     elif mode == "nve":
         grid = [int(v) for v in args[1].split(",")] if len(args) > 1 else None
         sim = Simulation(lj_state(), lj_potential(), VelocityVerlet(2.0), [H5MDReporter(args[0], 50)],
