@@ -2,7 +2,8 @@
 :data:`POTENTIALS` (see :mod:`md_engine.potentials.base`).
 
 One module per potential: :mod:`~md_engine.potentials.lj` (Lennard-Jones, ``lj``),
-:mod:`~md_engine.potentials.model` (a frozen mlpot model, ``model``). Every module of this package is
+:mod:`~md_engine.potentials.model` (a frozen mlpot model, ``model``), :mod:`~md_engine.potentials.emt`
+(ASE's EMT in torch, ``emt``), ... Every module of this package is
 imported with it, so a new potential is ONE new file here (its config class + its class, registered
 with ``@POTENTIALS.register(name, config=Cfg)``) and the MD input can name it at once.
 """

@@ -3,7 +3,8 @@ e.g. EMT, for reference data and for checking a trained model's phase diagram ag
 potential it was trained on. ``emt`` is ASE's own ``ase.calculators.emt.EMT`` (the labeller of
 ``mlpot learn`` examples); ``asap_emt`` is asap3's fast EMT, a DIFFERENT parametrisation of the cutoff
 (for 108 rattled Cu atoms: 7 meV/atom and 0.03 eV/Å from ASE's, measured with asap3 3.13.11), so
-the one is never swapped for the other silently.
+the one is never swapped for the other silently. For ASE's EMT at MD speed use the ``emt`` potential
+(:mod:`md_engine.potentials.emt`: the same numbers, vectorised in torch).
 
 Each call copies positions to an ``ase.Atoms`` and asks the calculator for energy, forces and stress
 (virial W = −stress·V, eV). Serial only (``n_local`` must be all atoms); the pair list is not used
