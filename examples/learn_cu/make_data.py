@@ -3,10 +3,13 @@ Sci. 366, 394 (1996)):
 
 * ``init.extxyz``: the 10 initial frames: fcc Cu, 2×2×2 conventional cells (32 atoms), lattice
   constant 3.61 Å scaled by 0.98–1.02, atoms displaced at random (σ = 0.03–0.12 Å);
-* ``fcc108.extxyz``: the exploration start, fcc Cu 3×3×3 (108 atoms), a = 3.61 Å;
-* ``test.extxyz`` (with ``--test``): the independent test set: 50 frames of 108 atoms from ASE
-  Langevin MD with EMT itself at 300, 600, 900, 1200 and 1500 K (10 frames each, 80 fs apart after
-  0.6 ps), so it shares nothing with the loop's own exploration (which is MD with the models).
+* ``fcc108.extxyz``: the exploration start of the solid, fcc Cu 3×3×3 (108 atoms), a = 3.61 Å;
+* ``liquid108.extxyz``: the exploration start of the liquid: those 108 atoms melted by EMT Langevin
+  MD at 2,500 K (2 ps, at the volume of a = 3.61 × 1.03 Å), then 0.4 ps at 1,500 K;
+* ``test.extxyz`` (with ``--test``): the independent test set: 60 frames of 108 atoms from ASE
+  Langevin MD with EMT itself, 10 frames each (80 fs apart after 0.6 ps): the crystal at 300, 600,
+  900, 1200 and 1500 K and the liquid at 1500 K, so it shares nothing with the loop's own
+  exploration (which is MD with the models).
 
     python make_data.py [--test | --test-only]
 """
@@ -48,18 +51,37 @@ def initial_frames(n: int = 10, seed: int = 0) -> list:
     return frames
 
 
-def test_frames(temperatures=(300, 600, 900, 1200, 1500), per_t: int = 10, seed: int = 1) -> list:
+def _langevin(at, t: float, steps: int, seed: int):
+    """EMT Langevin MD of ``at`` at ``t`` K (2 fs steps, friction 0.02 fs⁻¹); returns the integrator."""
+    from ase.md import velocitydistribution as vd
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
+    at.calc = EMT()
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29 (MaxwellBoltzmannDistribution deprecated there)
+        vd.thermalize_momenta(at, t, rng=np.random.default_rng(seed), exact_temperature=True)
+    else:
+        vd.MaxwellBoltzmannDistribution(at, temperature_K=t, rng=np.random.default_rng(seed), force_temp=True)
+    md = Langevin(at, 2 * units.fs, temperature_K=t, friction=0.02, fixcm=False, rng=np.random.default_rng(seed + 100))
+    md.run(steps)
+    return md
+
+
+def liquid(seed: int = 7) -> "Atoms":
+    """108 Cu atoms melted with EMT (module docstring), positions only."""
+    from ase import Atoms
+
+    at = bulk("Cu", "fcc", a=A0 * 1.03, cubic=True).repeat((3, 3, 3))
+    _langevin(at, 2500.0, 1000, seed)
+    _langevin(at, 1500.0, 200, seed + 1)
+    return Atoms(at.get_chemical_symbols(), positions=at.positions, cell=at.cell, pbc=True)
+
+
+def test_frames(temperatures=(300, 600, 900, 1200, 1500), per_t: int = 10, seed: int = 1) -> list:
+    starts = [(t, bulk("Cu", "fcc", a=A0 * (1 + 2e-5 * t), cubic=True).repeat((3, 3, 3))) for t in temperatures]
+    starts.append((1500.0, liquid(seed + 50)))
     frames = []
-    for i, t in enumerate(temperatures):
-        at = bulk("Cu", "fcc", a=A0 * (1 + 2e-5 * t), cubic=True).repeat((3, 3, 3))
-        at.calc = EMT()
-        MaxwellBoltzmannDistribution(at, temperature_K=t, rng=np.random.default_rng(seed + i), force_temp=True)
-        md = Langevin(at, 2 * units.fs, temperature_K=t, friction=0.02, fixcm=False,
-                      rng=np.random.default_rng(seed + 100 + i))
-        md.run(300)
+    for i, (t, at) in enumerate(starts):
+        md = _langevin(at, t, 300, seed + i)
         for _ in range(per_t):
             md.run(40)
             frames.append(labelled(at))
@@ -74,10 +96,12 @@ def main() -> None:
     if not args.test_only:
         write(HERE / "init.extxyz", initial_frames())
         write(HERE / "fcc108.extxyz", bulk("Cu", "fcc", a=A0, cubic=True).repeat((3, 3, 3)))
-        print(f"wrote {HERE / 'init.extxyz'} (10 frames, 32 atoms) and {HERE / 'fcc108.extxyz'}")
+        write(HERE / "liquid108.extxyz", liquid())
+        print(f"wrote {HERE / 'init.extxyz'} (10 frames, 32 atoms), {HERE / 'fcc108.extxyz'} and "
+              f"{HERE / 'liquid108.extxyz'}")
     if args.test or args.test_only:
         write(HERE / "test.extxyz", test_frames())
-        print(f"wrote {HERE / 'test.extxyz'} (50 frames, 108 atoms, EMT MD at 300-1500 K)")
+        print(f"wrote {HERE / 'test.extxyz'} (60 frames, 108 atoms, EMT MD: crystal at 300-1500 K, liquid at 1500 K)")
 
 
 if __name__ == "__main__":
