@@ -53,6 +53,8 @@ import common  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "data" / "se_atten" / "deepmd_inputs"
 ALL7 = ["Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"]
+#: code name → worker mode (mlpot_labelbias: mlpot with DeePMD-kit's initial energy bias, the control)
+CODES = {"deepmd": "dp-train", "mlpot": "mlpot-train", "mlpot_labelbias": "mlpot-train-labelbias"}
 ALLOY = ROOT / "data" / "alloy_emt"
 N_TRAIN_FRAMES = 16  # alloy: frames [0, 16) of each system train, [16, 20) validate
 STOP_LR = 1e-5
@@ -239,6 +241,16 @@ def worker_mlpot_train(case: str, seed: str, steps: str, outdir: str, workdir: s
                  "cpu_s": time.process_time() - c0, "model": str(path)})
 
 
+def worker_mlpot_train_labelbias(case: str, seed: str, steps: str, outdir: str, workdir: str) -> None:
+    """mlpot's training with DeePMD-kit's initial energy bias: the per-type least squares of the labels
+    alone, without mlpot's refit to the initial network's residual (``absorb_initial_offset``), so
+    that the only differences left to DeePMD-kit are the random draws (the control of the comparison)."""
+    import mlpot.train.trainer as trainer_mod
+
+    trainer_mod.absorb_initial_offset = lambda model, samples: None
+    worker_mlpot_train(case, seed, steps, outdir, workdir)
+
+
 # ------------------------------------------------------------------------------------ driver
 def spread(xs: list[float]) -> dict:
     return {"mean": statistics.mean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
@@ -253,16 +265,17 @@ def summarize(runs: dict, cases: list[str], seeds: list[int]) -> dict:
         row = {}
         for metric in ("rmse_e_per_atom", "rmse_f"):
             per = {}
-            for code in ("deepmd", "mlpot"):
+            for code in CODES:
                 xs = [runs[f"{code}_{case}_s{s}"]["eval"][metric] for s in seeds
                       if "eval" in runs.get(f"{code}_{case}_s{s}", {}) and metric in runs[f"{code}_{case}_s{s}"]["eval"]]
                 if xs:
                     per[code] = spread(xs)
-            if len(per) == 2:
-                for a, b in (("mlpot", "deepmd"), ("deepmd", "mlpot")):
-                    m, o = per[a]["mean"], per[b]
-                    per[f"{a}_mean_in_{b}_range"] = o["min"] <= m <= o["max"]
-                    per[f"{a}_mean_within_2std_of_{b}"] = abs(m - o["mean"]) <= 2 * o["std"]
+            for x in ("mlpot", "mlpot_labelbias"):
+                if x in per and "deepmd" in per:
+                    for a, b in ((x, "deepmd"), ("deepmd", x)):
+                        m, o = per[a]["mean"], per[b]
+                        per[f"{a}_mean_in_{b}_range"] = o["min"] <= m <= o["max"]
+                        per[f"{a}_mean_within_2std_of_{b}"] = abs(m - o["mean"]) <= 2 * o["std"]
             row[metric] = per
         out[case] = row
     return out
@@ -289,9 +302,16 @@ def report(result: dict) -> str:
     for case, row in result["summary"].items():
         for metric, per in row.items():
             label, unit, k = names[metric]
-            vals = {c: ", ".join(f"{k * v:.1f}" for v in per[c]["values"]) for c in ("deepmd", "mlpot") if c in per}
-            lines.append(f"* {case}, {label} ({unit}), seeds {', '.join(map(str, result['seeds']))}: DeePMD-kit "
-                         f"{vals.get('deepmd', '-')}; mlpot {vals.get('mlpot', '-')}")
+            vals = {c: ", ".join(f"{k * v:.1f}" for v in per[c]["values"]) for c in CODES if c in per}
+            line = (f"* {case}, {label} ({unit}), seeds {', '.join(map(str, result['seeds']))}: DeePMD-kit "
+                    f"{vals.get('deepmd', '-')}; mlpot {vals.get('mlpot', '-')}")
+            if "mlpot_labelbias" in per:
+                s = per["mlpot_labelbias"]
+                line += (f"; mlpot with DeePMD-kit's initial energy bias {vals['mlpot_labelbias']} (mean "
+                         f"{k * s['mean']:.1f} ± {k * s['std']:.1f}; in DeePMD-kit's range / ±2σ: "
+                         f"{yes[per['mlpot_labelbias_mean_in_deepmd_range']]} / "
+                         f"{yes[per['mlpot_labelbias_mean_within_2std_of_deepmd']]})")
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -301,7 +321,8 @@ def main() -> None:
     ap.add_argument("--alloy-steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--cases", nargs="+", default=["water", "alloy"], choices=["water", "alloy"])
-    ap.add_argument("--codes", nargs="+", default=["deepmd", "mlpot"], choices=["deepmd", "mlpot"])
+    ap.add_argument("--codes", nargs="+", default=["deepmd", "mlpot"], choices=list(CODES),
+                    help="mlpot_labelbias: mlpot with DeePMD-kit's initial energy bias (the control)")
     ap.add_argument("--workdir", default=str(Path(common.WORKDIR_DEFAULT) / "se_atten_accuracy"))
     ap.add_argument("--dp-python", default=common.DP_PYTHON_DEFAULT)
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/se_atten_accuracy.json"))
@@ -341,12 +362,12 @@ def main() -> None:
         key = f"{code}_{case}_s{seed}"
         out = wd / "train" / key
         py = args.dp_python if code == "deepmd" else sys.executable
-        tr = stage(f"train_{key}", [py, me, f"{'dp' if code == 'deepmd' else 'mlpot'}-train", case, str(seed),
-                                    str(steps[case]), str(out), str(wd)], 3600)
+        tr = stage(f"train_{key}", [py, me, CODES[code], case, str(seed), str(steps[case]), str(out), str(wd)], 3600)
         runs[key] = {"train": tr, "steps": steps[case]}
         if "error" in tr:
             return
-        runs[key]["eval"] = stage(f"eval_{key}", [sys.executable, me, "mlpot-eval", code, tr["model"], case, str(wd)],
+        kind = "deepmd" if code == "deepmd" else "mlpot"
+        runs[key]["eval"] = stage(f"eval_{key}", [sys.executable, me, "mlpot-eval", kind, tr["model"], case, str(wd)],
                                   1800)
         done_before = (wd / "runs" / f"xeval_{key}.json").exists()  # e.g. by a driver run for this seed alone
         if code == "deepmd" and (seed == args.seeds[0] or done_before) and not args.no_cross_check:
@@ -377,7 +398,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    workers = {"dp-train": worker_dp_train, "mlpot-train": worker_mlpot_train, "mlpot-eval": worker_mlpot_eval,
+    workers = {"dp-train": worker_dp_train, "mlpot-train": worker_mlpot_train,
+               "mlpot-train-labelbias": worker_mlpot_train_labelbias, "mlpot-eval": worker_mlpot_eval,
                "dp-eval": worker_dp_eval}
     if len(sys.argv) > 1 and sys.argv[1] in workers:
         workers[sys.argv[1]](*sys.argv[2:])
