@@ -97,7 +97,7 @@ def test_model_type_map_lacking_element(tmp_path: Path) -> None:
     model = ROOT / "data" / "models" / "water_se_e2_a.pt"
     p = _write(tmp_path, f"potential: {{model: {model}}}\nphases:\n  fcc: {{lattice: fcc, a: 3.6, element: Cu}}\n"
                          "  liquid: {liquid_of: fcc}\nt_min: 1000\nt_max: 1500\n")
-    with pytest.raises(ConfigError, match=r"phases.fcc: elements \['Cu'\] are not in the model's type_map"):
+    with pytest.raises(ConfigError, match=r"phases.fcc: elements \['Cu'\] are not in the potential's type_map"):
         check_inputs(load_phase_config(p))
 
 

@@ -66,8 +66,8 @@ def type_map_of(potential: Any, atoms: Any, where: str) -> list[str]:
         return elems
     missing = [e for e in elems if e not in tm]
     if missing:
-        raise ConfigError(f"{where}: elements {missing} are not in the model's type_map {list(tm)}; use a model "
-                          "trained on them or change the phase's element")
+        raise ConfigError(f"{where}: elements {missing} are not in the potential's type_map {list(tm)}; use a "
+                          "model trained on them (or list them in the potential's type_map) or change the phase's element")
     return list(tm)
 
 
