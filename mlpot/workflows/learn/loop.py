@@ -192,7 +192,7 @@ def train_task(cfg: LearnConfig, info: dict[str, Any], it: int, k: int, attempt:
     return Task(name, f"{TASKS}:train_member", params, (), cfg.resources.train.to_engine(gpu))
 
 
-def choose_members(cfg: LearnConfig, results: dict[str, dict], attempts: dict[int, list[str]]) -> dict[int, str]:
+def choose_members(results: dict[str, dict], attempts: dict[int, list[str]]) -> dict[int, str]:
     """Per member the attempt kept: the one with the lowest force RMSE on the training data."""
     def rmse(name: str) -> float:
         v = float(results[name].get("data_rmse_f", float("nan")))
@@ -245,12 +245,9 @@ def train_ensemble(cfg: LearnConfig, info: dict[str, Any], it: int, systems: lis
     retrained: list[dict[str, Any]] = []
     for attempt in range(1, cfg.outlier_retries + 2):
         wf = session.run(tasks)
-        bad = {k: v for k, v in wf.failed.items()}
-        if bad:
-            lines = "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
-            raise MlpotError(f"iteration {it}: {len(bad)} training task(s) failed (finished tasks are kept in "
-                             f"{Path(cfg.output_dir) / 'tasks'} and reused on the next run): {lines}")
-        chosen = choose_members(cfg, wf.results, attempts)
+        if wf.failed:
+            raise _round_failed(it, dict(wf.failed), Path(cfg.output_dir))
+        chosen = choose_members(wf.results, attempts)
         if cfg.outlier_factor is None or attempt > cfg.outlier_retries:
             break
         rmse = [float(wf.results[chosen[k]].get("data_rmse_f", float("nan"))) for k in range(cfg.ensemble_size)]
@@ -345,16 +342,16 @@ def force_rmse_on_labels(model_path: str, systems: list[Any], device: str) -> Op
     """Force RMSE (eV/Å) of a member on the new labels of its iteration (frames it never saw)."""
     if not systems:
         return None
-    from mlpot.export import load_model
-    from mlpot.metrics import predict
+    from mlpot.workflows.learn.tasks import system_errors
 
-    model = load_model(model_path, device=device)
-    sq, n = 0.0, 0
-    for s in systems:
-        f = predict(model, s, virial=False)["forces"]
-        sq += float(np.sum((f - s.forces) ** 2))
-        n += f.size
-    return float(np.sqrt(sq / n))
+    return system_errors(model_path, systems, device)["rmse_f"][0]
+
+
+def _round_failed(it: int, failed: dict[str, str], out: Path) -> MlpotError:
+    """The error of a round with failed tasks: every failure (the cause, not only "skipped")."""
+    lines = "; ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+    return MlpotError(f"iteration {it}: {len(failed)} task(s) failed (finished tasks are kept in {out / 'tasks'} "
+                      f"and reused on the next run): {lines}")
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -380,16 +377,13 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
     with WorkflowSession(out / "tasks", cfg.cluster, progress=progress, max_workers=max_workers) as session:
         for it in range(cfg.max_iterations):
             systems = systems_before(_store_names(store), it)
-            train, chosen, trained, retrained = train_ensemble(cfg, info, it, systems, previous, store, session)
+            train, chosen, _, retrained = train_ensemble(cfg, info, it, systems, previous, store, session)
             member_names = [chosen[k] for k in range(cfg.ensemble_size)]
             tasks, names = explore_tasks(cfg, it, stage, member_names)
             tasks = train + tasks
             wf = session.run(tasks)
             if names["select"] in wf.failed:
-                bad = dict(wf.failed)  # every failure of the round (the cause, not only "skipped")
-                lines = "; ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
-                raise MlpotError(f"iteration {it}: {len(bad)} task(s) failed (finished tasks are kept in "
-                                 f"{out / 'tasks'} and reused on the next run): {lines}")
+                raise _round_failed(it, dict(wf.failed), out)
             if stop_after == names["select"]:
                 return {"status": "stopped", "iteration": it}
             sel = wf.results[names["select"]]
@@ -441,4 +435,5 @@ def run_learn(cfg: LearnConfig, progress: bool = True, max_workers: Optional[int
     return data
 
 
-__all__ = ["run_learn", "check_inputs", "train_task", "train_ensemble", "explore_tasks", "choose_members", "label_tasks", "labelled_systems", "systems_before"]
+__all__ = ["run_learn", "check_inputs", "train_task", "train_ensemble", "explore_tasks", "choose_members", "label_tasks",
+           "labelled_systems", "systems_before"]

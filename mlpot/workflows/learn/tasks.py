@@ -130,23 +130,21 @@ def training_data_rmse(model_path: Any, store_path: str, names: list[str], devic
     every frame of ``names`` in the HDF5 store: the member's fit to its whole training set (the
     lcurve's figures are of single batches), which the loop compares across members."""
     from mlpot.data.store import HDF5Store
+
+    with HDF5Store(store_path) as store:
+        err = system_errors(model_path, [store.read(n) for n in names], device)
+    return {"data_rmse_f": err["rmse_f"][0] if "rmse_f" in err else float("nan"),
+            "data_rmse_e_per_atom": err["rmse_ea"][0] if "rmse_ea" in err else float("nan")}
+
+
+def system_errors(model_path: Any, systems: list[Any], device: str) -> dict[str, tuple[float, int]]:
+    """``mlpot test``'s error metrics of a model file over ``systems`` (weighted over them, no virial):
+    :func:`mlpot.metrics.error_metrics` per system combined by :func:`mlpot.metrics.weighted_average`."""
     from mlpot.export import load_model
-    from mlpot.metrics import predict
+    from mlpot.metrics import error_metrics, predict, weighted_average
 
     model = load_model(str(model_path), device=device)
-    sq_f, n_f, sq_e, n_e = 0.0, 0, 0.0, 0
-    with HDF5Store(store_path) as store:
-        for n in names:
-            system = store.read(n)
-            p = predict(model, system, virial=False)
-            if system.forces is not None:
-                sq_f += float(np.sum((p["forces"] - system.forces) ** 2))
-                n_f += int(system.forces.size)
-            if system.energies is not None:
-                sq_e += float(np.sum(((p["energy"] - system.energies) / system.n_atoms) ** 2))
-                n_e += int(system.n_frames)
-    return {"data_rmse_f": float(np.sqrt(sq_f / n_f)) if n_f else float("nan"),
-            "data_rmse_e_per_atom": float(np.sqrt(sq_e / n_e)) if n_e else float("nan")}
+    return weighted_average([error_metrics(predict(model, s, virial=False), s) for s in systems])
 
 
 # ------------------------------------------------------------------------------------------ exploration
