@@ -144,7 +144,7 @@ def test_loop_two_iterations_resume_and_failing_labels(tmp_path: Path) -> None:
     # frames at steps 0, 10, 20, 30, 40 of one run; with f_trust_lo tiny every frame is a candidate
     for r in recs:
         assert r["n_frames"] == 5 and r["accurate"] + r["candidate"] + r["failed"] == 5
-        assert r["picked"] == 4
+        assert r["picked"] == 4 and (r["f_trust_lo"], r["f_trust_hi"]) == (1e-4, 50.0)
     # the flaky labeller fails on steps that are multiples of 20: those frames are marked, the rest labelled
     sel0 = json.loads((out / "tasks" / "iter.000" / "select" / "result.json").read_text())
     steps = [p["step"] for p in sel0["picked"]]
@@ -191,6 +191,22 @@ def test_loop_two_iterations_resume_and_failing_labels(tmp_path: Path) -> None:
     again = run_learn(cfg, progress=False, echo=lambda s: None)
     assert [r["labelled"] for r in again["iterations"]] == [r["labelled"] for r in recs]
     assert all(r["tasks_reused"] >= 4 for r in again["iterations"])
+
+
+def test_stage_trust_levels_reach_the_selection(tmp_path: Path) -> None:
+    """A stage's own f_trust_lo / f_trust_hi replace the top-level ones in its select task (which
+    classifies the frames) and in its record; a stage without them inherits the top-level levels."""
+    from mlpot.workflows.learn.config import load_learn_config
+    from mlpot.workflows.learn.loop import explore_tasks
+
+    hot = {"structures": ["fcc32.extxyz"], "temperatures": [1200], "steps": 40, "f_trust_lo": 0.15}
+    cold = {"structures": ["fcc32.extxyz"], "temperatures": [300], "steps": 40}
+    cfg = load_learn_config(campaign(tmp_path, f_trust_lo=0.05, f_trust_hi=0.5, stages=[cold, hot]))
+    assert cfg.trust(0) == (0.05, 0.5) and cfg.trust(1) == (0.15, 0.5)
+    for stage, lo in ((0, 0.05), (1, 0.15)):
+        tasks, _ = explore_tasks(cfg, 3, stage, ["a", "b"])
+        sel = [t for t in tasks if t.name.endswith("/select")][0]
+        assert (sel.params["f_trust_lo"], sel.params["f_trust_hi"]) == (lo, 0.5)
 
 
 def test_outlier_members_against_hand_computed_medians() -> None:
@@ -265,6 +281,9 @@ def test_outlier_member_is_retrained_and_the_better_attempt_explores(tmp_path: P
      ["stages[0].structures[0]", "['Ag']", "type_map ['Cu']"]),
     ({"stages": [{"structures": ["fcc32.extxyz"], "temperatures": [300], "pressures": [1000], "steps": 10}]},
      ["stages[0]", "nvt stage has no pressure"]),
+    ({"stages": [{"structures": ["fcc32.extxyz"], "temperatures": [300], "steps": 10},
+                 {"structures": ["fcc32.extxyz"], "temperatures": [900], "steps": 10, "f_trust_lo": 60.0}]},
+     ["stages[1]", "f_trust_lo (60.0 eV/Å) must be below f_trust_hi (50.0 eV/Å)"]),
 ])
 def test_bad_input_one_line_exit_2_before_any_task(tmp_path: Path, capsys: pytest.CaptureFixture, over: dict,
                                                    words: list[str]) -> None:

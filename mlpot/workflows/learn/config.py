@@ -8,6 +8,7 @@ Example (``examples/learn_cu/input.yaml``)::
     fine_tune: {numb_steps: 2000}         # from iteration 1 on: start from the previous member (--init-model)
     f_trust_lo: 0.05                      # eV/Å: max force deviation below it: accurate
     f_trust_hi: 0.20                      # eV/Å: at or above it: failed (not labelled); between: candidate
+                                          # (a stage may set its own f_trust_lo / f_trust_hi)
     candidates_per_iteration: 50
     stages:                               # as DP-GEN's model_devi_jobs, in order
       - {structures: [fcc108.extxyz], ensemble: npt, temperatures: [300, 600], pressures: [0], steps: 2000}
@@ -126,6 +127,11 @@ class StageConfig(StrictModel):
     tau_p: float = Field(default=1000.0, gt=0, description="fs; barostat time constant")
     compressibility: float = Field(default=4.5e-5, gt=0, description="1/bar; barostat coupling")
     max_iterations: int = Field(default=5, ge=1, description="iterations of this stage at most, then the next stage")
+    f_trust_lo: Optional[float] = Field(default=None, gt=0, description=(
+        "eV/Å; this stage's lower trust level (default: the top-level f_trust_lo). Hot or liquid stages "
+        "meet a larger irreducible deviation than the cold crystal (DP-GEN sets trust levels per system too)"))
+    f_trust_hi: Optional[float] = Field(default=None, gt=0, description="eV/Å; this stage's upper trust level "
+                                                                        "(default: the top-level f_trust_hi)")
 
     @field_validator("structures")
     @classmethod
@@ -209,11 +215,22 @@ class LearnConfig(StrictModel):
     def _check(self) -> "LearnConfig":
         if self.f_trust_lo >= self.f_trust_hi:
             raise ValueError(f"f_trust_lo ({self.f_trust_lo} eV/Å) must be below f_trust_hi ({self.f_trust_hi} eV/Å)")
+        for k in range(len(self.stages)):
+            lo, hi = self.trust(k)
+            if lo >= hi:
+                raise ValueError(f"stages[{k}]: f_trust_lo ({lo} eV/Å) must be below f_trust_hi ({hi} eV/Å) "
+                                 "(a stage's own trust levels, or the top-level ones it inherits)")
         if self.seeds is not None and len(self.seeds) != self.ensemble_size:
             raise ValueError(f"seeds: expected one seed per member ({self.ensemble_size}), found {len(self.seeds)}")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: expected different seeds for the members, found {self.seeds}")
         return self
+
+    def trust(self, stage: int) -> tuple[float, float]:
+        """(f_trust_lo, f_trust_hi) eV/Å of stage ``stage``: its own where given, else the top-level ones."""
+        st = self.stages[stage]
+        return (st.f_trust_lo if st.f_trust_lo is not None else self.f_trust_lo,
+                st.f_trust_hi if st.f_trust_hi is not None else self.f_trust_hi)
 
     def member_seeds(self) -> list[int]:
         """The training seed of each member."""

@@ -223,9 +223,10 @@ def explore_tasks(cfg: LearnConfig, it: int, stage: int, members: list[str]) -> 
             points.append({"structure": structure, "ensemble": st.ensemble, "temperature_K": t, "pressure_bar": p})
             r += 1
     sel = f"{base}/select"
+    lo, hi = cfg.trust(stage)
     tasks.append(Task(sel, f"{TASKS}:select",
-                      {"v": VERSION, "explorations": runs, "state_points": points, "f_trust_lo": cfg.f_trust_lo,
-                       "f_trust_hi": cfg.f_trust_hi, "n": cfg.candidates_per_iteration,
+                      {"v": VERSION, "explorations": runs, "state_points": points, "f_trust_lo": lo,
+                       "f_trust_hi": hi, "n": cfg.candidates_per_iteration,
                        "seed": cfg.seed * 7 + it, "tolerance": cfg.duplicate_tolerance,
                        "fingerprint_rcut": cfg.fingerprint_rcut, "stage": stage, "iteration": it},
                       tuple(runs)))

@@ -28,6 +28,7 @@ def iteration_record(cfg: Any, it: int, stage: int, members: dict[str, dict], se
 
     c = sel["counts"]
     n = max(1, int(c["n_frames"]))
+    lo, hi = cfg.trust(stage)
     failed_labels = [{"index": lab["index"], **sel["picked"][lab["index"]], "error": lab.get("error")}
                      for lab in labels if not lab["ok"]]
     train = []
@@ -46,7 +47,8 @@ def iteration_record(cfg: Any, it: int, stage: int, members: dict[str, dict], se
         "labelled": sum(1 for lab in labels if lab["ok"]), "label_failed": failed_labels,
         "training_frames": int(next(iter(members.values())).get("frames", 0)) if members else 0,
         "train": train, "rmse_f_new_labels": rmse_new,
-        "max_devi_f_histogram": histogram(sel["max_devi_f"], cfg.f_trust_lo, cfg.f_trust_hi),
+        "f_trust_lo": lo, "f_trust_hi": hi,
+        "max_devi_f_histogram": histogram(sel["max_devi_f"], lo, hi),
         "max_devi_f_max": float(np.max(sel["max_devi_f"])) if sel["max_devi_f"] else None,
         "max_devi_f_median": float(np.median(sel["max_devi_f"])) if sel["max_devi_f"] else None,
         "tasks_reused": len(getattr(wf, "reused", ())),
@@ -93,10 +95,11 @@ def write_outputs(cfg: Any, out: Path, records: list[dict[str, Any]], status: st
     with atomic_path(out / "results.json") as tmp:
         Path(tmp).write_text(json.dumps(data, indent=1, default=float))
     cols = ["iteration", "stage", "n_frames", "accurate", "candidate", "failed", "accurate_fraction", "picked",
-            "labelled", "training_frames", "rmse_f_new_labels", "max_devi_f_median", "max_devi_f_max"]
+            "labelled", "training_frames", "rmse_f_new_labels", "max_devi_f_median", "max_devi_f_max", "f_trust_lo", "f_trust_hi"]
+    per_a = ("rmse_f_new_labels", "max_devi_f_median", "max_devi_f_max", "f_trust_lo", "f_trust_hi")
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([c + ("_eV_per_A" if c in ("rmse_f_new_labels", "max_devi_f_median", "max_devi_f_max") else "")
+    w.writerow([c + ("_eV_per_A" if c in per_a else "")
                 for c in cols] + ["label_failed", "members_retrained"])
     for r in records:
         w.writerow([r.get(c, "") if r.get(c) is not None else "" for c in cols] + [len(r["label_failed"])]
@@ -152,8 +155,12 @@ def plot_histograms(data: dict[str, Any], out: Path) -> Path:
         counts = np.asarray(h["counts"], float)
         frac = counts / max(1.0, counts.sum())
         ax.stairs(frac, edges, label=f"iteration {r['iteration']}")
-    ax.axvline(data["f_trust_lo"], color="g", ls="--", lw=0.8, label="f_trust_lo")
-    ax.axvline(data["f_trust_hi"], color="r", ls="--", lw=0.8, label="f_trust_hi")
+    levels = sorted({(r.get("f_trust_lo", data["f_trust_lo"]), r.get("f_trust_hi", data["f_trust_hi"]))
+                     for r in data["iterations"]})  # per stage where stages set their own
+    for k, (lo, hi) in enumerate(levels):
+        tag = "" if len(levels) == 1 else f" {lo:g}/{hi:g}"
+        ax.axvline(lo, color="g", ls=("--", ":", "-.")[k % 3], lw=0.8, label="f_trust_lo" + tag)
+        ax.axvline(hi, color="r", ls=("--", ":", "-.")[k % 3], lw=0.8, label="f_trust_hi" + tag)
     ax.set_xscale("log")
     ax.set_xlabel("max force deviation ε_F,max (eV/Å)")
     ax.set_ylabel("fraction of frames")
