@@ -256,6 +256,10 @@ class EnergyModel(torch.nn.Module):
 #: benchmarks/RESULTS.md).
 CHUNK_PAIRS_CPU = 10_000
 CHUNK_PAIRS_CUDA = 4_000_000
+#: pairs per chunk on CPU for a compressed descriptor: its memory per pair is the 2·M1 table values
+#: kept for the backward (no activations), and fewer chunks pay less per-call overhead (1.2–1.5× at
+#: 1,536 water atoms, benchmarks/RESULTS.md "Compression")
+CHUNK_PAIRS_COMPRESSED_CPU = 65_536
 
 
 def _first_atom_types(atom_types: torch.Tensor, frame_all: torch.Tensor, frame_centers: torch.Tensor) -> torch.Tensor:
@@ -403,9 +407,17 @@ def _accumulate_derivatives(
     if forces:
         add("forces", (n_atoms, 3), nl.centers, g)
         add("forces", (n_atoms, 3), nl.neighbors, -g)
-    if virial or atom_virial:
+    if virial and n_frames == 1:  # one frame: W = −Σ_pairs r ⊗ g is one (3, P) × (P, 3) product
+        w = -(rij.transpose(0, 1) @ g)[None]
+        if "virial" not in result:
+            result["virial"] = w
+        elif inplace:
+            result["virial"].add_(w)
+        else:
+            result["virial"] = result["virial"] + w
+    if (virial and n_frames > 1) or atom_virial:
         pair_w = -rij[:, :, None] * g[:, None, :]  # (P, 3, 3)
-        if virial:
+        if virial and n_frames > 1:
             add("virial", (n_frames, 3, 3), frame_index[nl.centers], pair_w)
         if atom_virial:
             half = 0.5 * pair_w
@@ -419,7 +431,10 @@ def _chunk_bounds(
     """Chunk boundaries [0, b1, ..., n_c] over the center atoms, or None for a single pass."""
     _, n_c = _center_bounds(n_atoms, n_centers, None)
     if chunk_atoms is None:
-        budget = CHUNK_PAIRS_CUDA if model.device.type == "cuda" else CHUNK_PAIRS_CPU
+        if model.device.type == "cuda":
+            budget = CHUNK_PAIRS_CUDA
+        else:
+            budget = CHUNK_PAIRS_COMPRESSED_CPU if getattr(model.descriptor, "compressed", False) else CHUNK_PAIRS_CPU
         n_pairs = int(nl.centers.shape[0]) if n_c == n_atoms else int((nl.centers < n_c).sum())
         per_center = getattr(model.descriptor, "chunk_pairs_per_center", None)
         if per_center is not None:  # a descriptor whose memory is not ∝ pairs (se_atten: atoms × sel²)
@@ -502,4 +517,5 @@ def _evaluate_chunked(
     return {key: result[key] for key in OUTPUTS if key in result}
 
 
-__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "OUTPUTS", "DEFAULT_OUTPUTS", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA"]
+__all__ = ["EnergyModel", "EnergyFitting", "evaluate", "OUTPUTS", "DEFAULT_OUTPUTS", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA",
+           "CHUNK_PAIRS_COMPRESSED_CPU"]

@@ -7,8 +7,11 @@ buffers of a few MiB, freed every step) can make glibc hand that memory back to 
 it in again at the next step: measured on `mlpot md` (1,536 water atoms, se_e2_a, 13 steps) 1.04 M
 minor page faults and ~15-20 % of the step time, against 0.10 M faults with fixed thresholds
 (`benchmarks/RESULTS.md`, "No speed regression"). Fixing the thresholds (mmap above 32 MiB, the glibc
-maximum; trim only above 1 GiB of free heap top) removes that churn; it keeps at most that much freed
-memory in the process. Set ``MLPOT_MALLOC_TUNING=0`` to leave malloc alone (also skipped when the
+maximum; trim only above 1 GiB of free heap top) removes most of that churn. The rest went with a
+256 MiB top pad (heap growth and trimming keep that much more): a compressed water model at 1,536
+atoms still took 58,000 minor faults (230 MB of fresh pages) per evaluation with the two thresholds,
+none with the pad, and ran 1.4× faster (`benchmarks/RESULTS.md`, "Compression"). The process keeps
+at most that much freed memory. Set ``MLPOT_MALLOC_TUNING=0`` to leave malloc alone (also skipped when the
 user already set glibc's ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``, or off glibc).
 """
 
@@ -20,10 +23,12 @@ import os
 
 #: glibc mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 #: bytes
 MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1024 * 1024 * 1024
+TOP_PAD = 256 * 1024 * 1024
 
 _applied = False
 
@@ -40,7 +45,7 @@ def tune_malloc() -> bool:
         return True
     if os.environ.get("MLPOT_MALLOC_TUNING", "1") == "0":
         return False
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -49,7 +54,8 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _applied = (bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+                and bool(mallopt(M_TOP_PAD, TOP_PAD)))
     return _applied
 
 

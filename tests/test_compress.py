@@ -375,6 +375,48 @@ def test_compiled_kernels_equal_eager(water):
     assert float((a["virial"] - b["virial"]).abs().max()) < 1e-12
 
 
+@pytest.mark.slow
+def test_compiled_contract_blocks_and_empty_centers_equal_eager(water):
+    """The compiled path's padded layout (plan_padded) against the eager embedding_bag path and a
+    plain gather: several blocks, centers without edges (first, middle, last), values beyond both
+    ends of the table; A and both gradients."""
+    if not tab.compiler_available(torch.device("cpu")):
+        pytest.skip("no C++ compiler for torch.compile")
+    _, cmp_ = compressed_pair("se_e2_a")
+    ft = cmp_.descriptor.flat_tables()
+    g = torch.Generator().manual_seed(3)
+    n_c = 9
+    counts = torch.tensor([0, 5, 1, 0, 7, 3, 0, 2, 0])
+    center = torch.repeat_interleave(torch.arange(n_c), counts)
+    e = int(center.shape[0])
+    lo, mx = float(ft.params[0, 0]), float(ft.params[0, 2])
+    x = lo - 0.5 + (mx - lo + 1.0) * torch.rand(e, generator=g, dtype=torch.float64)
+    tid = torch.randint(0, ft.params.shape[0], (e,), generator=g)
+    rows = torch.randn(e, 4, generator=g, dtype=torch.float64)
+    d_a = torch.randn(n_c, 4, ft.ng, generator=g, dtype=torch.float64)
+
+    def run(backend, block_edges):
+        xx, rr = x.clone().requires_grad_(True), rows.clone().requires_grad_(True)
+        tab.set_backend(backend)
+        a = tab.tabulated_contract(xx, rr, center, tid, n_c, ft, block_edges=block_edges)
+        dx, dr = torch.autograd.grad((a * d_a).sum(), (xx, rr))
+        return a.detach(), dx, dr
+
+    try:
+        ref = run("eager", 4)
+        for block_edges in (1, 8, 1000):
+            out = run("compile", block_edges)
+            assert tab.active_backend(torch.device("cpu")) == "compile"
+            for u, v in zip(ref, out):
+                assert float((u - v).abs().max()) < 1e-12
+    finally:
+        tab.set_backend("auto")
+    # and A itself against the plain gather of the tables
+    gx = tab.eval_table(x, tid, ft)
+    brute = torch.zeros(n_c, 4, ft.ng, dtype=torch.float64).index_add_(0, center, rows[:, :, None] * gx[:, None, :])
+    assert float((ref[0] - brute).abs().max()) < 1e-12
+
+
 def test_backend_choice_and_clean_fallback(water, monkeypatch, caplog):
     """auto: eager for the first calls and in float32 on CPU; a failing compile falls back to the
     eager evaluation (same numbers) with one logged warning, for good."""

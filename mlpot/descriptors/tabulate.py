@@ -432,30 +432,20 @@ def _refuse_double_backward() -> None:
 
 class _TabulatedContract(torch.autograd.Function):
     """A = Σ_j R̃_j ⊗ G(s̃_j) per center (see :func:`tabulated_contract`); backward to s̃ and R̃.
+    The eager evaluation (any machine; :class:`_CompiledContract` is the compiled one).
 
-    Forward, per block: G and G′ of its edges in one pass over the coefficient rows (eager:
-    one embedding_bag; ``compiled``: :func:`_kernel_values` under torch.compile), then A = R̃ᵀG by
-    bmm. G and G′ are kept (2·ng values per edge; the chunked evaluation bounds the edges per call),
-    so the backward does not touch the tables: one bmm P = [G; G′] dAᵀ gives dR̃_jm = P_jm and
-    dx_j = Σ_m R̃_jm (G′_j · dA_m)."""
+    Forward, per block: G and G′ of its edges in one embedding_bag over the coefficient rows, then
+    A = R̃ᵀG by bmm. G and G′ are kept (2·ng values per edge; the chunked evaluation bounds the edges
+    per call), so the backward does not touch the tables: one bmm P = [G; G′] dAᵀ gives dR̃_jm = P_jm
+    and dx_j = Σ_m R̃_jm (G′_j · dA_m)."""
 
     @staticmethod
-    def forward(ctx, x, rows_r, w, dw, row, blocks, n_centers, table_rows, compiled):  # type: ignore[override]
+    def forward(ctx, x, rows_r, w, dw, row, blocks, n_centers, table_rows):  # type: ignore[override]
         k, ng = rows_r.shape[1], table_rows.shape[1]
         out = torch.zeros(n_centers, k, ng, dtype=table_rows.dtype, device=table_rows.device)
         saved = []
         for b in blocks:
-            v = None
-            if compiled and not _BACKEND["failed"]:
-                try:
-                    (kern,) = _compiled_kernels()
-                    row0, wp, dwp, _ = _padded_inputs(b, row, w, dw, rows_r[:, :0])
-                    v = kern(table_rows, row0, wp, dwp)
-                except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: eager for good
-                    _compile_failed(exc)
-                    v = None
-            if v is None:
-                v = _bag_values(table_rows, b, w, dw)
+            v = _bag_values(table_rows, b, w, dw)
             rp = _pad(rows_r, b)
             torch.bmm(rp.transpose(1, 2), v[:, 0], out=out[b.a0 : b.a1])
             saved.append((v, rp))
@@ -477,7 +467,7 @@ class _TabulatedContract(torch.autograd.Function):
             dr[b.e0 : b.e1] = p[:, :nmax].reshape(nb * nmax, k)[b.slot]
             dx[b.e0 : b.e1] = (p[:, nmax:] * rp).sum(-1).reshape(-1)[b.slot]
         ctx.saved = None
-        return dx, dr, None, None, None, None, None, None, None
+        return dx, dr, None, None, None, None, None, None
 
 
 class _GatedContract(torch.autograd.Function):
@@ -606,6 +596,88 @@ class _CompiledGatedContract(torch.autograd.Function):
         return dx, dr, dsw, None, None, None, None, None, None, None, None
 
 
+def _locate_weights(x: torch.Tensor, tid: torch.Tensor, params: torch.Tensor, offset: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`locate` + :func:`basis_weights` in one function (for torch.compile: one pointwise loop
+    instead of ~40 eager passes over the edges): first rows (E,), weights w and dw (E, 6)."""
+    row, t, delta = locate(x, tid, FlatTables(params, params, offset))
+    w, dw = basis_weights(t, delta)
+    return row, w, dw
+
+
+def _compiled_locate():
+    if _BACKEND.get("locate") is None:
+        _BACKEND["locate"] = torch.compile(_locate_weights, dynamic=True)
+    return _BACKEND["locate"]
+
+
+def plan_padded(center: torch.Tensor, n_centers: int, block_edges: int) -> tuple[torch.Tensor, int, list[int]]:
+    """The padded per-center layout of the compiled path, vectorised: (slot (E,) = center·nmax + rank
+    of the edge among its center's edges, nmax = the largest count, block bounds over the centers of
+    about ``block_edges`` slots each). ``center`` (E,) sorted."""
+    counts = torch.bincount(center, minlength=n_centers)
+    ptr = torch.cumsum(counts, 0) - counts  # first edge of each center
+    nmax = max(int(counts.max()), 1)
+    slot = center * nmax + (torch.arange(center.shape[0], device=center.device) - ptr[center])
+    per = max(1, int(block_edges) // nmax)
+    return slot, nmax, list(range(0, n_centers, per)) + [n_centers]
+
+
+class _CompiledContract(torch.autograd.Function):
+    """A = Σ_j R̃_j ⊗ G(s̃_j) per center with the compiled kernels (see :func:`tabulated_contract`).
+
+    The lookup (:func:`_locate_weights`) runs compiled over all edges; the edges are scattered once
+    into one padded (n_centers, nmax) layout (:func:`plan_padded`), whose blocks of centers are views:
+    per block G and G′ in one compiled pass over the coefficient rows (:func:`_kernel_values`), A =
+    R̃ᵀG by bmm. G and G′ are kept for the backward (one bmm per block, no table access)."""
+
+    @staticmethod
+    def forward(ctx, x, rows_r, center, tid, n_centers, tables, block_edges):  # type: ignore[override]
+        (kern,) = _compiled_kernels()
+        row, w, dw = _compiled_locate()(x.detach(), tid, tables.params, tables.offset)
+        dtype = tables.rows.dtype
+        k, ng = rows_r.shape[1], tables.rows.shape[1]
+        out = torch.zeros(n_centers, k, ng, dtype=dtype, device=tables.rows.device)
+        if x.shape[0] == 0 or n_centers == 0:
+            ctx.empty = True
+            return out
+        ctx.empty = False
+        slot, nmax, bounds = plan_padded(center, n_centers, block_edges)
+        n_slots = n_centers * nmax
+        row0 = row.new_zeros(n_slots)
+        row0[slot] = row
+        wp = w.new_zeros(n_slots, 6, dtype=dtype)
+        wp[slot] = w.to(dtype)
+        dwp = w.new_zeros(n_slots, 6, dtype=dtype)
+        dwp[slot] = dw.to(dtype)
+        rp = rows_r.new_zeros(n_slots, k)
+        rp[slot] = rows_r
+        row0, wp, dwp, rp = row0.view(n_centers, nmax), wp.view(n_centers, nmax, 6), dwp.view(n_centers, nmax, 6), rp.view(n_centers, nmax, k)
+        saved = []
+        for a0, a1 in zip(bounds[:-1], bounds[1:]):
+            v = kern(tables.rows, row0[a0:a1], wp[a0:a1], dwp[a0:a1])  # (n, 2, nmax, ng)
+            torch.bmm(rp[a0:a1].transpose(1, 2), v[:, 0], out=out[a0:a1])
+            saved.append(v)
+        ctx.saved, ctx.rp, ctx.slot, ctx.bounds = saved, rp, slot, bounds
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        _refuse_double_backward()
+        if ctx.empty:
+            return None, None, None, None, None, None, None
+        d_out = d_out.contiguous()
+        rp = ctx.rp
+        n_c, nmax, k = rp.shape
+        p_all = d_out.new_empty(n_c, 2 * nmax, k)
+        for (a0, a1), v in zip(zip(ctx.bounds[:-1], ctx.bounds[1:]), ctx.saved):
+            torch.bmm(v.reshape(a1 - a0, 2 * nmax, -1), d_out[a0:a1].transpose(1, 2), out=p_all[a0:a1])
+        dr = p_all[:, :nmax].reshape(n_c * nmax, k)[ctx.slot]
+        dx = (p_all[:, nmax:] * rp).sum(-1).reshape(-1)[ctx.slot]
+        ctx.saved = ctx.rp = None
+        return dx, dr, None, None, None, None, None
+
+
 def _pad_gate(b: "_Block", pair: torch.Tensor, sw: Optional[torch.Tensor], gate_rows: torch.Tensor) -> torch.Tensor:
     """T[p_j] (times sw_j if given) of block b's edges in its padded layout (n, nmax, ng), 0 in empty slots."""
     ng = gate_rows.shape[1]
@@ -636,8 +708,16 @@ def tabulated_contract(
         x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
         if gate is not None:
             gate = (gate[0], gate[1][order], gate[2][order])
+    backend = active_backend(x.device, tables.rows.dtype)
     if block_edges is None:
         block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
+    if gate is None and backend == "compile":
+        _BACKEND["calls"] += 1
+        try:
+            return _CompiledContract.apply(x, rows_r.to(tables.rows.dtype), center, tid, int(n_centers), tables, int(block_edges))
+        except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path below is exact too
+            _compile_failed(exc)
+        backend = "eager"
     row, t, delta = locate(x, tid, tables)
     # the weights depend on x through t (inside) or δ (beyond the table) with the same derivative
     # weights dw; the Function returns dE/dx itself
@@ -645,7 +725,6 @@ def tabulated_contract(
     w, dw = w.to(tables.rows.dtype), dw.to(tables.rows.dtype)
     blocks = plan_blocks(center, row, int(n_centers), int(block_edges), values=gate is None)
     rows_r = rows_r.to(tables.rows.dtype)
-    backend = active_backend(x.device, tables.rows.dtype)
     if gate is not None:
         t_rows, pair, sw = gate
         sw, t_rows = sw.to(tables.rows.dtype), t_rows.to(tables.rows.dtype)
@@ -657,7 +736,7 @@ def tabulated_contract(
                 _compile_failed(exc)
         return _GatedContract.apply(x, rows_r, sw, w, dw, pair, blocks, int(n_centers), tables.rows, t_rows)
     _BACKEND["calls"] += 1
-    return _TabulatedContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows, backend == "compile")
+    return _TabulatedContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows)
 
 
 def out_of_range(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> int:
