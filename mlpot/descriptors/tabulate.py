@@ -619,8 +619,11 @@ def plan_padded(center: torch.Tensor, n_centers: int, block_edges: int) -> tuple
     ptr = torch.cumsum(counts, 0) - counts  # first edge of each center
     nmax = max(int(counts.max()), 1)
     slot = center * nmax + (torch.arange(center.shape[0], device=center.device) - ptr[center])
-    per = max(1, int(block_edges) // nmax)
-    return slot, nmax, list(range(0, n_centers, per)) + [n_centers]
+    per = max(2, int(block_edges) // nmax)
+    bounds = list(range(0, n_centers, per)) + [n_centers]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 2:  # no 1-center block: torch.compile specialises
+        del bounds[-2]  # size 1 and would compile the kernel again mid-run
+    return slot, nmax, bounds
 
 
 class _CompiledContract(torch.autograd.Function):
