@@ -697,10 +697,13 @@ def tabulated_contract(
     """``A_i = Σ_{j∈N(i)} R̃_j ⊗ G_{tid_j}(x_j)``: (n_centers, k, ng) from the edges' s̃ values x (E,),
     rows R̃ (E, k) (k = 4 for se_e2_a, 1 with ones for se_e2_r), centers (E,) and table ids (E,).
 
-    Differentiable in x and R̃ by its own backward (the derivative of the tabulated function; G and
-    G′ are recomputed, only O(E) per-edge data is saved); processes blocks of centers of about
-    ``block_edges`` edges (default by device), so the transient (edges × ng) tensors are bounded.
-    The edges are sorted by center here if they are not already.
+    Differentiable in x and R̃ by its own backward (the derivative of the tabulated function: the
+    plain paths keep G and G′ of every block for it, 2·ng values per edge; the gated ones recompute
+    them from the tables); processes blocks of centers of about ``block_edges`` edges (default by
+    device), so the transient (edges × ng) tensors of a block are bounded. Backend (:func:`active_backend`):
+    :class:`_CompiledContract` (compiled lookup and kernels) or :class:`_TabulatedContract` (eager
+    embedding_bag), the eager one also when compiling fails. The edges are sorted by center here if
+    they are not already.
 
     ``gate = (T (P, ng), pair (E,) int64, sw (E,))``: the strip-mode type gate of se_atten /
     se_atten_v2, ``G_j ← G(x_j) ⊙ (1 + sw_j·T[pair_j])``, differentiable in sw too (T constant);
