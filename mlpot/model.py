@@ -258,7 +258,8 @@ CHUNK_PAIRS_CPU = 10_000
 CHUNK_PAIRS_CUDA = 4_000_000
 #: pairs per chunk on CPU for a compressed descriptor: its memory per pair is the 2·M1 table values
 #: kept for the backward (no activations), and fewer chunks pay less per-call overhead (1.2–1.5× at
-#: 1,536 water atoms, benchmarks/RESULTS.md "Compression")
+#: 1,536 water atoms before the malloc top pad of mlpot.runtime; within the noise with it,
+#: benchmarks/RESULTS.md "Compression speed, session 7")
 CHUNK_PAIRS_COMPRESSED_CPU = 65_536
 
 
@@ -408,13 +409,7 @@ def _accumulate_derivatives(
         add("forces", (n_atoms, 3), nl.centers, g)
         add("forces", (n_atoms, 3), nl.neighbors, -g)
     if virial and n_frames == 1:  # one frame: W = −Σ_pairs r ⊗ g is one (3, P) × (P, 3) product
-        w = -(rij.transpose(0, 1) @ g)[None]
-        if "virial" not in result:
-            result["virial"] = w
-        elif inplace:
-            result["virial"].add_(w)
-        else:
-            result["virial"] = result["virial"] + w
+        add("virial", (1, 3, 3), nl.centers.new_zeros(1), -(rij.transpose(0, 1) @ g)[None])
     if (virial and n_frames > 1) or atom_virial:
         pair_w = -rij[:, :, None] * g[:, None, :]  # (P, 3, 3)
         if virial and n_frames > 1:

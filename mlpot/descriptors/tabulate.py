@@ -203,7 +203,14 @@ def locate(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> tuple[torc
 
     t is the local coordinate within the interval, δ the distance beyond the table (0 inside;
     x − lower below it, x − max above it), all in x's dtype (DeePMD's ``locate_xx``)."""
-    p = tables.params.to(x.dtype)[tid]  # (E, 7)
+    return _locate(x, tid, tables.params, tables.offset)
+
+
+def _locate(x: torch.Tensor, tid: torch.Tensor, params: torch.Tensor, offset: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`locate` on the tables' ``params`` (ntables, 7) and ``offset`` (ntables,) (plain tensors,
+    so that torch.compile can trace it)."""
+    p = params.to(x.dtype)[tid]  # (E, 7)
     lo, up, mx, s0, s1, nfirst, nspl = p.unbind(1)
     xd = x.detach()
     below, first, second = xd < lo, xd < up, xd < mx
@@ -216,7 +223,7 @@ def locate(x: torch.Tensor, tid: torch.Tensor, tables: FlatTables) -> tuple[torc
     xc = torch.minimum(torch.maximum(x, lo), mx)  # t stays inside [0, width]; beyond: δ
     t = xc - start
     delta = x - xc
-    row = tables.offset[tid] + 6 * idx.to(torch.long)
+    row = offset[tid] + 6 * idx.to(torch.long)
     return row, t, delta
 
 
@@ -356,7 +363,7 @@ def _values_and_slopes(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tens
 #: Environment: MLPOT_TABULATE_BACKEND.
 _BACKEND = {
     "name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None,
-    "gated_kernels": None,
+    "gated_kernels": None, "locate": None,
 }
 AUTO_COMPILE_AFTER = 50
 
@@ -600,13 +607,13 @@ def _locate_weights(x: torch.Tensor, tid: torch.Tensor, params: torch.Tensor, of
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`locate` + :func:`basis_weights` in one function (for torch.compile: one pointwise loop
     instead of ~40 eager passes over the edges): first rows (E,), weights w and dw (E, 6)."""
-    row, t, delta = locate(x, tid, FlatTables(params, params, offset))
+    row, t, delta = _locate(x, tid, params, offset)
     w, dw = basis_weights(t, delta)
     return row, w, dw
 
 
 def _compiled_locate():
-    if _BACKEND.get("locate") is None:
+    if _BACKEND["locate"] is None:
         _BACKEND["locate"] = torch.compile(_locate_weights, dynamic=True)
     return _BACKEND["locate"]
 
@@ -646,16 +653,13 @@ class _CompiledContract(torch.autograd.Function):
             return out
         ctx.empty = False
         slot, nmax, bounds = plan_padded(center, n_centers, block_edges)
-        n_slots = n_centers * nmax
-        row0 = row.new_zeros(n_slots)
-        row0[slot] = row
-        wp = w.new_zeros(n_slots, 6, dtype=dtype)
-        wp[slot] = w.to(dtype)
-        dwp = w.new_zeros(n_slots, 6, dtype=dtype)
-        dwp[slot] = dw.to(dtype)
-        rp = rows_r.new_zeros(n_slots, k)
-        rp[slot] = rows_r
-        row0, wp, dwp, rp = row0.view(n_centers, nmax), wp.view(n_centers, nmax, 6), dwp.view(n_centers, nmax, 6), rp.view(n_centers, nmax, k)
+
+        def padded(values: torch.Tensor) -> torch.Tensor:  # per edge (E, ...) → (n_centers, nmax, ...), 0 in empty slots
+            out_p = values.new_zeros((n_centers * nmax,) + tuple(values.shape[1:]))
+            out_p[slot] = values
+            return out_p.view((n_centers, nmax) + tuple(values.shape[1:]))
+
+        row0, wp, dwp, rp = padded(row), padded(w.to(dtype)), padded(dw.to(dtype)), padded(rows_r)
         saved = []
         for a0, a1 in zip(bounds[:-1], bounds[1:]):
             v = kern(tables.rows, row0[a0:a1], wp[a0:a1], dwp[a0:a1])  # (n, 2, nmax, ng)
@@ -717,8 +721,8 @@ def tabulated_contract(
     backend = active_backend(x.device, tables.rows.dtype)
     if block_edges is None:
         block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
+    _BACKEND["calls"] += 1
     if gate is None and backend == "compile":
-        _BACKEND["calls"] += 1
         try:
             return _CompiledContract.apply(x, rows_r.to(tables.rows.dtype), center, tid, int(n_centers), tables, int(block_edges))
         except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path below is exact too
@@ -734,14 +738,12 @@ def tabulated_contract(
     if gate is not None:
         t_rows, pair, sw = gate
         sw, t_rows = sw.to(tables.rows.dtype), t_rows.to(tables.rows.dtype)
-        _BACKEND["calls"] += 1
         if backend == "compile":
             try:
                 return _CompiledGatedContract.apply(x, rows_r, sw, w, dw, row, pair, blocks, int(n_centers), tables.rows, t_rows)
             except Exception as exc:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path is exact too
                 _compile_failed(exc)
         return _GatedContract.apply(x, rows_r, sw, w, dw, pair, blocks, int(n_centers), tables.rows, t_rows)
-    _BACKEND["calls"] += 1
     return _TabulatedContract.apply(x, rows_r, w, dw, row, blocks, int(n_centers), tables.rows)
 
 
