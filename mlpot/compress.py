@@ -99,8 +99,8 @@ def frame_deviation(model: Any, uncompressed: Any, systems: Sequence[Any], max_f
             args = (s.positions[f], s.atom_types, s.cells[f], s.pbc)
             a = evaluate(model, *args, outputs=("energy", "forces"))
             b = evaluate(uncompressed, *args, outputs=("energy", "forces"))
-            de = max(de, float((a["energy"] - b["energy"]).abs().max()) / s.n_atoms)
-            df = max(df, float((a["forces"] - b["forces"]).abs().max()))
+            de = max(de, float((a["energy"] - b["energy"]).detach().abs().max()) / s.n_atoms)
+            df = max(df, float((a["forces"] - b["forces"]).detach().abs().max()))
             n += 1
     return n, de, df
 
