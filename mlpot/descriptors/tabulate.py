@@ -676,11 +676,13 @@ class _CompiledContract(torch.autograd.Function):
         d_out = d_out.contiguous()
         rp = ctx.rp
         n_c, nmax, k = rp.shape
-        p_all = d_out.new_empty(n_c, 2 * nmax, k)
+        # Pᵀ = dA·[G; G′]ᵀ per block, (n, 4, 2·nmax): in this operand order the batched GEMM reads
+        # the saved G, G′ 1.1–1.4× faster than as [G; G′]·dAᵀ (benchmarks/compress_floor.py)
+        pt = d_out.new_empty(n_c, k, 2 * nmax)
         for (a0, a1), v in zip(zip(ctx.bounds[:-1], ctx.bounds[1:]), ctx.saved):
-            torch.bmm(v.reshape(a1 - a0, 2 * nmax, -1), d_out[a0:a1].transpose(1, 2), out=p_all[a0:a1])
-        dr = p_all[:, :nmax].reshape(n_c * nmax, k)[ctx.slot]
-        dx = (p_all[:, nmax:] * rp).sum(-1).reshape(-1)[ctx.slot]
+            torch.bmm(d_out[a0:a1], v.reshape(a1 - a0, 2 * nmax, -1).transpose(1, 2), out=pt[a0:a1])
+        dr = pt[:, :, :nmax].transpose(1, 2).reshape(n_c * nmax, k)[ctx.slot]
+        dx = (pt[:, :, nmax:] * rp.transpose(1, 2)).sum(1).reshape(-1)[ctx.slot]
         ctx.saved = ctx.rp = None
         return dx, dr, None, None, None, None, None
 
