@@ -10,8 +10,10 @@ P* = Pσ³/ε (ε/σ³ = 423.8 bar). The potential is exactly the reference one:
     python benchmarks/phase_lj.py --repeat 3 --quick # the CI-sized run (108 atoms, short stages)
 
 Writes ``benchmarks/results/phase_lj[_quick].json`` (T*, its error bar, |T* − 0.80| in σ) and the
-``mlpot phase`` outputs under ``--out``. CPU cost of the converged run: ≈ 3 × 2 phases × 0.2 M
-steps of 500 atoms (hours on one core; minutes on a GPU).
+``mlpot phase`` outputs under ``--out``. CPU cost of the default run: ≈ 3 × 2 phases × 0.2 M steps of
+500 atoms (hours on one core; minutes on a GPU). The protocol measured in benchmarks/RESULTS.md
+("Phase diagrams, session 8": 1 cycle, switching 32,000, sweeps 20,000) is converged at fixed N; T*
+then still falls with N as 1/N (finite-size effect), see ``benchmarks/phase_lj_size.py``.
 """
 
 from __future__ import annotations
