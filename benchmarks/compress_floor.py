@@ -29,21 +29,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
+
+import common  # noqa: E402
 
 N_CENTERS, NMAX, NG, N_BLOCKS = 81, 101, 100, 9
 
 
 def best_ms(fn, repeat: int = 20) -> float:
     """Minimum wall time (ms) of fn() over ``repeat`` calls after one warm-up call."""
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * min(ts)
+    return 1e3 * min(common.time_calls(fn, warmup=1, min_repeat=repeat, max_repeat=repeat, budget_s=0.0))
 
 
 def kernel_ns_per_slot(n_intervals: int, dtype: torch.dtype) -> dict:

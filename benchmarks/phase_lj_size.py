@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-T_REF = 0.80
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from phase_lj import P_STAR, T_STAR_REF as T_REF  # noqa: E402
 
 
 def fit_inverse_n(n: np.ndarray, t: np.ndarray, sigma: np.ndarray) -> dict:
@@ -92,12 +94,12 @@ def main() -> None:
     xx = np.linspace(0.0, 1.05 / n.min(), 50)
     ax.plot(xx, fit["T_inf"] + fit["a"] * xx, "-", color="C1",
             label=f"fit T*∞ + a/N: T*∞ = {fit['T_inf']:.3f} ± {fit['T_inf_error']:.3f}")
-    ax.axhline(T_REF, color="k", ls="--", lw=1, label="Pedersen 2013 (5,120 atoms): 0.80")
+    ax.axhline(T_REF, color="k", ls="--", lw=1, label=f"Pedersen 2013 (5,120 atoms): {T_REF:.2f}")
     ax.axhspan(0.99 * T_REF, 1.01 * T_REF, color="0.85", label="±1 %")
     for r in rows:
         ax.annotate(f"N={r['n_atoms']}", (1.0 / r["n_atoms"], r["T_star"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("1 / N (atoms⁻¹)")
-    ax.set_ylabel("melting temperature T* = k_BT/ε at P* = 2.185")
+    ax.set_ylabel(f"melting temperature T* = k_BT/ε at P* = {P_STAR}")
     ax.set_title("LJ (2.5σ, shifted) melting point vs system size")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
