@@ -1,4 +1,4 @@
-"""Benchmark: compressed vs uncompressed water se_e2_a, mlpot (eager and torch.compile tables) and
+"""Benchmark: compressed vs uncompressed water se_e2_a, mlpot (numba, eager and torch.compile tables) and
 DeePMD-kit (PyTorch backend, ``dp --pt compress``), side by side in one run.
 
 Run (from the repository root, mlpot's venv):
@@ -15,8 +15,10 @@ must be built against the same torch (benchmarks/README.md, "DeePMD-kit with its
 its compressed model calls ``torch.ops.deepmd.tabulate_fusion_se_a``.
 
 Variants (each (variant, size, precision) in a fresh subprocess): mlpot ``plain`` (embedding nets),
-``eager`` (tables, embedding_bag evaluation), ``compile`` (tables, torch.compile kernels; the compile
-time is reported apart); DeePMD-kit ``plain`` and ``compressed``. Reported: median µs per atom-step
+``numba`` (tables, the numba kernels: the default on CPU; the first call includes loading them from
+numba's cache, or compiling them once), ``eager`` (tables, embedding_bag evaluation), ``compile``
+(tables, torch.compile kernels; the compile time is reported apart); DeePMD-kit ``plain`` and
+``compressed``. Reported: median µs per atom-step
 of energy + forces + virial (neighbor search included), peak RSS (VmHWM) and its increase over the
 process after model build, per atom.
 """
@@ -70,7 +72,7 @@ def worker_mlpot(box: str, variant: str, precision: str) -> None:
     t_compile = 0.0
     if variant != "plain":
         model.compress(R_MIN)
-        tab.set_backend("eager" if variant == "eager" else "compile")
+        tab.set_backend(variant)
     pos = torch.as_tensor(data["coord"], dtype=torch.float64)
     cell = torch.as_tensor(data["cell"], dtype=torch.float64).reshape(1, 3, 3)
     types = torch.as_tensor(data["types"])
@@ -88,6 +90,9 @@ def worker_mlpot(box: str, variant: str, precision: str) -> None:
         if tab.active_backend(torch.device("cpu")) != "compile":
             common.emit({"error": "torch.compile failed; fell back to eager"})
             return
+    if variant == "numba" and not model.descriptor.uses_numba_tables():
+        common.emit({"error": "numba kernels not usable here; fell back to eager"})
+        return
     cpu: list[float] = []
 
     def timed():
@@ -176,7 +181,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--baseline", default=None, help="another mlpot checkout (e.g. main): its variants run as code 'base', interleaved")
     p.add_argument("--rounds", type=int, default=1, help="repeat every (size, precision, threads) block this often (ABAB)")
-    p.add_argument("--variants", nargs="+", default=["mlpot:plain", "mlpot:eager", "mlpot:compile", "deepmd:plain", "deepmd:compressed"])
+    p.add_argument("--variants", nargs="+", default=["mlpot:plain", "mlpot:numba", "mlpot:eager", "mlpot:compile", "deepmd:plain", "deepmd:compressed"])
     p.add_argument("--dp-python", default=DP_PYTHON)
     p.add_argument("--workdir", default=common.WORKDIR_DEFAULT)
     p.add_argument("--mem-limit", type=float, default=10.0, help="GiB; a worker above it is killed (reported)")
@@ -259,13 +264,14 @@ def main() -> int:
         na = 192 * reps**3
         for prec in args.precision:
             for threads in args.threads:
-                mp, me_, mc = (pick(na, prec, threads, "mlpot", v) for v in ("plain", "eager", "compile"))
-                bp, be, bc = (pick(na, prec, threads, "base", v) for v in ("plain", "eager", "compile"))
+                mp, mn, me_, mc = (pick(na, prec, threads, "mlpot", v) for v in ("plain", "numba", "eager", "compile"))
+                bp, bn, be, bc = (pick(na, prec, threads, "base", v) for v in ("plain", "numba", "eager", "compile"))
                 dpc = pick(na, prec, threads, "deepmd", "compressed")
-                best = min([v for v in (me_, mc) if v] or [float("nan")])
+                best = min([v for v in (mn, me_, mc) if v] or [float("nan")])
                 r = lambda a, b: common.fmt(a / b if a and b else None, ".2f")  # noqa: E731
-                print(f"# {na} atoms {prec} {threads} thr: plain/best-compressed {r(mp, best)}; after/before plain {r(mp, bp)},"
-                      f" eager {r(me_, be)}, compile {r(mc, bc)}; best-compressed / DeePMD compressed {r(best, dpc)}")
+                print(f"# {na} atoms {prec} {threads} thr: plain/numba {r(mp, mn)}, plain/best-compressed {r(mp, best)};"
+                      f" after/before plain {r(mp, bp)}, numba {r(mn, bn)}, eager {r(me_, be)}, compile {r(mc, bc)};"
+                      f" numba / DeePMD compressed {r(mn, dpc)}, best-compressed / DeePMD compressed {r(best, dpc)}")
     print(f"# {common.uptime_line()}")
     if args.json:
         common.write_json(args.json, {"info": info, "rows": rows})

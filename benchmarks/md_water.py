@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (md_engine; ASE uses min(2, warmup))")
     ap.add_argument("--compare-ase", action="store_true", help="also time ASE's Langevin + DeepPotCalculator")
     ap.add_argument("--compress", action="store_true", help="tabulate the embedding nets first (issue 14)")
-    ap.add_argument("--backend", choices=["compile", "eager", "auto"], default="compile", help="table evaluation (--compress)")
+    ap.add_argument("--backend", choices=["auto", "numba", "compile", "eager"], default="auto", help="table evaluation (--compress; auto: numba on CPU)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)

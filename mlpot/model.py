@@ -185,12 +185,15 @@ class EnergyModel(torch.nn.Module):
             if start:
                 keep = keep & (centers >= start)
             center_types, frame_index = atom_types[start:stop], frame_index[start:stop]
-        idx = torch.nonzero(keep).reshape(-1)
-        rij_in, c_in = rij[idx], centers[idx]
+        if bool(keep.all()):  # the usual case (a pair list within rcut, one chunk's centers): no gathers,
+            rij_in, c_in, nb_in = rij, centers, neighbors  # whose backward would be a zero fill + index_put per chunk
+        else:
+            idx = torch.nonzero(keep).reshape(-1)
+            rij_in, c_in, nb_in = rij[idx], centers[idx], neighbors[idx]
         if start:
             c_in = c_in - start
         env = Environment(
-            rij_in, c_in, atom_types[neighbors[idx]], center_types, self.ntypes,
+            rij_in, c_in, atom_types[nb_in], center_types, self.ntypes,
             frame_index=frame_all, center_offset=start, type_map=self.type_map,
         )
         if getattr(self.descriptor, "mixed_types", False):
@@ -261,6 +264,10 @@ CHUNK_PAIRS_CUDA = 4_000_000
 #: 1,536 water atoms before the malloc top pad of mlpot.runtime; within the noise with it,
 #: benchmarks/RESULTS.md "Compression speed, session 7")
 CHUNK_PAIRS_COMPRESSED_CPU = 65_536
+#: the same where the numba kernels run (:mod:`mlpot.descriptors.tabulate_numba`): they keep nothing
+#: per pair but rij, so one chunk can hold more; 4× the pairs gave 1.15× at 1,536 water atoms
+#: (benchmarks/RESULTS.md "Compression speed, session 9")
+CHUNK_PAIRS_NUMBA_CPU = 262_144
 
 
 def _first_atom_types(atom_types: torch.Tensor, frame_all: torch.Tensor, frame_centers: torch.Tensor) -> torch.Tensor:
@@ -429,7 +436,10 @@ def _chunk_bounds(
         if model.device.type == "cuda":
             budget = CHUNK_PAIRS_CUDA
         else:
-            budget = CHUNK_PAIRS_COMPRESSED_CPU if getattr(model.descriptor, "compressed", False) else CHUNK_PAIRS_CPU
+            budget = CHUNK_PAIRS_CPU
+            if getattr(model.descriptor, "compressed", False):
+                numba_tables = getattr(model.descriptor, "uses_numba_tables", None)
+                budget = CHUNK_PAIRS_NUMBA_CPU if callable(numba_tables) and numba_tables() else CHUNK_PAIRS_COMPRESSED_CPU
         n_pairs = int(nl.centers.shape[0]) if n_c == n_atoms else int((nl.centers < n_c).sum())
         per_center = getattr(model.descriptor, "chunk_pairs_per_center", None)
         if per_center is not None:  # a descriptor whose memory is not ∝ pairs (se_atten: atoms × sel²)
@@ -513,4 +523,4 @@ def _evaluate_chunked(
 
 
 __all__ = ["EnergyModel", "EnergyFitting", "evaluate", "OUTPUTS", "DEFAULT_OUTPUTS", "default_device", "CHUNK_PAIRS_CPU", "CHUNK_PAIRS_CUDA",
-           "CHUNK_PAIRS_COMPRESSED_CPU"]
+           "CHUNK_PAIRS_COMPRESSED_CPU", "CHUNK_PAIRS_NUMBA_CPU"]

@@ -30,10 +30,11 @@ R_MIN = 0.88  # Å, a little below the bundled water's shortest pair (0.8854 Å)
 
 
 @pytest.fixture(autouse=True)
-def _eager_tables():
-    """The eager table evaluation unless a test chooses (auto would compile after 50 calls: a
-    compile time the suite need not pay; the compiled kernels have their own tests)."""
-    tab.set_backend("eager")
+def _numba_tables():
+    """The numba kernels (what "auto" takes on CPU) unless a test chooses; "numba" never switches to
+    torch.compile after 50 calls (a compile time the suite need not pay; the compiled kernels have
+    their own tests), and the eager path is checked against it in tests/test_compress_numba.py."""
+    tab.set_backend("numba")
     yield
     tab.set_backend("auto")
 
@@ -418,15 +419,27 @@ def test_compiled_contract_blocks_and_empty_centers_equal_eager(water):
 
 
 def test_backend_choice_and_clean_fallback(water, monkeypatch, caplog):
-    """auto: eager for the first calls and in float32 on CPU; a failing compile falls back to the
-    eager evaluation (same numbers) with one logged warning, for good."""
+    """auto: numba on CPU (eager for the gated op); without numba, eager for the first calls and in
+    float32 on CPU; a failing compile falls back to the eager evaluation (same numbers) with one
+    logged warning, for good."""
     cpu = torch.device("cpu")
     try:
         tab.set_backend("auto")
         monkeypatch.setitem(tab._BACKEND, "calls", 0)
+        assert tab.active_backend(cpu) == "numba" and tab.active_backend(cpu, torch.float32) == "numba"
+        assert tab.active_backend(cpu, gated=True) == "eager"
+        assert tab.active_backend(torch.device("meta")) == "eager"  # numba is for CPU tensors only
+        monkeypatch.setitem(tab._BACKEND, "numba_failed", True)  # as without numba
+        tab._BACKEND["name"] = "numba"
+        assert tab.active_backend(cpu) == "eager"  # "numba" where it cannot run: eager, never compiled
+        monkeypatch.setitem(tab._BACKEND, "calls", tab.AUTO_COMPILE_AFTER)
+        assert tab.active_backend(cpu) == "eager"
+        tab._BACKEND["name"] = "auto"
+        monkeypatch.setitem(tab._BACKEND, "calls", 0)
         assert tab.active_backend(cpu) == "eager"
         monkeypatch.setitem(tab._BACKEND, "calls", tab.AUTO_COMPILE_AFTER)
         assert tab.active_backend(cpu, torch.float32) == "eager"
+        assert tab.active_backend(cpu, torch.float64) == ("compile" if tab.compiler_available(cpu) else "eager")
         _, cmp_ = compressed_pair("se_e2_a")
         tab.set_backend("eager")
         a = evaluate(cmp_, *frame(water), PBC)

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from mlpot.config.model import Activation, DescriptorConfig, Neuron, Precision, parse_auto_sel
 from mlpot.descriptors import tabulate as tab
-from mlpot.descriptors.env import edge_env_rows, padding_rows
+from mlpot.descriptors.env import edge_env_rows, normalize_rows, padding_rows
 from mlpot.descriptors.environment import Environment
 from mlpot.errors import ConfigError, ModelError
 from mlpot.nn import EmbeddingNet, precision_name, resolve_precision
@@ -302,6 +302,39 @@ class SeDescriptorBase(torch.nn.Module):
         self._check_range(x, tid, ft)
         r = rows if with_rows else torch.ones_like(rows[:, :1])
         return tab.tabulated_contract(x, r, env.center, tid, env.n_centers, ft)
+
+    def uses_numba_tables(self) -> bool:
+        """Whether a compressed forward runs the numba kernels (:meth:`fused_compressed_sum`) now."""
+        return self.compressed and tab.active_backend(self.davg.device, self.dtype) == "numba"
+
+    def fused_compressed_sum(self, env: Environment, with_rows: bool) -> Optional[torch.Tensor]:
+        """:meth:`compressed_sum` straight from ``env.rij`` when the numba kernels run here
+        (:func:`mlpot.descriptors.tabulate_numba.numba_env_contract`: environment rows, normalisation and
+        tables in one kernel, backward to rij), else None (the caller takes the row-based path)."""
+        if tab.active_backend(env.rij.device, self.dtype) != "numba":
+            return None
+        self._refuse_training()
+        ft = self.flat_tables()
+        rij, center, nbt = env.rij, env.center, env.neighbor_type
+        if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
+            order = torch.argsort(center, stable=True)
+            rij, center, nbt = rij[order], center[order], nbt[order]
+        tid = self.edge_table_ids(env.center_types[center], nbt)
+        freq = int(self.compression.get("check_frequency", -1)) if self.compression else -1
+        if freq > 0 and (self._calls + 1) % freq == 0:  # the range check needs s̃: the rows, without graph
+            with torch.no_grad():
+                x = normalize_rows(self.env_rows(rij), env.center_types[center], self.davg, self.dstd)[:, 0]
+            self._check_range(x, tid, ft)
+        elif freq > 0:
+            self._calls += 1
+        from mlpot.descriptors.tabulate_numba import numba_env_contract
+
+        try:
+            return numba_env_contract(rij, center, env.center_types, tid, env.n_centers, self.davg, self.dstd,
+                                      self.rcut_smth, self.rcut, with_rows, ft)
+        except Exception as exc:  # noqa: BLE001 - a numba/LLVM failure: the row-based torch path is exact too
+            tab._numba_failed(exc)
+            return None
 
     def _refuse_training(self) -> None:
         """ModelError for a compressed module in training mode (tables have no parameter gradients)."""

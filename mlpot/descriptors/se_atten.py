@@ -310,6 +310,10 @@ class DescriptorSeAttenV2(SeDescriptorBase):
             cfg.update(tebd_input_mode=self.mode, smooth_type_embedding=self.smooth)
         return cfg
 
+    def uses_numba_tables(self) -> bool:
+        """False: the gated table op of this descriptor has no numba kernel (tabulate.active_backend)."""
+        return False
+
     def chunk_pairs_per_center(self) -> int:
         """The autograd memory of one center in units of an se_e2_a pair within rcut, for the chunk
         size of :func:`mlpot.model.evaluate`: ``sel`` padded slots, plus per attention layer the

@@ -76,11 +76,12 @@ class DescriptorSeA(SeDescriptorBase):
         rij, centers, atom_types = env.rij, env.center, env.center_types
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
-        rows = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 4)
-        if self.compressed:  # tabulated embedding, fused with the contraction (mlpot.descriptors.tabulate)
-            acc = self.compressed_sum(env, rows, with_rows=True)  # (N, 4, M1)
-        else:
-            acc = self._net_sum(env, rows, n_atoms, m1)
+        # tabulated embedding fused with the contraction (mlpot.descriptors.tabulate): from rij in one
+        # kernel where numba runs, else from the rows
+        acc = self.fused_compressed_sum(env, with_rows=True) if self.compressed else None  # (N, 4, M1)
+        if acc is None:
+            rows = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 4)
+            acc = self.compressed_sum(env, rows, with_rows=True) if self.compressed else self._net_sum(env, rows, n_atoms, m1)
         # empty slots, analytically: (sel_t − n_t(i)) · r̃_pad[c_i] ⊗ G_{(c_i,)t}(s̃_pad[c_i])
         pad_rows = padding_rows(self.davg, self.dstd)  # (ntypes_c, 4)
         g_pad = self.padding_embeddings()  # (ntypes_c, ntypes_t, M1)

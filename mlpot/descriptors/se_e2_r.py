@@ -62,10 +62,14 @@ class DescriptorSeR(SeDescriptorBase):
         rij, centers, atom_types = env.rij, env.center, env.center_types
         n_atoms = atom_types.shape[0]
         m1 = self.neuron[-1]
-        s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
-        if self.compressed:  # tabulated embedding (mlpot.descriptors.tabulate)
+        fused = self.fused_compressed_sum(env, with_rows=False) if self.compressed else None
+        if fused is not None:  # tabulated embedding from rij in one kernel (numba)
+            acc = fused[:, 0, :]
+        elif self.compressed:  # tabulated embedding (mlpot.descriptors.tabulate)
+            s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
             acc = self.compressed_sum(env, s, with_rows=False)[:, 0, :]
         else:
+            s = normalize_rows(self.env_rows(rij), atom_types[centers], self.davg, self.dstd)  # (E, 1)
             acc = torch.zeros(n_atoms, m1, dtype=self.dtype, device=s.device)
             for t, idx in enumerate(env.type_groups()):
                 if idx.numel() == 0:

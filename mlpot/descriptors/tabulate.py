@@ -356,24 +356,29 @@ def _values_and_slopes(tab_rows: torch.Tensor, row0: torch.Tensor, w: torch.Tens
     return g, gp
 
 
-#: which evaluation of the tables runs: "eager" (embedding_bag + bmm, any machine), "compile"
-#: (torch.compile of the block kernels: needs a C++ compiler on CPU, Triton on CUDA) or "auto" (eager
-#: first, then compiled once the op has run AUTO_COMPILE_AFTER times in the process and a compiler is
-#: found, float64 only on CPU; a failed compile falls back to eager for good, with one logged warning).
-#: Environment: MLPOT_TABULATE_BACKEND.
+#: which evaluation of the tables runs: "numba" (the CPU kernels of :mod:`.tabulate_numba`, compiled
+#: by numba: no C compiler needed; eager where they cannot run), "eager" (embedding_bag + bmm, any
+#: machine), "compile" (torch.compile of the block kernels: needs a C++ compiler on CPU, Triton on
+#: CUDA) or "auto" (the default): on CPU numba where it imports; otherwise (CUDA, no numba, and the
+#: gated op of se_atten, which has no numba kernel) eager first, then compiled once the op has run
+#: AUTO_COMPILE_AFTER times in the process and a compiler is found, float64 only on CPU. A failed
+#: numba or torch.compile kernel falls back for good, with one logged warning. Environment:
+#: MLPOT_TABULATE_BACKEND.
 _BACKEND = {
     "name": os.environ.get("MLPOT_TABULATE_BACKEND", "auto").lower(), "calls": 0, "failed": False, "kernels": None,
-    "gated_kernels": None, "locate": None,
+    "gated_kernels": None, "locate": None, "numba_failed": False,
 }
+BACKENDS = ("auto", "numba", "eager", "compile")
 AUTO_COMPILE_AFTER = 50
 
 
 def set_backend(name: str) -> None:
-    """Choose the table evaluation: "auto", "eager" or "compile" (see :data:`_BACKEND`)."""
-    if name not in ("auto", "eager", "compile"):
-        raise ConfigError(f"tabulate backend: expected 'auto', 'eager' or 'compile', found {name!r}")
+    """Choose the table evaluation: "auto", "numba", "eager" or "compile" (see :data:`_BACKEND`)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"tabulate backend: expected one of {', '.join(repr(b) for b in BACKENDS)}, found {name!r}")
     _BACKEND["name"] = name
     _BACKEND["failed"] = False
+    _BACKEND["numba_failed"] = False
 
 
 def compiler_available(device: torch.device) -> bool:
@@ -396,18 +401,38 @@ def _compiled_kernels():
     return _BACKEND["kernels"]
 
 
-def active_backend(device: torch.device, dtype: torch.dtype = torch.float64) -> str:
-    """The backend the next call on ``device`` in ``dtype`` uses ("eager" or "compile"). "auto"
-    compiles float64 only: in float32 on CPU the eager embedding_bag (FBGEMM) was as fast or faster
-    (benchmarks/RESULTS.md, "Compression")."""
+def numba_usable(device: torch.device) -> bool:
+    """Whether the numba kernels can run for tensors on ``device`` (CPU, numba imports, none failed)."""
+    from mlpot.descriptors import tabulate_numba
+
+    return device.type == "cpu" and not _BACKEND["numba_failed"] and tabulate_numba.available()
+
+
+def active_backend(device: torch.device, dtype: torch.dtype = torch.float64, gated: bool = False) -> str:
+    """The backend the next call on ``device`` in ``dtype`` uses ("numba", "eager" or "compile";
+    ``gated``: for the se_atten gate, which has no numba kernel). "auto" takes numba on CPU; without
+    it, it compiles float64 only: in float32 on CPU the eager embedding_bag (FBGEMM) was as fast or
+    faster (benchmarks/RESULTS.md, "Compression")."""
     name = _BACKEND["name"]
-    if name == "eager" or _BACKEND["failed"]:
+    if name in ("auto", "numba") and not gated and numba_usable(device):
+        return "numba"
+    if name == "eager" or name == "numba" or _BACKEND["failed"]:  # "numba" where it cannot run: eager
         return "eager"
     if name == "compile":
         return "compile"
     if device.type == "cpu" and dtype != torch.float64:
         return "eager"
     return "compile" if (_BACKEND["calls"] >= AUTO_COMPILE_AFTER and compiler_available(device)) else "eager"
+
+
+def _numba_failed(exc: BaseException) -> None:
+    import logging
+
+    _BACKEND["numba_failed"] = True
+    logging.getLogger("mlpot").warning(
+        "compressed model: the numba table kernels failed (%s: %s); using the torch evaluation",
+        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+    )
 
 
 def _compile_failed(exc: BaseException) -> None:
@@ -720,10 +745,18 @@ def tabulated_contract(
         x, rows_r, center, tid = x[order], rows_r[order], center[order], tid[order]
         if gate is not None:
             gate = (gate[0], gate[1][order], gate[2][order])
-    backend = active_backend(x.device, tables.rows.dtype)
+    backend = active_backend(x.device, tables.rows.dtype, gated=gate is not None)
     if block_edges is None:
         block_edges = BLOCK_EDGES_CUDA if x.device.type == "cuda" else BLOCK_EDGES_CPU
     _BACKEND["calls"] += 1
+    if backend == "numba":
+        from mlpot.descriptors.tabulate_numba import numba_contract
+
+        try:
+            return numba_contract(x, rows_r.to(tables.rows.dtype), center, tid, int(n_centers), tables)
+        except Exception as exc:  # noqa: BLE001 - a numba/LLVM failure: the torch paths below are exact too
+            _numba_failed(exc)
+        backend = active_backend(x.device, tables.rows.dtype, gated=True)
     if gate is None and backend == "compile":
         try:
             return _CompiledContract.apply(x, rows_r.to(tables.rows.dtype), center, tid, int(n_centers), tables, int(block_edges))
