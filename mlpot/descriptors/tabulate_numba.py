@@ -136,7 +136,7 @@ if numba is not None:
                 v2, v3, v4, v5 = v[2], v[3], v[4], v[5]
                 if k == 4:  # se_e2_a: one fused loop (1.35× faster than through the buffers)
                     r0, r1, r2, r3 = r[j, 0], r[j, 1], r[j, 2], r[j, 3]
-                    d0 = d1 = d2 = d3 = s = 0.0
+                    d0 = d1 = d2 = d3 = s = v[0]  # 0 in the table dtype
                     for c in range(ng):
                         c1, c2, c3, c4, c5 = rows[row + 1, c], rows[row + 2, c], rows[row + 3, c], rows[row + 4, c], rows[row + 5, c]
                         gc = rows[row, c] + w1 * c1 + w2 * c2 + w3 * c3 + w4 * c4 + w5 * c5
@@ -157,13 +157,13 @@ if numba is not None:
                     q[c] = 0.0
                 for m in range(k):
                     rm = r[j, m]
-                    s = 0.0
+                    s = v[0]
                     for c in range(ng):
                         e = d_out[i, m, c]
                         s += e * g[c]
                         q[c] += rm * e
                     dr[j, m] = s
-                s = 0.0
+                s = v[0]
                 for c in range(ng):
                     s += q[c] * gp[c]
                 dx[j] = s
@@ -203,9 +203,10 @@ if numba is not None:
             out[i, 3, ch] += r3 * gc
 
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
-    def _grad4(d_out, i, rows, row, w1, w2, w3, w4, w5, v2, v3, v4, v5, r0, r1, r2, r3):  # pragma: no cover - compiled
-        """(Σ_c d_out[i, m, c] G_c for m = 0..3, Σ_c (Σ_m r_m d_out[i, m, c]) G′_c) over the ng channels."""
-        d0 = d1 = d2 = d3 = sx = 0.0
+    def _grad4(d_out, i, rows, row, w1, w2, w3, w4, w5, v2, v3, v4, v5, r0, r1, r2, r3, zero):  # pragma: no cover - compiled
+        """(Σ_c d_out[i, m, c] G_c for m = 0..3, Σ_c (Σ_m r_m d_out[i, m, c]) G′_c) over the ng channels;
+        ``zero`` of the table dtype, so that a float32 model sums in float32 (vectorised, no conversions)."""
+        d0 = d1 = d2 = d3 = sx = zero
         for ch in range(rows.shape[1]):
             c1, c2, c3, c4, c5 = rows[row + 1, ch], rows[row + 2, ch], rows[row + 3, ch], rows[row + 4, ch], rows[row + 5, ch]
             gc = rows[row, ch] + w1 * c1 + w2 * c2 + w3 * c3 + w4 * c4 + w5 * c5
@@ -226,6 +227,7 @@ if numba is not None:
         ng = rows.shape[1]
         w = np.empty(6, dtype=rows.dtype)
         v = np.empty(6, dtype=rows.dtype)
+        rr = np.empty(4, dtype=rows.dtype)
         for i in range(a0, a1):
             c = ctype[i]
             for m in range(4):
@@ -234,10 +236,11 @@ if numba is not None:
             for j in range(ptr[i], ptr[i + 1]):
                 s, ds, inv_r, ux, uy, uz, r0 = _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width)
                 row = _weights(r0, tid[j], params, offset, w, v)
-                r1 = (s * ux - avg[c, 1]) * istd[c, 1]
-                r2 = (s * uy - avg[c, 2]) * istd[c, 2]
-                r3 = (s * uz - avg[c, 3]) * istd[c, 3]
-                _acc4(out, i, rows, row, w[1], w[2], w[3], w[4], w[5], r0, r1, r2, r3)
+                rr[0] = r0  # the row in the table dtype (the scalar chain runs in float64)
+                rr[1] = (s * ux - avg[c, 1]) * istd[c, 1]
+                rr[2] = (s * uy - avg[c, 2]) * istd[c, 2]
+                rr[3] = (s * uz - avg[c, 3]) * istd[c, 3]
+                _acc4(out, i, rows, row, w[1], w[2], w[3], w[4], w[5], rr[0], rr[1], rr[2], rr[3])
 
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
     def _forward_env1(a0, a1, rij, ctype, tid, ptr, avg, istd, rcut_smth, inv_width, params, offset, rows, out):  # pragma: no cover
@@ -263,6 +266,7 @@ if numba is not None:
         ng = rows.shape[1]
         w = np.empty(6, dtype=rows.dtype)
         v = np.empty(6, dtype=rows.dtype)
+        rr = np.empty(4, dtype=rows.dtype)
         for i in range(a0, a1):
             c = ctype[i]
             for j in range(ptr[i], ptr[i + 1]):
@@ -270,10 +274,11 @@ if numba is not None:
                 row = _weights(r0, tid[j], params, offset, w, v)
                 w1, w2, w3, w4, w5 = w[1], w[2], w[3], w[4], w[5]
                 v2, v3, v4, v5 = v[2], v[3], v[4], v[5]
-                r1 = (s * ux - avg[c, 1]) * istd[c, 1]
-                r2 = (s * uy - avg[c, 2]) * istd[c, 2]
-                r3 = (s * uz - avg[c, 3]) * istd[c, 3]
-                d0, d1, d2, d3, sx = _grad4(d_out, i, rows, row, w1, w2, w3, w4, w5, v2, v3, v4, v5, r0, r1, r2, r3)
+                rr[0] = r0
+                rr[1] = (s * ux - avg[c, 1]) * istd[c, 1]
+                rr[2] = (s * uy - avg[c, 2]) * istd[c, 2]
+                rr[3] = (s * uz - avg[c, 3]) * istd[c, 3]
+                d0, d1, d2, d3, sx = _grad4(d_out, i, rows, row, w1, w2, w3, w4, w5, v2, v3, v4, v5, rr[0], rr[1], rr[2], rr[3], v[0])
                 # back through the normalisation and R = (s, s·u): ∂R_0/∂r = s′u,
                 # ∂(s u_a)/∂r_b = s′ u_a u_b + s (δ_ab − u_a u_b)/r
                 g0 = (d0 + sx) * istd[c, 0]
@@ -297,7 +302,7 @@ if numba is not None:
                 s, ds, inv_r, ux, uy, uz, r0 = _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width)
                 row = _weights(r0, tid[j], params, offset, w, v)
                 v2, v3, v4, v5 = v[2], v[3], v[4], v[5]
-                sx = 0.0
+                sx = v[0]  # 0 in the table dtype
                 for ch in range(ng):
                     sx += d_out[i, 0, ch] * (rows[row + 1, ch] + v2 * rows[row + 2, ch] + v3 * rows[row + 3, ch]
                                              + v4 * rows[row + 4, ch] + v5 * rows[row + 5, ch])
