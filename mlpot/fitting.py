@@ -15,6 +15,28 @@ from mlpot.config.model import FittingConfig
 from mlpot.nn import FittingNet, precision_name, resolve_precision
 
 
+class _RowsByType(torch.autograd.Function):
+    """``x[idx_t]`` for each index set idx_t (disjoint, together every row of x once: the atoms of each
+    type). Its backward writes each block's gradient into one uninitialised tensor by ``index_copy_``;
+    autograd's own (one zero-filled (N, dim) tensor per block, then an accumulating scatter) cost
+    ~5 % of a compressed water evaluation. Differentiable again (force training)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *idxs: torch.Tensor):  # type: ignore[override]
+        ctx.save_for_backward(*idxs)
+        ctx.shape = x.shape
+        return tuple(x.index_select(0, i) for i in idxs)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):  # type: ignore[override]
+        idxs = ctx.saved_tensors
+        ref = next(g for g in grads if g is not None)
+        out = ref.new_empty(ctx.shape)
+        for i, g in zip(idxs, grads):
+            out.index_copy_(0, i, g if g is not None else ref.new_zeros((i.shape[0],) + tuple(ctx.shape[1:])))
+        return (out,) + (None,) * len(idxs)
+
+
 class EnergyFitting(torch.nn.Module):
     """forward(descriptor (N, dim_in), atom_types (N,)) → atomic energies (N,) eV.
 
@@ -60,11 +82,13 @@ class EnergyFitting(torch.nn.Module):
         out = self.energy_bias[atom_types]
         if self.mixed_types:
             return out + self.nets["0"](x).reshape(-1)
-        for t in range(self.ntypes):
-            idx = torch.nonzero(atom_types == t).reshape(-1)
-            if idx.numel() == 0:
-                continue
-            out = out.index_add(0, idx, self.nets[str(t)](x[idx]).reshape(-1))
+        groups = [(t, torch.nonzero(atom_types == t).reshape(-1)) for t in range(self.ntypes)]
+        groups = [(t, idx) for t, idx in groups if idx.numel()]
+        if not groups:
+            return out
+        parts = _RowsByType.apply(x, *(idx for _, idx in groups)) if x.requires_grad else [x[idx] for _, idx in groups]
+        for (t, idx), xt in zip(groups, parts):
+            out = out.index_add(0, idx, self.nets[str(t)](xt).reshape(-1))
         return out
 
 

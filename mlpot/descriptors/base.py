@@ -315,11 +315,8 @@ class SeDescriptorBase(torch.nn.Module):
             return None
         self._refuse_training()
         ft = self.flat_tables()
-        rij, center, nbt = env.rij, env.center, env.neighbor_type
-        if center.numel() > 1 and bool((center[1:] < center[:-1]).any()):
-            order = torch.argsort(center, stable=True)
-            rij, center, nbt = rij[order], center[order], nbt[order]
-        tid = self.edge_table_ids(env.center_types[center], nbt)
+        rij, center = env.rij, env.center  # in any order: the kernels group the edges by center themselves
+        tid = self.edge_table_ids(env.center_types[center], env.neighbor_type)
         freq = int(self.compression.get("check_frequency", -1)) if self.compression else -1
         if freq > 0 and (self._calls + 1) % freq == 0:  # the range check needs s̃: the rows, without graph
             with torch.no_grad():

@@ -715,10 +715,12 @@ class _CompiledContract(torch.autograd.Function):
 def _pad_gate(b: "_Block", pair: torch.Tensor, sw: Optional[torch.Tensor], gate_rows: torch.Tensor) -> torch.Tensor:
     """T[p_j] (times sw_j if given) of block b's edges in its padded layout (n, nmax, ng), 0 in empty slots."""
     ng = gate_rows.shape[1]
-    t = gate_rows[pair[b.e0 : b.e1]]
+    t = gate_rows[pair[b.e0 : b.e1]]  # already the block's edges: padded here, not by _pad (which slices again)
     if sw is not None:
         t = t * sw[b.e0 : b.e1, None]
-    return _pad(t, b).reshape(b.a1 - b.a0, b.nmax, ng)
+    out = t.new_zeros((b.a1 - b.a0) * b.nmax, ng)
+    out[b.slot] = t
+    return out.reshape(b.a1 - b.a0, b.nmax, ng)
 
 
 def tabulated_contract(

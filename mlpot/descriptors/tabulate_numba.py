@@ -169,6 +169,23 @@ if numba is not None:
                 dx[j] = s
 
 
+    @numba.njit(nogil=True, cache=True)
+    def _csr(center, n_centers):  # pragma: no cover - compiled
+        """(ptr (n_centers + 1,), order (E,)) int64: the edges of center i are order[ptr[i]:ptr[i + 1]], in
+        their input order (a stable counting sort, O(E): no argsort and no gathered copy of rij)."""
+        ptr = np.zeros(n_centers + 1, dtype=np.int64)
+        for j in range(center.shape[0]):
+            ptr[center[j] + 1] += 1
+        for i in range(n_centers):
+            ptr[i + 1] += ptr[i]
+        fill = ptr[:-1].copy()
+        order = np.empty(center.shape[0], dtype=np.int64)
+        for j in range(center.shape[0]):
+            c = center[j]
+            order[fill[c]] = j
+            fill[c] += 1
+        return ptr, order
+
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True, inline="always")
     def _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width):  # pragma: no cover - compiled
         """Of edge j with center type c: s = sw(r)/r (1/Å), ds/dr (1/Å²), 1/r, the unit vector and
@@ -220,7 +237,7 @@ if numba is not None:
         return d0, d1, d2, d3, sx
 
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
-    def _forward_env4(a0, a1, rij, ctype, tid, ptr, avg, istd, rcut_smth, inv_width, params, offset, rows, out):  # pragma: no cover
+    def _forward_env4(a0, a1, rij, ctype, tid, ptr, order, avg, istd, rcut_smth, inv_width, params, offset, rows, out):  # pragma: no cover
         """se_e2_a: as :func:`_forward` from the pair vectors rij (E, 3) Å, the environment row of each
         edge, ``R̃ = ((s, s·x/r, s·y/r, s·z/r) − avg[c]) / std[c]`` (avg, std (ntypes, 4)), computed
         here (``istd`` = 1/std); out (n, 4, ng)."""
@@ -233,7 +250,8 @@ if numba is not None:
             for m in range(4):
                 for ch in range(ng):
                     out[i, m, ch] = 0.0
-            for j in range(ptr[i], ptr[i + 1]):
+            for jj in range(ptr[i], ptr[i + 1]):
+                j = order[jj]
                 s, ds, inv_r, ux, uy, uz, r0 = _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width)
                 row = _weights(r0, tid[j], params, offset, w, v)
                 rr[0] = r0  # the row in the table dtype (the scalar chain runs in float64)
@@ -243,7 +261,7 @@ if numba is not None:
                 _acc4(out, i, rows, row, w[1], w[2], w[3], w[4], w[5], rr[0], rr[1], rr[2], rr[3])
 
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
-    def _forward_env1(a0, a1, rij, ctype, tid, ptr, avg, istd, rcut_smth, inv_width, params, offset, rows, out):  # pragma: no cover
+    def _forward_env1(a0, a1, rij, ctype, tid, ptr, order, avg, istd, rcut_smth, inv_width, params, offset, rows, out):  # pragma: no cover
         """se_e2_r: out[i, 0] = Σ_j G(s̃_j) (out (n, 1, ng)), s̃ = (s − avg[c]) / std[c] (avg, istd = 1/std (ntypes, 1))."""
         ng = rows.shape[1]
         w = np.empty(6, dtype=rows.dtype)
@@ -252,7 +270,8 @@ if numba is not None:
             c = ctype[i]
             for ch in range(ng):
                 out[i, 0, ch] = 0.0
-            for j in range(ptr[i], ptr[i + 1]):
+            for jj in range(ptr[i], ptr[i + 1]):
+                j = order[jj]
                 s, ds, inv_r, ux, uy, uz, r0 = _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width)
                 row = _weights(r0, tid[j], params, offset, w, v)
                 w1, w2, w3, w4, w5 = w[1], w[2], w[3], w[4], w[5]
@@ -261,7 +280,7 @@ if numba is not None:
                                       + w4 * rows[row + 4, ch] + w5 * rows[row + 5, ch])
 
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
-    def _backward_env4(a0, a1, d_out, rij, ctype, tid, ptr, avg, istd, rcut_smth, inv_width, params, offset, rows, drij):  # pragma: no cover
+    def _backward_env4(a0, a1, d_out, rij, ctype, tid, ptr, order, avg, istd, rcut_smth, inv_width, params, offset, rows, drij):  # pragma: no cover
         """drij[j] = ∂(Σ d_out·A)/∂rij_j (E, 3) for the edges of centers a0 ≤ i < a1 (:func:`_forward_env4`)."""
         ng = rows.shape[1]
         w = np.empty(6, dtype=rows.dtype)
@@ -269,7 +288,8 @@ if numba is not None:
         rr = np.empty(4, dtype=rows.dtype)
         for i in range(a0, a1):
             c = ctype[i]
-            for j in range(ptr[i], ptr[i + 1]):
+            for jj in range(ptr[i], ptr[i + 1]):
+                j = order[jj]
                 s, ds, inv_r, ux, uy, uz, r0 = _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width)
                 row = _weights(r0, tid[j], params, offset, w, v)
                 w1, w2, w3, w4, w5 = w[1], w[2], w[3], w[4], w[5]
@@ -291,14 +311,15 @@ if numba is not None:
                 drij[j, 2] = a * uz + b * (gz - dot * uz)
 
     @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
-    def _backward_env1(a0, a1, d_out, rij, ctype, tid, ptr, avg, istd, rcut_smth, inv_width, params, offset, rows, drij):  # pragma: no cover
+    def _backward_env1(a0, a1, d_out, rij, ctype, tid, ptr, order, avg, istd, rcut_smth, inv_width, params, offset, rows, drij):  # pragma: no cover
         """drij (E, 3) of :func:`_forward_env1`: ∂s̃/∂rij = (ds/dr / std) · u."""
         ng = rows.shape[1]
         w = np.empty(6, dtype=rows.dtype)
         v = np.empty(6, dtype=rows.dtype)
         for i in range(a0, a1):
             c = ctype[i]
-            for j in range(ptr[i], ptr[i + 1]):
+            for jj in range(ptr[i], ptr[i + 1]):
+                j = order[jj]
                 s, ds, inv_r, ux, uy, uz, r0 = _edge_env(rij, j, c, avg, istd, rcut_smth, inv_width)
                 row = _weights(r0, tid[j], params, offset, w, v)
                 v2, v3, v4, v5 = v[2], v[3], v[4], v[5]
@@ -394,10 +415,8 @@ class NumbaEnvContract(torch.autograd.Function):
     def forward(ctx, rij, center, center_types, tid, n_centers, avg, std, rcut_smth, rcut, weighted, tables, n_threads):  # type: ignore[override]
         dtype = tables.rows.dtype
         ng = tables.rows.shape[1]
-        counts = torch.bincount(center, minlength=n_centers)
-        ptr = np.zeros(n_centers + 1, dtype=np.int64)
-        np.cumsum(counts.numpy(), out=ptr[1:])
-        args = (_np(rij.to(dtype)), _np(center_types.to(torch.int64)), _np(tid.to(torch.int64)), ptr,
+        ptr, order = _csr(_np(center.to(torch.int64)), int(n_centers))  # the edges need not be sorted
+        args = (_np(rij.to(dtype)), _np(center_types.to(torch.int64)), _np(tid.to(torch.int64)), ptr, order,
                 _np(avg.to(torch.float64)), _np(1.0 / std.to(torch.float64)), float(rcut_smth), 1.0 / (float(rcut) - float(rcut_smth)),
                 _np(tables.params), _np(tables.offset), _np(tables.rows))
         out = torch.empty(n_centers, 4 if weighted else 1, ng, dtype=dtype)
@@ -423,7 +442,7 @@ def numba_env_contract(rij: torch.Tensor, center: torch.Tensor, center_types: to
                        avg: torch.Tensor, std: torch.Tensor, rcut_smth: float, rcut: float, weighted: bool, tables,
                        n_threads: Optional[int] = None) -> torch.Tensor:
     """A (n_centers, 4, ng) = Σ_j R̃_j ⊗ G(s̃_j) (``weighted``, se_e2_a) or (n_centers, 1, ng) = Σ_j G(s̃_j)
-    (se_e2_r) from the pair vectors ``rij`` (E, 3) Å sorted by ``center`` (E,); ``center_types`` (n_centers,),
+    (se_e2_r) from the pair vectors ``rij`` (E, 3) Å of centers ``center`` (E,) (any order); ``center_types`` (n_centers,),
     ``tid`` (E,) table ids, ``avg`` / ``std`` (ntypes, 4 or 1) the descriptor statistics, rcut_smth / rcut Å."""
     return NumbaEnvContract.apply(rij, center, center_types, tid, int(n_centers), avg, std, float(rcut_smth), float(rcut),
                                   bool(weighted), tables, int(n_threads or torch.get_num_threads()))
