@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -221,3 +223,25 @@ def test_failing_kernel_falls_back_to_eager(water, monkeypatch, caplog):
     assert any("numba table kernels failed" in r.message for r in caplog.records)
     assert tab.active_backend(torch.device("cpu")) == "eager"
     assert torch.equal(a["forces"], b["forces"])
+
+
+def test_forked_child_evaluates(water):
+    """After a fork (multiprocessing's default on Linux) the child makes its own kernel pool: a child
+    process of a process that has already run the kernels gives the same forces."""
+    import multiprocessing as mp
+
+    model = compressed("se_e2_a")
+    tab.set_backend("numba")
+    ref = evaluate(model, *frame(water), PBC)["forces"]  # the pool exists now
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        queue.put(evaluate(model, *frame(water), PBC)["forces"].numpy())
+
+    p = ctx.Process(target=child)
+    p.start()
+    out = queue.get(timeout=120)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    assert np.array_equal(out, ref.numpy())

@@ -1,15 +1,24 @@
 """The CPU kernels of the tabulated contraction, compiled by numba (LLVM ships inside its wheel, so no
 C compiler is needed on the user's machine).
 
-One forward and one backward kernel per call of :func:`mlpot.descriptors.tabulate.tabulated_contract`
-(the math is in that module's docstring). Edges are sorted by center; ``ptr`` (n_centers + 1,) is the
-CSR row pointer. Per center, per edge, in one pass over the ng channels of its 6 coefficient rows:
+Two entry points, each one forward and one backward kernel per call (the math is in
+:mod:`mlpot.descriptors.tabulate`'s docstring):
+
+* :func:`numba_env_contract` (what se_e2_a / se_e2_r run): from the pair vectors rij, in any order
+  (grouped by center inside, by a counting sort); the switch, the environment row and its
+  normalisation are computed per edge in the kernel and the backward returns d/d rij;
+* :func:`numba_contract` (the ``numba`` back-end of ``tabulated_contract``): from given s̃ and R̃,
+  edges sorted by center.
+
+``ptr`` (n_centers + 1,) is the CSR row pointer. Per center, per edge, in one pass over the ng
+channels of its 6 coefficient rows:
 
 * forward: the table lookup (interval, local coordinate t, distance δ beyond the table), G(s̃) and
   ``A_i += R̃_j ⊗ G`` (k × ng, k = 4 for se_e2_a, 1 for se_e2_r);
-* backward: G and G′ again from the table (re-reading 6 rows from cache costs less than storing
-  2·ng values per edge and reading them back from memory: benchmarks/RESULTS.md "Compression speed,
-  session 9"), ``dR̃_jm = Σ_c dA_imc G_c`` and ``dx_j = Σ_c (Σ_m R̃_jm dA_imc) G′_c``.
+* backward: G and G′ again from the table (re-reading 6 rows from cache takes about as long as
+  storing 2·ng values per edge and reading them back, and needs no memory per edge:
+  benchmarks/RESULTS.md "Compression speed, session 9"), ``dR̃_jm = Σ_c dA_imc G_c`` and
+  ``dx_j = Σ_c (Σ_m R̃_jm dA_imc) G′_c``.
 
 No (edges × ng) tensor is ever formed. Each center is summed in one fixed order, so results do not
 depend on the thread count. Threads: the centers are split into contiguous ranges of about equal edge
@@ -29,14 +38,14 @@ import torch
 
 try:  # numba is a dependency; without it the table op falls back to torch (tabulate.active_backend)
     import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
+except Exception:  # noqa: BLE001 - ImportError, or numba refusing this numpy, or llvmlite's library failing to load
     numba = None
 
 #: LLVM flags: reassociation lets the channel reductions vectorise; no "arcp", so the interval index
 #: floor((x − lower)/stride) is the same division as in :func:`mlpot.descriptors.tabulate.locate`
 _FASTMATH = {"reassoc", "contract", "nsz"}
 
-_STATE: dict = {"pool": None, "pid": None, "lock": threading.Lock()}
+_STATE: dict = {"pool": None, "pid": None, "size": 0, "lock": threading.Lock()}
 
 
 def available() -> bool:
@@ -338,9 +347,9 @@ def _pool(n: int):
     from concurrent.futures import ThreadPoolExecutor
 
     with _STATE["lock"]:
-        if _STATE["pool"] is None or _STATE["pid"] != os.getpid() or _STATE["pool"]._max_workers < n:
+        if _STATE["pool"] is None or _STATE["pid"] != os.getpid() or _STATE["size"] < n:
             _STATE["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlpot-tab")
-            _STATE["pid"] = os.getpid()
+            _STATE["pid"], _STATE["size"] = os.getpid(), n
         return _STATE["pool"]
 
 
